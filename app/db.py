@@ -1,0 +1,54 @@
+"""Declarative base, async engine and session factory (SQLAlchemy 2 + asyncpg)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+from app.config import Settings
+
+APP_SCHEMA = "app"
+ANALYTICS_SCHEMA = "analytics"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(schema=APP_SCHEMA, naming_convention=NAMING_CONVENTION)
+
+
+def create_engine(settings: Settings, **overrides: object) -> AsyncEngine:
+    options: dict[str, object] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_pre_ping": True,
+        "connect_args": {
+            "server_settings": {
+                "application_name": "fly-potato-backend",
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+                # public holds the PostGIS types; app holds our tables.
+                "search_path": f"{APP_SCHEMA},public",
+            },
+            "timeout": 10,
+        },
+    }
+    options.update(overrides)
+    return create_async_engine(settings.async_database_url, **options)
+
+
+def create_sessionmaker(bind: object) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(bind=bind, expire_on_commit=False)  # type: ignore[call-overload]
+
+
+async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with maker() as session:
+        yield session

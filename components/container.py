@@ -1,0 +1,232 @@
+"""HardenedContainer: the one way the platform runs a container, with R-SEC-2 defaults.
+
+Non-root, no-new-privileges, every capability dropped (named ones added back), read-only root filesystem
+with tmpfs scratch space, memory/CPU/PID limits, healthcheck, restart policy, log rotation, labels for
+zone, service and stack, and every host binding with an explicit host IP.
+
+Files (configuration and secrets) are delivered as content into a per-container volume mounted at
+``CONFIG_DIR`` — Docker refuses to copy into a read-only root filesystem, but not into a volume — so
+nothing is bind-mounted from the host and secrets never travel as plain environment variables (R-SEC-1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from components.catalog import SERVICES, Zone
+from components.network import NetworkZones
+from components.settings import Settings
+
+TYPE = "fly-potato:container:HardenedContainer"
+
+CONFIG_DIR = "/etc/fly-potato"
+SECRETS_DIR = f"{CONFIG_DIR}/secrets"
+LOG_OPTS = {"max-size": "10m", "max-file": "5"}
+
+
+@dataclass
+class ContainerFile:
+    """A file placed into the container before it starts. Secret content stays a Pulumi secret."""
+
+    path: str  # absolute, under CONFIG_DIR
+    content: pulumi.Input[str]
+    secret: bool = False
+    mode: str = "0440"
+    executable: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith(CONFIG_DIR + "/"):
+            raise ValueError(f"container file {self.path} must live under {CONFIG_DIR}")
+
+
+@dataclass
+class Healthcheck:
+    test: list[str]
+    interval: str = "10s"
+    timeout: str = "5s"
+    retries: int = 6
+    start_period: str = "20s"
+    start_interval: str = "2s"
+
+
+def http_probe(port: int, path: str, *, expect: str = "200", **timing: str | int) -> Healthcheck:
+    """Healthcheck that GETs http://127.0.0.1:PORT/PATH with bash alone (no curl in minimal images)."""
+    script = (
+        f"exec 3<>/dev/tcp/127.0.0.1/{port} && "
+        f"printf 'GET {path} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && "
+        f"head -n1 <&3 | grep -q ' {expect} '"
+    )
+    return Healthcheck(test=["CMD", "bash", "-c", script], **timing)  # type: ignore[arg-type]
+
+
+@dataclass
+class VolumeMount:
+    volume: docker.Volume
+    target: str
+    read_only: bool = False
+
+
+@dataclass
+class HardenedContainerArgs:
+    """What a service needs; everything else is the hardened default."""
+
+    service: str
+    image: pulumi.Input[str]
+    healthcheck: Healthcheck | None
+    command: Sequence[pulumi.Input[str]] | None = None
+    entrypoint: Sequence[str] | None = None
+    env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    files: Sequence[ContainerFile] = ()
+    user: str | None = None  # default: the service's own uid:gid from the catalog
+    read_only: bool = True
+    tmpfs: Mapping[str, str] = field(default_factory=lambda: {"/tmp": "rw,noexec,nosuid,size=64m"})
+    cap_add: Sequence[str] = ()
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    volumes: Sequence[VolumeMount] = ()
+    restart: str = "unless-stopped"
+    wait: bool = True
+    wait_timeout: int = 180
+    one_shot: bool = False  # runs to completion once (migration); no restart, no healthcheck wait
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class HardenedContainer(pulumi.ComponentResource):
+    container: docker.Container
+
+    def __init__(
+        self,
+        name: str,
+        args: HardenedContainerArgs,
+        settings: Settings,
+        zones: NetworkZones,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        service = SERVICES[args.service]
+        if args.healthcheck is None and not args.one_shot:
+            raise ValueError(f"service {args.service} needs a healthcheck (R-SEC-2)")
+        member_of = settings.zones_of(args.service)
+        resources = settings.resources[args.service]
+        labels = {
+            "org.flypotato.stack": settings.stack,
+            "org.flypotato.project": settings.project,
+            "org.flypotato.service": args.service,
+            "org.flypotato.group": service.group.value,
+            "org.flypotato.zones": ",".join(z.value for z in member_of),
+            **args.extra_labels,
+        }
+        volumes = list(args.volumes)
+        if args.files:
+            self.config_volume = docker.Volume(
+                f"{name}-config",
+                name=settings.resource_name(args.service, "config"),
+                labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in labels.items()],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            volumes.append(VolumeMount(self.config_volume, CONFIG_DIR))
+        user = args.user or service.user
+        uid, _, gid = user.partition(":")
+        uploads = [
+            docker.ContainerUploadArgs(
+                file=item.path,
+                content=pulumi.Output.secret(item.content) if item.secret else item.content,
+                permissions=item.mode,
+                executable=item.executable,
+                owner=int(uid) if uid.isdigit() else None,
+                group=int(gid) if gid.isdigit() else None,
+            )
+            for item in args.files
+        ]
+        health = args.healthcheck
+        self.container = docker.Container(
+            name,
+            name=settings.resource_name(args.service),
+            image=args.image,
+            hostname=service.docker_alias,
+            command=list(args.command) if args.command is not None else None,
+            entrypoints=list(args.entrypoint) if args.entrypoint is not None else None,
+            envs=[pulumi.Output.concat(k, "=", v) for k, v in sorted(args.env.items())],
+            user=user,
+            read_only=args.read_only,
+            tmpfs=dict(args.tmpfs),
+            privileged=False,
+            security_opts=["no-new-privileges:true"],
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=sorted(args.cap_add)),
+            sysctls=dict(args.sysctls) or None,
+            memory=resources.memory_mb,
+            memory_swap=resources.memory_mb,  # no swap beyond the limit
+            cpus=f"{resources.cpus:g}",
+            # The provider has no pids_limit; RLIMIT_NPROC counts processes and threads per uid, and every
+            # service has its own uid, so this caps the service's PIDs.
+            ulimits=[
+                docker.ContainerUlimitArgs(name="nofile", soft=65536, hard=65536),
+                docker.ContainerUlimitArgs(name="nproc", soft=resources.pids, hard=resources.pids),
+            ],
+            restart="no" if args.one_shot else args.restart,
+            must_run=not args.one_shot,
+            wait=args.wait and not args.one_shot,
+            wait_timeout=args.wait_timeout,
+            attach=args.one_shot,
+            logs=args.one_shot,
+            log_driver="json-file",
+            log_opts=LOG_OPTS,
+            labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=health.test,
+                interval=health.interval,
+                timeout=health.timeout,
+                retries=health.retries,
+                start_period=health.start_period,
+                start_interval=health.start_interval,
+            )
+            if health
+            else None,
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=row.container_port, external=row.host_port, ip=row.host_ip, protocol=row.protocol
+                )
+                for row in settings.bindings_of(args.service)
+                if row.published
+            ],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=zones.network(zone).name, aliases=[service.docker_alias])
+                for zone in member_of
+            ],
+            mounts=[
+                docker.ContainerMountArgs(
+                    type="volume", source=v.volume.name, target=v.target, read_only=v.read_only
+                )
+                for v in volumes
+            ],
+            uploads=uploads,
+            destroy_grace_seconds=30,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # A replacement must free its host port and name first, or the new container cannot bind.
+                delete_before_replace=True,
+            ),
+        )
+        self.name = self.container.name
+        self.register_outputs({"name": self.container.name})
+
+    @staticmethod
+    def zone_url(settings: Settings, service: str, listener: str, scheme: str = "http") -> str:
+        """URL of a listener as seen from inside the Docker networks."""
+        return f"{scheme}://{SERVICES[service].docker_alias}:{settings.ports[listener]}"
+
+
+__all__ = [
+    "CONFIG_DIR",
+    "SECRETS_DIR",
+    "ContainerFile",
+    "HardenedContainer",
+    "HardenedContainerArgs",
+    "Healthcheck",
+    "VolumeMount",
+    "http_probe",
+    "Zone",
+]

@@ -1,0 +1,44 @@
+"""NetworkZones: one Docker network per zone of DESIGN.md, named per stack (R-NET-4, R-OPS-3)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+from components.catalog import Zone
+from components.settings import Settings
+
+TYPE = "fly-potato:network:NetworkZones"
+
+
+class NetworkZones(pulumi.ComponentResource):
+    """The platform's Docker networks. Inner zones are ``internal`` in prod, so they cannot reach out."""
+
+    networks: dict[Zone, docker.Network]
+
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.networks = {}
+        for zone in Zone:
+            options: dict[str, str] = {}
+            if zone is Zone.OPERATOR:
+                # Reachable from the host's loopback via published ports, but no outbound NAT.
+                options["com.docker.network.bridge.enable_ip_masquerade"] = "false"
+            self.networks[zone] = docker.Network(
+                f"{name}-{zone.value}",
+                name=settings.resource_name(zone.value),
+                driver="bridge",
+                internal=settings.zone_internal[zone],
+                options=options or None,
+                labels=[
+                    docker.NetworkLabelArgs(label="org.flypotato.stack", value=settings.stack),
+                    docker.NetworkLabelArgs(label="org.flypotato.zone", value=zone.value),
+                ],
+                opts=child,
+            )
+        self.names = {zone.value: network.name for zone, network in self.networks.items()}
+        self.register_outputs({"names": self.names})
+
+    def network(self, zone: Zone) -> docker.Network:
+        return self.networks[zone]

@@ -1,0 +1,138 @@
+"""Platform: the whole Fly Potato deployment of one stack, composed from the zone and service groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from components import outputs as keys
+from components.auth import AuthServices
+from components.backend import AppServices
+from components.catalog import Zone
+from components.data import APP_DATABASE, DataServices
+from components.edge import EdgeServices
+from components.monitoring import MonitoringServices
+from components.network import NetworkZones
+from components.secrets import generated_password
+from components.settings import Settings
+
+TYPE = "fly-potato:platform:Platform"
+
+# Database roles of R-DB-1 with a generated password each.
+DATABASE_ROLES = ("migrator", "app", "datalens", "keycloak", "exporter", "backup")
+
+
+def _dsn(role: str, password: pulumi.Input[str], host: str, port: int, database: str) -> pulumi.Output[str]:
+    return pulumi.Output.secret(
+        pulumi.Output.concat("postgresql://", role, ":", password, "@", host, ":", str(port), "/", database)
+    )
+
+
+class Platform(pulumi.ComponentResource):
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        self.settings = settings
+        child = pulumi.ResourceOptions(parent=self)
+        port = settings.ports["postgres"]
+
+        self.zones = NetworkZones("zones", settings, opts=child)
+        self.data = DataServices("data", settings, self.zones, opts=child)
+        self.role_passwords = {
+            role: generated_password(f"db-{role}", settings, parent=self) for role in DATABASE_ROLES
+        }
+        pw = {role: secret.result for role, secret in self.role_passwords.items()}
+        self.database_url = _dsn("app", pw["app"], "postgres", port, APP_DATABASE)
+        self.migrator_url = _dsn("migrator", pw["migrator"], "postgres", port, APP_DATABASE)
+        datalens_port = settings.host_ports["datalens"]
+        self.datalens_dsn = _dsn("datalens", pw["datalens"], settings.domain, datalens_port, APP_DATABASE)
+        after_postgres = pulumi.ResourceOptions(depends_on=[self.data.postgres.container])
+
+        self.auth = AuthServices(
+            "auth", settings, self.zones, keycloak_db_password=pw["keycloak"],
+            opts=pulumi.ResourceOptions.merge(child, after_postgres),
+        )
+        self.metrics_token = generated_password("metrics-token", settings, length=40, parent=self)
+
+        migration = self.data.add_migration(settings, self.zones, self.migrator_url, after_postgres)
+        self.app = AppServices(
+            "app",
+            settings,
+            self.zones,
+            env={
+                "FLY_POTATO_PUBLIC_URL": settings.public_url,
+                "FLY_POTATO_KEYCLOAK_ISSUER_URL": self.auth.issuer_url,
+                "FLY_POTATO_KEYCLOAK_JWKS_URL": self.auth.jwks_url,
+                "FLY_POTATO_OIDC_CLIENT_ID": self.auth.client_id,
+                "FLY_POTATO_CORS_ORIGINS": ",".join(settings.cors_origins),
+                "FLY_POTATO_DATALENS_EMBED_ORIGINS": ",".join(settings.raw.datalens.embed_origins),
+            },
+            secret_files={"database_url": self.database_url, "metrics_token": self.metrics_token.result},
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[migration.container])),
+        )
+        self.edge = EdgeServices(
+            "edge", settings, self.zones,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                depends_on=[self.app.backend.container, self.auth.oauth2_proxy.container])),
+        )
+        if settings.features.backups:
+            self.data.add_backup(
+                settings, self.zones, _dsn("backup", pw["backup"], "postgres", port, APP_DATABASE), after_postgres
+            )
+        self.monitoring = (
+            MonitoringServices(
+                "monitoring", settings, self.zones,
+                metrics_token=self.metrics_token.result, exporter_password=pw["exporter"],
+                opts=pulumi.ResourceOptions.merge(child, after_postgres),
+            )
+            if settings.features.monitoring
+            else None
+        )
+        self.register_outputs({})
+
+    def stack_outputs(self) -> dict[str, Any]:
+        """The documented stack outputs (see components/outputs.py)."""
+        s = self.settings
+        return {
+            keys.PROFILE: s.profile.value,
+            keys.PUBLIC_URL: s.public_url,
+            keys.PORT_MATRIX: [row.model_dump(exclude={"listener"}) | {"listener": row.listener}
+                               for row in s.port_matrix()],
+            keys.ZONES: {
+                zone.value: {
+                    "network": self.zones.networks[zone].name,
+                    "internal": s.zone_internal[zone],
+                    "services": sorted(name for name in _services(s) if zone in s.zones_of(name)),
+                }
+                for zone in Zone
+            },
+            keys.INTERNAL_URLS: {
+                "backend": self.app.url,
+                "keycloak": self.auth.internal_url,
+                "oauth2_proxy": f"http://oauth2-proxy:{s.ports['oauth2_proxy']}",
+                "postgres": f"postgres://postgres:{s.ports['postgres']}",
+                "prometheus": f"http://prometheus:{s.ports['prometheus']}",
+                "alertmanager": f"http://alertmanager:{s.ports['alertmanager']}",
+            },
+            keys.DATABASE_URL: self.database_url,
+            keys.MIGRATOR_URL: self.migrator_url,
+            keys.DATALENS_DSN: self.datalens_dsn,
+            keys.KEYCLOAK_ISSUER_URL: self.auth.issuer_url,
+            keys.KEYCLOAK_JWKS_URL: self.auth.jwks_url,
+            keys.OIDC_CLIENT_ID: self.auth.client_id,
+            keys.OIDC_CLIENT_SECRET: pulumi.Output.secret(self.auth.client_secret.result),
+            keys.CORS_ORIGINS: s.cors_origins,
+            keys.DATALENS_EMBED_ORIGINS: list(s.raw.datalens.embed_origins),
+        }
+
+
+def _services(settings: Settings) -> list[str]:
+    from components.catalog import SERVICES
+
+    skip = set()
+    if not settings.features.monitoring:
+        skip |= {"prometheus", "alertmanager", "node_exporter", "postgres_exporter", "sql_exporter",
+                 "blackbox_exporter"}
+    if not settings.features.backups:
+        skip.add("backup")
+    return [name for name in SERVICES if name not in skip]

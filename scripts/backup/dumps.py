@@ -1,0 +1,228 @@
+"""The daily dump set: ``pg_dumpall --globals-only`` plus ``pg_dump -Fc`` of each database.
+
+Each dump is taken from an exported snapshot, and the row counts written to ``<db>.manifest.json``
+are read in that same snapshot, so the restore drill can demand exact equality. The set is built in
+``dumps/.partial-<stamp>`` and renamed when complete; ``manifest.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import BackupSettings, PgTarget
+from .pg import (
+    DRILL_DB_PREFIX,
+    GEOMETRY_COLUMNS_SQL,
+    TABLE_COUNTS_SQL,
+    BackupError,
+    list_databases,
+    psql,
+    quote_literal,
+    run,
+    sha256_of,
+    utc_stamp,
+    write_json_atomic,
+)
+
+log = logging.getLogger("backup")
+
+MANIFEST = "manifest.json"
+PARTIAL_PREFIX = ".partial-"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DumpSet:
+    """A complete dump set on disk."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def stamp(self) -> str:
+        return self.path.name
+
+    def dump_path(self, database: str) -> Path:
+        return self.path / self.manifest["databases"][database]["dump"]
+
+
+@contextlib.contextmanager
+def exported_snapshot(target: PgTarget, dbname: str, timeout: float = 60.0) -> Iterator[str]:
+    """Hold a REPEATABLE READ transaction open and yield its exported snapshot id."""
+    with tempfile.TemporaryDirectory(prefix="snapshot-") as tmp:
+        out = Path(tmp) / "snapshot"
+        proc = subprocess.Popen(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=target.env(),
+        )
+        assert proc.stdin is not None
+        try:
+            # psql closes (and so flushes) the \o file as soon as output is switched back.
+            proc.stdin.write(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+                f"\\o {out}\nSELECT pg_export_snapshot();\n\\o\n"
+            )
+            proc.stdin.flush()
+            deadline = time.monotonic() + timeout
+            snapshot = ""
+            while not snapshot.endswith("\n"):
+                if proc.poll() is not None:
+                    err = proc.stderr.read() if proc.stderr else ""
+                    raise BackupError(f"exporting a snapshot of database {dbname} failed: {err.strip()}")
+                if time.monotonic() > deadline:
+                    raise BackupError(f"exporting a snapshot of database {dbname} took longer than {timeout:.0f} s.")
+                time.sleep(0.02)
+                snapshot = out.read_text() if out.exists() else ""
+            yield snapshot.strip()
+            proc.stdin.write("COMMIT;\n")
+            proc.stdin.close()
+            if proc.wait(timeout=timeout) != 0:
+                err = proc.stderr.read() if proc.stderr else ""
+                raise BackupError(f"the snapshot transaction on database {dbname} failed: {err.strip()}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def snapshot_facts(target: PgTarget, dbname: str, snapshot: str) -> dict[str, Any]:
+    """Row counts and geometry columns as seen by ``snapshot``."""
+    rows = psql(
+        target,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
+        f"SET TRANSACTION SNAPSHOT {quote_literal(snapshot)};\n"
+        f"{TABLE_COUNTS_SQL}\nCOMMIT;\n",
+        dbname,
+        what=f"counting rows of database {dbname}",
+    )
+    geometry = psql(target, GEOMETRY_COLUMNS_SQL, dbname, what=f"listing geometry columns of database {dbname}")
+    return {
+        "row_counts": {name: int(count) for name, count in rows},
+        "geometry_columns": [{"schema": s, "table": t, "column": c} for s, t, c in geometry],
+    }
+
+
+def dump_database(target: PgTarget, dbname: str, directory: Path, file_stem: str) -> dict[str, Any]:
+    """``pg_dump -Fc`` one database and return its manifest entry (also written next to the dump)."""
+    dump_file = directory / f"{file_stem}.dump"
+    started = time.time()
+    with exported_snapshot(target, dbname) as snapshot:
+        facts = snapshot_facts(target, dbname, snapshot)
+        run(["pg_dump", "-Fc", "--snapshot", snapshot, "-d", dbname, "-f", str(dump_file)], target,
+            what=f"pg_dump of database {dbname}")
+    # A dump pg_restore cannot list is not a backup.
+    run(["pg_restore", "--list", str(dump_file)], target, what=f"checking the dump of database {dbname}")
+    entry = {
+        "format_version": FORMAT_VERSION,
+        "database": dbname,
+        "dump": dump_file.name,
+        "size_bytes": dump_file.stat().st_size,
+        "sha256": sha256_of(dump_file),
+        "snapshot": snapshot,
+        "started_at": started,
+        "finished_at": time.time(),
+        **facts,
+    }
+    write_json_atomic(directory / f"{file_stem}.manifest.json", entry)
+    return entry
+
+
+def databases_to_dump(settings: BackupSettings) -> list[str]:
+    return [
+        name for name in list_databases(settings.pg)
+        if name not in settings.exclude_databases and not name.startswith(DRILL_DB_PREFIX)
+    ]
+
+
+def _file_stem(dbname: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in dbname)
+    return safe if safe == dbname else f"{safe}-{hashlib.sha256(dbname.encode()).hexdigest()[:8]}"
+
+
+def run_dump_set(settings: BackupSettings, *, now: float | None = None,
+                 databases: list[str] | None = None) -> DumpSet:
+    """Take a complete dump set and return it; on failure nothing is left that looks complete."""
+    stamp = utc_stamp(now)
+    settings.dumps_dir.mkdir(parents=True, exist_ok=True)
+    final = settings.dumps_dir / stamp
+    if final.exists():
+        raise BackupError(f"dump set {final} already exists; wait a second and run again.")
+    partial = settings.dumps_dir / f"{PARTIAL_PREFIX}{stamp}"
+    partial.mkdir()
+    started = time.time()
+    try:
+        names = databases if databases is not None else databases_to_dump(settings)
+        if not names:
+            raise BackupError(f"no database to dump on {settings.pg.host}:{settings.pg.port}.")
+        globals_file = partial / "globals.sql"
+        run(["pg_dumpall", "--globals-only", "-f", str(globals_file)], settings.pg,
+            what="pg_dumpall --globals-only")
+        entries: dict[str, Any] = {}
+        for name in names:
+            log.info("dumping database %s", name)
+            entries[name] = dump_database(settings.pg, name, partial, _file_stem(name))
+        size = sum(path.stat().st_size for path in partial.iterdir() if path.is_file())
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "stamp": stamp,
+            "server": f"{settings.pg.host}:{settings.pg.port}",
+            "started_at": started,
+            "finished_at": time.time(),
+            "globals": {"file": globals_file.name, "sha256": sha256_of(globals_file)},
+            "databases": {name: {"dump": e["dump"], "manifest": f"{Path(e['dump']).stem}.manifest.json",
+                                 "size_bytes": e["size_bytes"], "sha256": e["sha256"]}
+                          for name, e in entries.items()},
+            "size_bytes": size,
+        }
+        write_json_atomic(partial / MANIFEST, manifest)
+        os.rename(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    log.info("dump set %s complete: %d databases, %d bytes", stamp, len(entries), size)
+    return DumpSet(final, manifest)
+
+
+def list_dump_sets(settings: BackupSettings) -> list[Path]:
+    """Dump set directories, oldest first (complete or not; hidden partial sets excluded)."""
+    if not settings.dumps_dir.is_dir():
+        return []
+    return sorted(p for p in settings.dumps_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def load_dump_set(path: Path) -> DumpSet:
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BackupError(f"dump set {path} has no {MANIFEST}: it is incomplete or damaged.")
+    try:
+        return DumpSet(path, json.loads(manifest_path.read_text()))
+    except ValueError as exc:
+        raise BackupError(f"{manifest_path} is not valid JSON ({exc}); the dump set is damaged.") from None
+
+
+def latest_dump_set(settings: BackupSettings) -> DumpSet:
+    """The newest dump set; an incomplete newest set is an error, not a reason to fall back silently."""
+    sets = list_dump_sets(settings)
+    if not sets:
+        raise BackupError(f"no dump set in {settings.dumps_dir}: the daily backup has never completed.")
+    return load_dump_set(sets[-1])
+
+
+def latest_complete_dump_set(settings: BackupSettings) -> DumpSet | None:
+    for path in reversed(list_dump_sets(settings)):
+        if (path / MANIFEST).is_file():
+            with contextlib.suppress(BackupError):
+                return load_dump_set(path)
+    return None
