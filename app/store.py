@@ -38,9 +38,15 @@ async def _raw_connection(session: AsyncSession) -> Any:
     return raw.driver_connection
 
 
+async def _drop_scratch_tables(session: AsyncSession) -> None:
+    # ON COMMIT DROP does not fire when the caller's transaction continues (savepoints in tests).
+    await session.execute(text("DROP TABLE IF EXISTS pg_temp.flight_import, pg_temp.affected_hours, pg_temp.affected_days"))
+
+
 async def upsert_flights(session: AsyncSession, rows: list[FlightRow]) -> UpsertCounts:
     """Insert new flights, update changed ones (same external id), leave identical ones untouched."""
     await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": IMPORT_LOCK_KEY})
+    await _drop_scratch_tables(session)
     await session.execute(text(
         "CREATE TEMP TABLE flight_import (external_id text, departed_at timestamptz, landed_at timestamptz, "
         "start_lon float8, start_lat float8, end_lon float8, end_lat float8, track_wkt text) ON COMMIT DROP"

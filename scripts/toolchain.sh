@@ -114,23 +114,42 @@ go_module_dir() {
     return 1
 }
 
-# stage_module MODULE VERSION: copy the module into a writable build dir (so
-# its own go.mod, replace directives included, drives the build); print it.
+# repo_subdir MODULE: the module's directory inside its repository
+# (github.com/OWNER/REPO/a/b/vN -> a/b), so sibling modules land where a
+# relative replace directive expects them.
+repo_subdir() {
+    local rest
+    rest=$(printf '%s' "$1" | cut -d/ -f4-)
+    rest=$(printf '%s' "$rest" | sed -E 's#(^|/)v[0-9]+$##')
+    printf '%s\n' "${rest:-.}"
+}
+
+# stage_module MODULE VERSION: copy the module into a writable build tree (so
+# its own go.mod, replace directives included, drives the build) and print
+# its directory. A replace pointing at a sibling directory of the same
+# repository (e.g. pkg -> ../sdk) is filled with that module at the version
+# go.mod requires; one pointing at something no module provides (e.g. a git
+# submodule with the patched upstream provider) cannot be built this way.
 stage_module() {
-    local src work
+    local src root work
     src=$(go_module_dir "$1" "$2") || return 1
-    work=$TC/build/$(printf '%s@%s' "$1" "$2" | tr '/@' '__')
-    rm -rf "$work"; mkdir -p "$(dirname "$work")"
-    cp -R "$src" "$work"; chmod -R u+w "$work"
-    # A replace pointing at a local directory outside the module (e.g. a git
-    # submodule holding the patched upstream provider) is not in the module zip.
-    local missing
-    missing=$(cd "$work" && go mod edit -json | jq -r '.Replace[]? | .New.Path | select(startswith("./") or startswith("../"))' |
-        while read -r p; do [[ -d $work/$p ]] || printf '%s ' "$p"; done)
-    if [[ -n $missing ]]; then
-        echo "$1@$2 replaces a dependency with local path(s) $missing that the module archive does not contain" >&2
-        return 1
-    fi
+    root=$TC/build/$(printf '%s@%s' "$1" "$2" | tr '/@' '__')
+    work=$root/$(repo_subdir "$1")
+    rm -rf "$root"; mkdir -p "$work"
+    cp -R "$src"/. "$work"; chmod -R u+w "$work"
+    local old rel want dir
+    while IFS=$'\t' read -r old rel; do
+        [[ -n $old ]] || continue
+        dir=$(realpath -m "$work/$rel")
+        [[ -f $dir/go.mod ]] && continue
+        want=$(cd "$work" && go mod edit -json | jq -r --arg p "$old" '.Require[]? | select(.Path == $p) | .Version')
+        if [[ -z $want || $want == v0.0.0 ]] || ! src=$(go_module_dir "$old" "$want" 2>/dev/null); then
+            echo "$1@$2 replaces $old with $rel, which is not part of the module archive and no module version provides it" >&2
+            return 1
+        fi
+        mkdir -p "$dir"; cp -R "$src"/. "$dir"; chmod -R u+w "$dir"
+    done < <(cd "$work" && go mod edit -json |
+        jq -r '.Replace[]? | select(.New.Path | startswith("./") or startswith("../")) | [.Old.Path, .New.Path] | @tsv')
     printf '%s\n' "$work"
 }
 
@@ -191,7 +210,7 @@ build_cli() {
     local work
     step "build pulumi v$PULUMI_VERSION (Go)"
     work=$(stage_module github.com/pulumi/pulumi/pkg/v3 "v$PULUMI_VERSION" 2>"$LOGS/pulumi-cli.err") ||
-        die "the Go module proxy does not provide github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION ($(cat "$LOGS/pulumi-cli.err")), and no other source of the Pulumi CLI is reachable."
+        die "no buildable github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/pulumi-cli.err")), and no other source of the Pulumi CLI is reachable."
     run_long pulumi-cli go_build "$work" cmd/pulumi "$BIN/pulumi.new" "$VERSION_LDFLAGS" ||
         die "building the Pulumi CLI from its Go module failed (see $LOGS/pulumi-cli.log)."
     mv -f "$BIN/pulumi.new" "$BIN/pulumi"
@@ -200,7 +219,7 @@ build_cli() {
     step "build pulumi-language-python (Go)"
     local lh=github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
     work=$(stage_module "$lh" "v$PULUMI_VERSION" 2>"$LOGS/language-python.err") ||
-        die "the Go module proxy does not provide $lh@v$PULUMI_VERSION ($(cat "$LOGS/language-python.err")), and no other source of the Python language host is reachable."
+        die "no buildable $lh@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/language-python.err")), and no other source of the Python language host is reachable."
     run_long language-python go_build "$work" . "$BIN/pulumi-language-python" "$VERSION_LDFLAGS" ||
         die "building the Python language host from its Go module failed (see $LOGS/language-python.log)."
     done_step "built"
@@ -283,7 +302,7 @@ build_plugin() { # NAME VERSION OUT
     local name=$1 ver=$2 out=$3 mod work vdir ldflags=""
     mod=$(provider_module "$name" "$ver")
     work=$(stage_module "$mod" "v$ver" 2>"$LOGS/plugin-$name.err") ||
-        die "the Go module proxy does not provide $mod@v$ver ($(cat "$LOGS/plugin-$name.err")), and no other source of the $name plugin is reachable."
+        die "no buildable $mod@v$ver from the Go module proxy ($(cat "$LOGS/plugin-$name.err")), and no other source of the $name plugin is reachable."
     [[ -d $work/cmd/pulumi-resource-$name ]] || die "$mod@v$ver has no cmd/pulumi-resource-$name package."
     # The provider reports the version set in its version package.
     for vdir in pkg/version version; do

@@ -1,0 +1,72 @@
+# Fly Potato platform — `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= python3.11
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STACK ?= dev
+TOOLCHAIN ?= $(HOME)/.cache/fly-potato/toolchain
+export PATH := $(TOOLCHAIN)/bin:$(PATH)
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: requirements.txt $(wildcard app/requirements.txt policy/requirements.txt requirements-dev.txt)
+	@scripts/prereqs.sh python
+	@test -x $(PYTHON) || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Python virtualenv with the pinned SDKs, app and test dependencies
+
+.PHONY: deps
+deps: venv ## Everything the default test tier needs (Debian packages for PostgreSQL, nginx, Prometheus)
+	@for script in scripts/deps/*.sh; do [ -e "$$script" ] && bash "$$script"; done; true
+
+.PHONY: test
+test: deps ## Default test tier: mock-tier program tests and real PostgreSQL/nginx/promtool tests
+	$(PYTHON) -m pytest -q
+
+.PHONY: test-unit
+test-unit: venv ## Only the Pulumi mock tier (seconds, no system packages)
+	$(PYTHON) -m pytest -q tests/unit
+
+.PHONY: lint
+lint: venv ## ruff and mypy
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
+
+.PHONY: plan
+plan: venv ## Offline policy plan of STACK under mocks (JSON=1 for JSON); exit 1 on mandatory violations
+	$(PYTHON) -m policy.plan --stack $(STACK) $(if $(JSON),--json,)
+
+.PHONY: toolchain
+toolchain: ## Pulumi CLI, Python language host and provider plugins at the pinned versions
+	bash scripts/toolchain.sh
+
+.PHONY: engine
+engine: ## A running Docker engine (installs docker.io and starts dockerd when none answers)
+	bash scripts/docker-engine.sh
+
+.PHONY: images
+images: engine ## Build every image the stacks use, locally (no registry needed)
+	bash scripts/images.sh
+
+.PHONY: up
+up: venv toolchain images ## Bring up the dev stack (STACK=prod for prod) on the local Docker engine
+	bash scripts/stack.sh up $(STACK)
+
+.PHONY: preview
+preview: venv toolchain ## pulumi preview of STACK with the policy pack
+	bash scripts/stack.sh preview $(STACK)
+
+.PHONY: destroy
+destroy: venv toolchain ## Remove every container, network and volume of STACK
+	bash scripts/stack.sh destroy $(STACK)
+
+.PHONY: outputs
+outputs: ## Stack outputs of STACK as JSON (secrets shown)
+	bash scripts/stack.sh outputs $(STACK)

@@ -1,0 +1,1 @@
+"""HTTP routes: ``/api/*`` (authenticated) and the ops endpoints."""

@@ -1,0 +1,97 @@
+"""Point-in-time restore from pg_basebackup + archived WAL, on a real PostgreSQL 15."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+
+import pytest
+
+from scripts.backup.basebackup import take_base_backup
+from scripts.backup.config import BackupSettings
+from scripts.backup.pg import BackupError
+from scripts.backup.pitr import parse_target_time, prepare_recovery, recovered_server, run_pitr_drill
+from scripts.backup.wal import check_continuity
+from tests.backup.conftest import wait_archived
+from tests.support.postgres import PostgresCluster
+
+pytestmark = pytest.mark.postgres
+
+RUN_AS = "postgres" if os.geteuid() == 0 else None  # the server refuses to run as root
+
+
+def _switch_and_wait(cluster: PostgresCluster) -> None:
+    segment = cluster.psql("SELECT pg_walfile_name(pg_switch_wal())")
+    wait_archived(cluster, segment)
+
+
+def test_pitr_between_two_inserts_gives_exactly_the_first(
+    settings: BackupSettings, archiving_cluster: PostgresCluster, tmp_path
+) -> None:
+    db = "pitr_probe"
+    archiving_cluster.drop_database(db)
+    archiving_cluster.create_database(db)
+    archiving_cluster.psql("CREATE TABLE events (id int PRIMARY KEY, note text)", dbname=db)
+    base = take_base_backup(settings)
+
+    archiving_cluster.psql("INSERT INTO events VALUES (1, 'first')", dbname=db)
+    between = archiving_cluster.psql("SELECT clock_timestamp()")
+    time.sleep(0.3)
+    archiving_cluster.psql("INSERT INTO events VALUES (2, 'second')", dbname=db)
+    _switch_and_wait(archiving_cluster)
+
+    report = check_continuity(settings.wal_archive_dir, base.start_segment, settings.wal_segment_bytes)
+    assert report.ok, report.missing
+
+    data_dir = tmp_path / "restored" / "data"
+    prepare_recovery(base, data_dir, settings.wal_archive_dir, parse_target_time(between), archive_mode_off=True)
+    if RUN_AS:
+        os.chown(tmp_path / "restored", *_ids(RUN_AS))
+    with recovered_server(data_dir, settings.pg_bin, user="postgres", run_as=RUN_AS) as server:  # type: ignore[arg-type]
+        assert server.query("SELECT id, note FROM events ORDER BY id", db) == [["1", "first"]]
+
+    # Without a target everything archived is replayed: both rows.
+    full_dir = tmp_path / "full" / "data"
+    prepare_recovery(base, full_dir, settings.wal_archive_dir, None, archive_mode_off=True)
+    if RUN_AS:
+        os.chown(tmp_path / "full", *_ids(RUN_AS))
+    with recovered_server(full_dir, settings.pg_bin, user="postgres", run_as=RUN_AS) as server:  # type: ignore[arg-type]
+        assert server.query("SELECT id FROM events ORDER BY id", db) == [["1"], ["2"]]
+    archiving_cluster.drop_database(db)
+
+
+def test_pitr_drill_records_its_result(settings: BackupSettings, archiving_cluster: PostgresCluster) -> None:
+    take_base_backup(settings)
+    archiving_cluster.psql("CREATE TABLE IF NOT EXISTS drill_marker (at timestamptz); INSERT INTO drill_marker VALUES (now())")
+    _switch_and_wait(archiving_cluster)
+
+    result = run_pitr_drill(settings, run_as=RUN_AS)
+    assert result["ok"] and result["databases"] >= 1
+    assert (settings.drills_dir / "pitr.json").is_file()
+
+
+def test_pitr_to_a_time_before_any_base_backup_is_refused(settings: BackupSettings) -> None:
+    base = take_base_backup(settings)
+    too_early = parse_target_time("2000-01-01T00:00:00Z")
+    with pytest.raises(BackupError, match="no base backup that finished before the target time"):
+        run_pitr_drill(settings, too_early, run_as=RUN_AS)
+    assert base.path.is_dir()
+
+
+def test_pitr_to_a_time_after_the_archive_fails_loudly(
+    settings: BackupSettings, archiving_cluster: PostgresCluster
+) -> None:
+    base = take_base_backup(settings)
+    _switch_and_wait(archiving_cluster)
+    future = parse_target_time(archiving_cluster.psql("SELECT now()")) + timedelta(hours=1)
+    assert base.finished_at < future.timestamp()
+    with pytest.raises(BackupError, match="recovered server"):
+        run_pitr_drill(settings, future, run_as=RUN_AS)
+
+
+def _ids(user: str) -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
