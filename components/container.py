@@ -136,8 +136,8 @@ class HardenedContainer(pulumi.ComponentResource):
                 content=pulumi.Output.secret(item.content) if item.secret else item.content,
                 permissions=item.mode,
                 executable=item.executable,
-                owner=int(uid) if uid.isdigit() else None,
-                group=int(gid) if gid.isdigit() else None,
+                owner=uid if uid.isdigit() else None,
+                group=gid if gid.isdigit() else None,
             )
             for item in args.files
         ]
@@ -197,9 +197,7 @@ class HardenedContainer(pulumi.ComponentResource):
                 for zone in member_of
             ],
             mounts=[
-                docker.ContainerMountArgs(
-                    type="volume", source=v.volume.name, target=v.target, read_only=v.read_only
-                )
+                docker.ContainerMountArgs(type="volume", source=v.volume.name, target=v.target, read_only=v.read_only)
                 for v in volumes
             ],
             uploads=uploads,
@@ -227,6 +225,6 @@ __all__ = [
     "HardenedContainerArgs",
     "Healthcheck",
     "VolumeMount",
-    "http_probe",
     "Zone",
+    "http_probe",
 ]

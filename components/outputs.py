@@ -18,7 +18,7 @@ DATALENS_DSN: Final = "datalens_dsn"
 KEYCLOAK_ISSUER_URL: Final = "keycloak_issuer_url"
 KEYCLOAK_JWKS_URL: Final = "keycloak_jwks_url"
 OIDC_CLIENT_ID: Final = "oidc_client_id"
-OIDC_CLIENT_SECRET: Final = "oidc_client_secret"
+OIDC_CLIENT_SECRET: Final = "oidc_client_secret"  # noqa: S105 (a key name)
 CORS_ORIGINS: Final = "cors_origins"
 DATALENS_EMBED_ORIGINS: Final = "datalens_embed_origins"
 

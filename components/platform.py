@@ -38,9 +38,7 @@ class Platform(pulumi.ComponentResource):
 
         self.zones = NetworkZones("zones", settings, opts=child)
         self.data = DataServices("data", settings, self.zones, opts=child)
-        self.role_passwords = {
-            role: generated_password(f"db-{role}", settings, parent=self) for role in DATABASE_ROLES
-        }
+        self.role_passwords = {role: generated_password(f"db-{role}", settings, parent=self) for role in DATABASE_ROLES}
         pw = {role: secret.result for role, secret in self.role_passwords.items()}
         self.database_url = _dsn("app", pw["app"], "postgres", port, APP_DATABASE)
         self.migrator_url = _dsn("migrator", pw["migrator"], "postgres", port, APP_DATABASE)
@@ -49,7 +47,10 @@ class Platform(pulumi.ComponentResource):
         after_postgres = pulumi.ResourceOptions(depends_on=[self.data.postgres.container])
 
         self.auth = AuthServices(
-            "auth", settings, self.zones, keycloak_db_password=pw["keycloak"],
+            "auth",
+            settings,
+            self.zones,
+            keycloak_db_password=pw["keycloak"],
             opts=pulumi.ResourceOptions.merge(child, after_postgres),
         )
         self.metrics_token = generated_password("metrics-token", settings, length=40, parent=self)
@@ -71,9 +72,12 @@ class Platform(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[migration.container])),
         )
         self.edge = EdgeServices(
-            "edge", settings, self.zones,
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                depends_on=[self.app.backend.container, self.auth.oauth2_proxy.container])),
+            "edge",
+            settings,
+            self.zones,
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(depends_on=[self.app.backend.container, self.auth.oauth2_proxy.container])
+            ),
         )
         if settings.features.backups:
             self.data.add_backup(
@@ -81,8 +85,11 @@ class Platform(pulumi.ComponentResource):
             )
         self.monitoring = (
             MonitoringServices(
-                "monitoring", settings, self.zones,
-                metrics_token=self.metrics_token.result, exporter_password=pw["exporter"],
+                "monitoring",
+                settings,
+                self.zones,
+                metrics_token=self.metrics_token.result,
+                exporter_password=pw["exporter"],
                 opts=pulumi.ResourceOptions.merge(child, after_postgres),
             )
             if settings.features.monitoring
@@ -96,8 +103,9 @@ class Platform(pulumi.ComponentResource):
         return {
             keys.PROFILE: s.profile.value,
             keys.PUBLIC_URL: s.public_url,
-            keys.PORT_MATRIX: [row.model_dump(exclude={"listener"}) | {"listener": row.listener}
-                               for row in s.port_matrix()],
+            keys.PORT_MATRIX: [
+                row.model_dump(exclude={"listener"}) | {"listener": row.listener} for row in s.port_matrix()
+            ],
             keys.ZONES: {
                 zone.value: {
                     "network": self.zones.networks[zone].name,
@@ -131,8 +139,14 @@ def _services(settings: Settings) -> list[str]:
 
     skip = set()
     if not settings.features.monitoring:
-        skip |= {"prometheus", "alertmanager", "node_exporter", "postgres_exporter", "sql_exporter",
-                 "blackbox_exporter"}
+        skip |= {
+            "prometheus",
+            "alertmanager",
+            "node_exporter",
+            "postgres_exporter",
+            "sql_exporter",
+            "blackbox_exporter",
+        }
     if not settings.features.backups:
         skip.add("backup")
     return [name for name in SERVICES if name not in skip]

@@ -490,6 +490,11 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def _dump(section: Any) -> dict[str, Any]:
+    """model_dump of the generated per-service/per-listener models (typed as Any for mypy)."""
+    return dict(section.model_dump())
+
+
 def _resolve(raw: RawSettings, project: str, stack: str) -> tuple[Settings | None, list[str]]:
     profile = raw.profile
     problems: list[str] = []
@@ -506,7 +511,7 @@ def _resolve(raw: RawSettings, project: str, stack: str) -> tuple[Settings | Non
     if raw.datalens.allow_list and raw.publish.datalens is None:  # type: ignore[attr-defined]
         exposure["datalens"] = Exposure.PUBLIC
 
-    images = {k: v for k, v in raw.images.model_dump().items() if v}
+    images = {k: v for k, v in _dump(raw.images).items() if v}
     for name in SERVICES:
         if name not in images:
             problems.append(
@@ -521,7 +526,7 @@ def _resolve(raw: RawSettings, project: str, stack: str) -> tuple[Settings | Non
             )
 
     resources = default_resources(profile)
-    for name, override in raw.resources.model_dump().items():
+    for name, override in _dump(raw.resources).items():
         if override:
             base = resources[name]
             resources[name] = Resources(
@@ -533,7 +538,7 @@ def _resolve(raw: RawSettings, project: str, stack: str) -> tuple[Settings | Non
     zone_internal = {
         zone: (profile is Profile.PROD and zone in {Zone.APP, Zone.DATA, Zone.MONITORING}) for zone in Zone
     }
-    for zone, override in raw.zones.model_dump().items():
+    for zone, override in _dump(raw.zones).items():
         if override and override.get("internal") is not None:
             zone_internal[Zone(zone)] = override["internal"]
     for zone in (Zone.EDGE, Zone.EGRESS, Zone.OPERATOR):
@@ -572,9 +577,9 @@ def _resolve(raw: RawSettings, project: str, stack: str) -> tuple[Settings | Non
         )
     if raw.tls.mode == "provided" and not (raw.tls.certificate_pem and raw.tls.private_key_pem):
         problems.append(
-            f"{PROJECT}:tls.mode = \"provided\" needs tls.certificate_pem and a secret tls.private_key_pem; set "
-            "them with `pulumi config set --path tls.certificate_pem -- \"$(cat chain.pem)\"` and "
-            "`pulumi config set --secret --path tls.private_key_pem -- \"$(cat key.pem)\"`"
+            f'{PROJECT}:tls.mode = "provided" needs tls.certificate_pem and a secret tls.private_key_pem; set '
+            'them with `pulumi config set --path tls.certificate_pem -- "$(cat chain.pem)"` and '
+            '`pulumi config set --secret --path tls.private_key_pem -- "$(cat key.pem)"`'
         )
     if raw.tls.renew_before_days >= raw.tls.validity_days:
         problems.append(
@@ -585,7 +590,7 @@ def _resolve(raw: RawSettings, project: str, stack: str) -> tuple[Settings | Non
     # Two published listeners must not claim the same host address and port.
     seen: dict[tuple[str, int], str] = {}
     public = raw.public_bind_address or ("0.0.0.0" if profile is Profile.PROD else "127.0.0.1")
-    for name, item in LISTENERS.items():
+    for name in LISTENERS:
         ip = {Exposure.PUBLIC: public, Exposure.OPERATOR: raw.operator_bind_address}.get(exposure[name])
         if ip is None:
             continue

@@ -21,7 +21,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "fly-potato"
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 (Pulumi's secret marker)
 
 
 @dataclass
@@ -164,7 +164,10 @@ def _fake_state(args: Any) -> dict[str, Any]:
         inputs.setdefault("validity_end_time", "2027-11-21T00:00:00Z")
         inputs.setdefault("ready_for_renewal", False)
     elif args.typ == "tls:index/certRequest:CertRequest":
-        inputs.setdefault("cert_request_pem", f"-----BEGIN CERTIFICATE REQUEST-----\nmock{digest}\n-----END CERTIFICATE REQUEST-----\n")
+        inputs.setdefault(
+            "cert_request_pem",
+            f"-----BEGIN CERTIFICATE REQUEST-----\nmock{digest}\n-----END CERTIFICATE REQUEST-----\n",
+        )
     return inputs
 
 
@@ -257,8 +260,9 @@ def evaluate_program(
     finally:
         pulumi.export = original_export  # type: ignore[assignment]
         sys.path.remove(str(ROOT))
-    return ProgramGraph(stack=stack, config=raw, resources=recorded, outputs=resolved if error is None else {},
-                        error=error)
+    return ProgramGraph(
+        stack=stack, config=raw, resources=recorded, outputs=resolved if error is None else {}, error=error
+    )
 
 
 def _sync_await_deserialize(rpc: Any, obj: Any) -> dict[str, Any]:

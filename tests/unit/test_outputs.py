@@ -7,9 +7,7 @@ import re
 from components import outputs as keys
 from policy.program import ProgramGraph
 
-DOCUMENTED = {
-    value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)
-}
+DOCUMENTED = {value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)}
 
 
 def test_outputs_are_the_documented_snake_case_keys(graph: ProgramGraph) -> None:

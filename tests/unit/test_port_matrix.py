@@ -26,8 +26,15 @@ PROD_TABLE = {
 }
 # Internal ports of PROD (container side), from the same table.
 PROD_INTERNAL = {
-    "backend": 80, "oauth2_proxy": 4180, "keycloak": 8080, "postgres": 5433, "prometheus": 9090,
-    "alertmanager": 9093, "node_exporter": 9100, "postgres_exporter": 9187, "sql_exporter": 9399,
+    "backend": 80,
+    "oauth2_proxy": 4180,
+    "keycloak": 8080,
+    "postgres": 5433,
+    "prometheus": 9090,
+    "alertmanager": 9093,
+    "node_exporter": 9100,
+    "postgres_exporter": 9187,
+    "sql_exporter": 9399,
 }
 
 

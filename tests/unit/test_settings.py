@@ -12,44 +12,88 @@ from policy.program import evaluate_program, stack_config
 
 BROKEN: list[tuple[str, dict[str, Any], str]] = [
     ("dev", {"ports.postgres": 70000}, "fly-potato:ports.postgres = 70000 is not a TCP port (1-65535)"),
-    ("dev", {"ports.backend": "eighty"}, 'fly-potato:ports.backend = "eighty" is not a whole number; write digits only'),
+    (
+        "dev",
+        {"ports.backend": "eighty"},
+        'fly-potato:ports.backend = "eighty" is not a whole number; write digits only',
+    ),
     ("dev", {"prots": {"postgres": 1}}, "fly-potato:prots is not a known setting; did you mean ports?"),
     ("dev", {"ports.postgress": 5433}, "fly-potato:ports.postgress is not a known setting; did you mean postgres?"),
     ("dev", {"profile": "staging"}, "fly-potato:profile = \"staging\" must be one of 'dev' or 'prod'"),
     ("dev", {"domain": None}, "fly-potato:domain is required; set it with `pulumi config set domain VALUE`"),
-    ("dev", {"domain": "https://flypotato.example.com/"},
-     'fly-potato:domain = "https://flypotato.example.com/" is not a DNS name; use the bare host name users type, '
-     "e.g. flypotato.example.com"),
-    ("prod", {"public_bind_address": "everywhere"},
-     'fly-potato:public_bind_address = "everywhere" is not an IP address; use a literal address such as '
-     "127.0.0.1 or 0.0.0.0"),
-    ("dev", {"resources.keycloak.memory": "lots"},
-     'fly-potato:resources.keycloak.memory = "lots" is not a memory size; write it like 512m or 4g'),
-    ("dev", {"resources.keycloak.cpus": 100}, "fly-potato:resources.keycloak.cpus = 100 is not a CPU share between 0.05 and 64"),
-    ("prod", {"images.postgres": "postgis/postgis:15-3.4"},
-     'fly-potato:images.postgres = "postgis/postgis:15-3.4" is not pinned by digest; prod needs '
-     "REPOSITORY@sha256:<64 hex> or a local image id sha256:<64 hex> (R-SEC-3)"),
-    ("dev", {"images.keycloak": None},
-     "fly-potato:images.keycloak is required; set it with `pulumi config set --path images.keycloak REPOSITORY:TAG`"),
-    ("prod", {"egress": [{"service": "backend", "purpose": "smtp", "port": 25}]},
-     "fly-potato:egress[0] = smtp on 25/tcp is outside the egress allow-list; smtp may use 465, 587/tcp (R-NET-5)"),
-    ("prod", {"egress": [{"service": "backnd", "purpose": "dns", "port": 53, "protocol": "udp"}]},
-     'fly-potato:egress[0].service = "backnd" is not a service of the platform; did you mean backend?'),
-    ("prod", {"datalens.allow_list": ["0.0.0.0/0"], "host_ports.datalens": 15433},
-     'fly-potato:datalens.allow_list[0] = "0.0.0.0/0" opens Postgres to the whole internet; list DataLens\' '
-     "published source ranges instead (R-NET-6)"),
-    ("prod", {"datalens.allow_list": ["203.0.113.0/24"]},
-     "fly-potato:host_ports.datalens = 5433 collides with postgres on 127.0.0.1:5433; choose another host port "
-     "for one of them"),
-    ("prod", {"features.seed_test_users": True},
-     "fly-potato:features.seed_test_users = true is refused in prod; test users exist only in dev stacks"),
+    (
+        "dev",
+        {"domain": "https://flypotato.example.com/"},
+        'fly-potato:domain = "https://flypotato.example.com/" is not a DNS name; use the bare host name users type, '
+        "e.g. flypotato.example.com",
+    ),
+    (
+        "prod",
+        {"public_bind_address": "everywhere"},
+        'fly-potato:public_bind_address = "everywhere" is not an IP address; use a literal address such as '
+        "127.0.0.1 or 0.0.0.0",
+    ),
+    (
+        "dev",
+        {"resources.keycloak.memory": "lots"},
+        'fly-potato:resources.keycloak.memory = "lots" is not a memory size; write it like 512m or 4g',
+    ),
+    (
+        "dev",
+        {"resources.keycloak.cpus": 100},
+        "fly-potato:resources.keycloak.cpus = 100 is not a CPU share between 0.05 and 64",
+    ),
+    (
+        "prod",
+        {"images.postgres": "postgis/postgis:15-3.4"},
+        'fly-potato:images.postgres = "postgis/postgis:15-3.4" is not pinned by digest; prod needs '
+        "REPOSITORY@sha256:<64 hex> or a local image id sha256:<64 hex> (R-SEC-3)",
+    ),
+    (
+        "dev",
+        {"images.keycloak": None},
+        "fly-potato:images.keycloak is required; set it with `pulumi config set --path images.keycloak REPOSITORY:TAG`",
+    ),
+    (
+        "prod",
+        {"egress": [{"service": "backend", "purpose": "smtp", "port": 25}]},
+        "fly-potato:egress[0] = smtp on 25/tcp is outside the egress allow-list; smtp may use 465, 587/tcp (R-NET-5)",
+    ),
+    (
+        "prod",
+        {"egress": [{"service": "backnd", "purpose": "dns", "port": 53, "protocol": "udp"}]},
+        'fly-potato:egress[0].service = "backnd" is not a service of the platform; did you mean backend?',
+    ),
+    (
+        "prod",
+        {"datalens.allow_list": ["0.0.0.0/0"], "host_ports.datalens": 15433},
+        'fly-potato:datalens.allow_list[0] = "0.0.0.0/0" opens Postgres to the whole internet; list DataLens\' '
+        "published source ranges instead (R-NET-6)",
+    ),
+    (
+        "prod",
+        {"datalens.allow_list": ["203.0.113.0/24"]},
+        "fly-potato:host_ports.datalens = 5433 collides with postgres on 127.0.0.1:5433; choose another host port "
+        "for one of them",
+    ),
+    (
+        "prod",
+        {"features.seed_test_users": True},
+        "fly-potato:features.seed_test_users = true is refused in prod; test users exist only in dev stacks",
+    ),
     ("dev", {"features.http_redirect": "maybe"}, 'fly-potato:features.http_redirect = "maybe" is not true or false'),
-    ("dev", {"zones.edge.internal": True},
-     "fly-potato:zones.edge.internal = true would cut the zone off the host; remove the key (the edge zone exists "
-     "to reach outside)"),
-    ("dev", {"datalens.allow_list": ["not-a-network"]},
-     'fly-potato:datalens.allow_list[0] = "not-a-network" is not a CIDR block; write it like 203.0.113.0/24 or '
-     "198.51.100.7/32"),
+    (
+        "dev",
+        {"zones.edge.internal": True},
+        "fly-potato:zones.edge.internal = true would cut the zone off the host; remove the key (the edge zone exists "
+        "to reach outside)",
+    ),
+    (
+        "dev",
+        {"datalens.allow_list": ["not-a-network"]},
+        'fly-potato:datalens.allow_list[0] = "not-a-network" is not a CIDR block; write it like 203.0.113.0/24 or '
+        "198.51.100.7/32",
+    ),
 ]
 
 

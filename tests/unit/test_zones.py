@@ -52,13 +52,20 @@ def test_prod_inner_zones_are_internal_and_dev_relaxes_them(dev_graph: ProgramGr
         }
 
     assert internal(prod_graph) == {
-        "edge": False, "app": True, "data": True, "monitoring": True, "egress": False, "operator": False
+        "edge": False,
+        "app": True,
+        "data": True,
+        "monitoring": True,
+        "egress": False,
+        "operator": False,
     }
     assert not any(internal(dev_graph).values())
 
 
 def test_operator_zone_does_not_masquerade(prod_graph: ProgramGraph) -> None:
-    operator = next(n for n in prod_graph.of_type("docker:index/network:Network") if n.prop("name").endswith("operator"))
+    operator = next(
+        n for n in prod_graph.of_type("docker:index/network:Network") if n.prop("name").endswith("operator")
+    )
     assert operator.prop("options") == {"com.docker.network.bridge.enable_ip_masquerade": "false"}
 
 
@@ -70,7 +77,8 @@ def test_egress_follows_the_allow_list() -> None:
 
 def test_every_docker_name_carries_project_and_stack(graph: ProgramGraph) -> None:
     named = [
-        r for r in graph.resources
+        r
+        for r in graph.resources
         if r.type in ("docker:index/container:Container", "docker:index/network:Network", "docker:index/volume:Volume")
     ]
     assert named
