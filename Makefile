@@ -43,6 +43,10 @@ lint: venv ## ruff and mypy
 plan: venv ## Offline policy plan of STACK under mocks (JSON=1 for JSON); exit 1 on mandatory violations
 	$(PYTHON) -m policy.plan --stack $(STACK) $(if $(JSON),--json,)
 
+.PHONY: docs
+docs: venv ## Regenerate docs/ (ports, topology, config reference, policies) from the program
+	$(PYTHON) scripts/gendocs.py
+
 .PHONY: toolchain
 toolchain: ## Pulumi CLI, Python language host and provider plugins at the pinned versions
 	bash scripts/toolchain.sh

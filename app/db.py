@@ -42,6 +42,9 @@ def create_engine(settings: Settings, **overrides: object) -> AsyncEngine:
         },
     }
     options.update(overrides)
+    if "poolclass" in overrides:  # e.g. NullPool, which takes no sizing arguments
+        options.pop("pool_size", None)
+        options.pop("max_overflow", None)
     return create_async_engine(settings.async_database_url, **options)
 
 

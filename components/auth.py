@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pulumi
+import pulumi_random as random
 
+from components.catalog import Zone
 from components.container import (
     CONFIG_DIR,
     SECRETS_DIR,
@@ -12,7 +14,10 @@ from components.container import (
     HardenedContainerArgs,
     http_probe,
 )
+from components.database import KEYCLOAK_DATABASE
+from components.identity import IdentityRealm
 from components.network import NetworkZones
+from components.oauth2_proxy import oauth2_proxy_config
 from components.secrets import generated_bytes, generated_password
 from components.settings import Settings
 
@@ -39,7 +44,18 @@ class AuthServices(pulumi.ComponentResource):
         http_port = settings.ports["keycloak"]
         management_port = settings.ports["keycloak_management"]
 
-        self.admin_password = generated_password(f"{name}-keycloak-admin", settings, parent=self)
+        # Keycloak creates the bootstrap admin on its first start only, so this password cannot follow the
+        # rotation epoch: a new value would lock the Keycloak provider out.
+        self.admin_password = random.RandomPassword(
+            f"{name}-keycloak-admin",
+            length=40,
+            special=False,
+            min_lower=2,
+            min_upper=2,
+            min_numeric=2,
+            keepers={"applied": "at-first-start"},
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
+        )
         self.client_secret = generated_password(f"{name}-oidc-client-secret", settings, parent=self)
         self.cookie_secret = generated_bytes(f"{name}-oauth2-proxy-cookie", settings, length=32, parent=self)
 
@@ -63,24 +79,40 @@ class AuthServices(pulumi.ComponentResource):
             HardenedContainerArgs(
                 service="keycloak",
                 image=settings.images["keycloak"],
+                # Prod runs the image's build (`kc.sh build` with the KC_* build options below); start-dev
+                # re-augments on every start, so dev needs a writable root filesystem.
                 command=(["start-dev"] if not settings.is_prod else ["start", "--optimized"])
                 + [f"--config-file={SECRETS_DIR}/keycloak.conf"],
+                read_only=settings.is_prod,
                 env={
+                    # Build options: must equal the image's build for `--optimized`.
                     "KC_DB": "postgres",
-                    "KC_DB_URL": f"jdbc:postgresql://postgres:{settings.ports['postgres']}/keycloak",
+                    "KC_HEALTH_ENABLED": "true",
+                    "KC_METRICS_ENABLED": "true",
+                    "KC_HTTP_RELATIVE_PATH": KEYCLOAK_PATH,
+                    # Runtime options (R-AUTH-2); secrets are in the config file, never here.
+                    "KC_DB_URL": f"jdbc:postgresql://postgres:{settings.ports['postgres']}/{KEYCLOAK_DATABASE}",
                     "KC_DB_USERNAME": "keycloak",
                     "KC_HTTP_ENABLED": "true",
                     "KC_HTTP_PORT": str(http_port),
                     "KC_HTTP_MANAGEMENT_PORT": str(management_port),
-                    "KC_HTTP_RELATIVE_PATH": KEYCLOAK_PATH,
                     "KC_PROXY_HEADERS": "xforwarded",
+                    # Only nginx (in the app zone) may set X-Forwarded-*; anyone else could spoof the client.
+                    "KC_PROXY_TRUSTED_ADDRESSES": settings.zone_subnets[Zone.APP],
                     "KC_HOSTNAME": f"{settings.public_url}{KEYCLOAK_PATH}",
-                    "KC_HEALTH_ENABLED": "true",
-                    "KC_METRICS_ENABLED": "true",
+                    "KC_HOSTNAME_STRICT": "true",
+                    **(
+                        {"KC_HOSTNAME_ADMIN": f"{settings.raw.keycloak.admin_url or settings.keycloak_operator_url}"
+                                              f"{KEYCLOAK_PATH}"}
+                        if settings.is_prod
+                        else {}
+                    ),
                 },
                 files=[ContainerFile(f"{SECRETS_DIR}/keycloak.conf", keycloak_conf, secret=True, mode="0400")],
                 tmpfs={"/tmp": "rw,noexec,nosuid,size=256m", "/opt/keycloak/data": "rw,nosuid,size=256m"},
-                healthcheck=http_probe(management_port, f"{KEYCLOAK_PATH}/health/ready", start_period="90s", retries=30),
+                healthcheck=http_probe(
+                    management_port, f"{KEYCLOAK_PATH}/health/ready", start_period="90s", retries=30
+                ),
                 wait_timeout=420,
             ),
             settings,
@@ -88,30 +120,27 @@ class AuthServices(pulumi.ComponentResource):
             opts=child,
         )
 
+        # The realm and the client exist before oauth2-proxy starts and discovers them.
+        self.identity = IdentityRealm(
+            f"{name}-identity",
+            settings,
+            keycloak_container=self.keycloak,
+            base_path=KEYCLOAK_PATH,
+            admin_password=self.admin_password.result,
+            client_id=OIDC_CLIENT_ID,
+            client_secret=self.client_secret.result,
+            opts=child,
+        )
+        after_identity = pulumi.ResourceOptions(parent=self, depends_on=[self.identity])
+
         proxy_port = settings.ports["oauth2_proxy"]
-        metrics_port = settings.ports["oauth2_proxy_metrics"]
-        proxy_conf = pulumi.Output.all(self.client_secret.result, self.cookie_secret.base64).apply(
-            lambda values: "\n".join(
-                [
-                    'provider = "keycloak-oidc"',
-                    f'oidc_issuer_url = "{self.issuer_url}"',
-                    f'client_id = "{OIDC_CLIENT_ID}"',
-                    f'client_secret = "{values[0]}"',
-                    f'cookie_secret = "{values[1]}"',
-                    f'redirect_url = "{settings.public_url}/oauth2/callback"',
-                    f'http_address = "0.0.0.0:{proxy_port}"',
-                    f'metrics_address = "0.0.0.0:{metrics_port}"',
-                    f"cookie_secure = {'true' if settings.is_prod else 'false'}",
-                    "cookie_httponly = true",
-                    'cookie_samesite = "lax"',
-                    "pass_access_token = true",
-                    "set_xauthrequest = true",
-                    "reverse_proxy = true",
-                    'email_domains = ["*"]',
-                    'code_challenge_method = "S256"',
-                    "",
-                ]
-            )
+        proxy_conf = oauth2_proxy_config(
+            settings,
+            issuer_url=self.issuer_url,
+            keycloak_internal_url=self.internal_url,
+            client_id=OIDC_CLIENT_ID,
+            client_secret=self.client_secret.result,
+            cookie_secret_base64=self.cookie_secret.base64,
         )
         self.oauth2_proxy = HardenedContainer(
             f"{name}-oauth2-proxy",
@@ -124,9 +153,9 @@ class AuthServices(pulumi.ComponentResource):
             ),
             settings,
             zones,
-            opts=child,
+            opts=after_identity,
         )
         self.register_outputs({"keycloak": self.keycloak.name, "oauth2_proxy": self.oauth2_proxy.name})
 
 
-__all__ = ["CONFIG_DIR", "AuthServices", "KEYCLOAK_PATH", "OIDC_CLIENT_ID"]
+__all__ = ["CONFIG_DIR", "KEYCLOAK_PATH", "OIDC_CLIENT_ID", "AuthServices"]

@@ -48,8 +48,12 @@ class AppServices(pulumi.ComponentResource):
                 # Binding ports below 1024 without root or capabilities (prod listens on 80).
                 sysctls={"net.ipv4.ip_unprivileged_port_start": "0"} if port < 1024 else {},
                 healthcheck=Healthcheck(
-                    test=["CMD", "python3", "-c",
-                          f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=3)"],
+                    test=[
+                        "CMD",
+                        "python3",
+                        "-c",
+                        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=3)",
+                    ],
                 ),
             ),
             settings,

@@ -112,6 +112,8 @@ SERVICES: dict[str, Service] = {
         Service("postgres_exporter", Group.MONITORING, frozenset({_M, _D}), 10053, 10053),
         Service("sql_exporter", Group.MONITORING, frozenset({_M, _D}), 10054, 10054),
         Service("blackbox_exporter", Group.MONITORING, frozenset({_M, _A}), 10055, 10055),
+        # Per-container restart counts from the Docker API (read-only socket mount; see monitoring.py).
+        Service("container_exporter", Group.MONITORING, frozenset({_M}), 10056, 10056),
     )
 }
 
@@ -165,6 +167,8 @@ LISTENERS: dict[str, Listener] = {
             description="certificate and HTTP probes",
         ),
         Listener("backup_metrics", "backup", _M, 9481, 9481, _NO, _NO, description="backup freshness metrics"),
+        Listener("container_exporter", "container_exporter", _M, 9417, 9417, _NO, _NO,
+                 description="container restart counts"),
     )
 }
 
@@ -207,6 +211,7 @@ PROD_RESOURCES: dict[str, Resources] = {
     "postgres_exporter": Resources(0.25, 256, 64),
     "sql_exporter": Resources(0.25, 256, 64),
     "blackbox_exporter": Resources(0.25, 256, 64),
+    "container_exporter": Resources(0.25, 128, 32),
 }
 
 DEV_RESOURCES: dict[str, Resources] = {
@@ -217,3 +222,40 @@ DEV_RESOURCES: dict[str, Resources] = {
 
 def default_resources(profile: Profile) -> dict[str, Resources]:
     return dict(DEV_RESOURCES if profile is Profile.DEV else PROD_RESOURCES)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Who talks to whom, on which listener: documentation and zone checks read these."""
+
+    source: str
+    target_listener: str
+    purpose: str
+    when: str | None = None  # a feature the flow exists for ("datalens", "monitoring", "backups")
+
+
+FLOWS: tuple[Flow, ...] = (
+    Flow("nginx", "backend", "/api/"),
+    Flow("nginx", "oauth2_proxy", "/oauth2/, auth_request"),
+    Flow("nginx", "keycloak", "/sso/realms/, /sso/resources/"),
+    Flow("nginx", "postgres", "DataLens TCP proxy", when="datalens"),
+    Flow("oauth2_proxy", "keycloak", "OIDC"),
+    Flow("backend", "postgres", "app role"),
+    Flow("backend", "keycloak", "JWKS"),
+    Flow("migration", "postgres", "migrator role"),
+    Flow("keycloak", "postgres", "keycloak database"),
+    Flow("backup", "postgres", "dumps, WAL"),
+    Flow("postgres_exporter", "postgres", "exporter role"),
+    Flow("sql_exporter", "postgres", "exporter role"),
+    Flow("prometheus", "backend", "scrape"),
+    Flow("prometheus", "node_exporter", "scrape"),
+    Flow("prometheus", "postgres_exporter", "scrape"),
+    Flow("prometheus", "sql_exporter", "scrape"),
+    Flow("prometheus", "oauth2_proxy_metrics", "scrape"),
+    Flow("prometheus", "keycloak_management", "scrape"),
+    Flow("prometheus", "blackbox_exporter", "probe"),
+    Flow("prometheus", "backup_metrics", "scrape"),
+    Flow("prometheus", "container_exporter", "scrape"),
+    Flow("prometheus", "alertmanager", "alerts"),
+    Flow("blackbox_exporter", "nginx_https", "certificate probe"),
+)

@@ -71,6 +71,14 @@ class VolumeMount:
 
 
 @dataclass
+class HostBind:
+    """A host path mounted read-only, for host interfaces only (e.g. the Docker API socket), never source code."""
+
+    source: str
+    target: str
+
+
+@dataclass
 class HardenedContainerArgs:
     """What a service needs; everything else is the hardened default."""
 
@@ -87,6 +95,7 @@ class HardenedContainerArgs:
     cap_add: Sequence[str] = ()
     sysctls: Mapping[str, str] = field(default_factory=dict)
     volumes: Sequence[VolumeMount] = ()
+    host_binds: Sequence[HostBind] = ()
     restart: str = "unless-stopped"
     wait: bool = True
     wait_timeout: int = 180
@@ -199,6 +208,10 @@ class HardenedContainer(pulumi.ComponentResource):
             mounts=[
                 docker.ContainerMountArgs(type="volume", source=v.volume.name, target=v.target, read_only=v.read_only)
                 for v in volumes
+            ]
+            + [
+                docker.ContainerMountArgs(type="bind", source=b.source, target=b.target, read_only=True)
+                for b in args.host_binds
             ],
             uploads=uploads,
             destroy_grace_seconds=30,
@@ -224,6 +237,7 @@ __all__ = [
     "HardenedContainer",
     "HardenedContainerArgs",
     "Healthcheck",
+    "HostBind",
     "VolumeMount",
     "Zone",
     "http_probe",

@@ -1,11 +1,16 @@
-"""The data zone: PostGIS, the one-shot migration and the backup service."""
+"""The data zone: PostGIS, the one-shot migration and the backup service.
+
+What lives inside Postgres (databases, schemas, roles, grants) is ``components.database``.
+"""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_docker as docker
+import pulumi_random as random
 
 from components.container import (
+    CONFIG_DIR,
     SECRETS_DIR,
     ContainerFile,
     HardenedContainer,
@@ -13,15 +18,17 @@ from components.container import (
     Healthcheck,
     VolumeMount,
 )
+from components.database import APP_DATABASE, pg_hba
 from components.network import NetworkZones
-from components.secrets import generated_password
 from components.settings import Settings
 
 TYPE = "fly-potato:data:DataServices"
 
 PGDATA_MOUNT = "/var/lib/postgresql/data"
 BACKUP_MOUNT = "/var/backups/fly-potato"
-APP_DATABASE = "flypotato"
+PG_HBA_FILE = f"{CONFIG_DIR}/pg_hba.conf"  # where the image's entrypoint looks for it (POSTGRES_HBA_FILE)
+
+__all__ = ["APP_DATABASE", "BACKUP_MOUNT", "PGDATA_MOUNT", "PG_HBA_FILE", "DataServices"]
 
 
 class DataServices(pulumi.ComponentResource):
@@ -39,7 +46,18 @@ class DataServices(pulumi.ComponentResource):
         self._prefix = name
         port = settings.ports["postgres"]
 
-        self.superuser_password = generated_password(f"{name}-postgres-superuser", settings, parent=self)
+        # The image applies POSTGRES_PASSWORD_FILE at initdb only, so the superuser password cannot follow the
+        # rotation epoch: a new value would lock the Postgres provider out of the existing cluster.
+        self.superuser_password = random.RandomPassword(
+            f"{name}-postgres-superuser",
+            length=40,
+            special=False,
+            min_lower=2,
+            min_upper=2,
+            min_numeric=2,
+            keepers={"applied": "at-initdb"},
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
+        )
         self.data_volume = docker.Volume(
             f"{name}-pgdata",
             name=settings.resource_name("pgdata"),
@@ -62,12 +80,14 @@ class DataServices(pulumi.ComponentResource):
                     "PGPORT": str(port),
                     "PGDATA": f"{PGDATA_MOUNT}/pgdata",
                     "POSTGRES_PASSWORD_FILE": f"{SECRETS_DIR}/postgres_password",
-                    "POSTGRES_INITDB_ARGS": "--auth-host=scram-sha-256 --auth-local=peer",
+                    "POSTGRES_HBA_FILE": PG_HBA_FILE,
                 },
                 files=[
                     ContainerFile(
                         f"{SECRETS_DIR}/postgres_password", self.superuser_password.result, secret=True, mode="0400"
                     ),
+                    # Known at preview: the zones' subnets are fixed in the settings.
+                    ContainerFile(PG_HBA_FILE, pg_hba(settings), mode="0440"),
                 ],
                 volumes=[VolumeMount(self.data_volume, PGDATA_MOUNT)],
                 tmpfs={"/tmp": "rw,noexec,nosuid,size=64m", "/run/postgresql": "rw,noexec,nosuid,size=16m"},
@@ -94,8 +114,10 @@ class DataServices(pulumi.ComponentResource):
                 service="migration",
                 image=settings.images["migration"],
                 command=["alembic", "upgrade", "head"],
-                env={"FLY_POTATO_PROFILE": settings.profile.value,
-                     "FLY_POTATO_MIGRATOR_URL_FILE": f"{SECRETS_DIR}/migrator_url"},
+                env={
+                    "FLY_POTATO_PROFILE": settings.profile.value,
+                    "FLY_POTATO_MIGRATOR_URL_FILE": f"{SECRETS_DIR}/migrator_url",
+                },
                 files=[ContainerFile(f"{SECRETS_DIR}/migrator_url", migrator_url, secret=True, mode="0400")],
                 healthcheck=None,
                 one_shot=True,
@@ -128,8 +150,12 @@ class DataServices(pulumi.ComponentResource):
                 files=[ContainerFile(f"{SECRETS_DIR}/backup_url", backup_url, secret=True, mode="0400")],
                 volumes=[VolumeMount(self.backup_volume, BACKUP_MOUNT)],
                 healthcheck=Healthcheck(
-                    test=["CMD", "python3", "-c",
-                          f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{metrics_port}/metrics', timeout=3)"],
+                    test=[
+                        "CMD",
+                        "python3",
+                        "-c",
+                        f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{metrics_port}/metrics', timeout=3)",
+                    ],
                 ),
             ),
             settings,

@@ -30,6 +30,12 @@ class NetworkZones(pulumi.ComponentResource):
                 name=settings.resource_name(zone.value),
                 driver="bridge",
                 internal=settings.zone_internal[zone],
+                # Fixed per stack, so pg_hba and Keycloak's trusted proxies are known at preview.
+                ipam_configs=[
+                    docker.NetworkIpamConfigArgs(
+                        subnet=settings.zone_subnets[zone], gateway=settings.zone_gateway(zone)
+                    )
+                ],
                 options=options or None,
                 labels=[
                     docker.NetworkLabelArgs(label="org.flypotato.stack", value=settings.stack),

@@ -19,8 +19,12 @@ KEYCLOAK_ISSUER_URL: Final = "keycloak_issuer_url"
 KEYCLOAK_JWKS_URL: Final = "keycloak_jwks_url"
 OIDC_CLIENT_ID: Final = "oidc_client_id"
 OIDC_CLIENT_SECRET: Final = "oidc_client_secret"  # noqa: S105 (a key name)
+KEYCLOAK_ADMIN: Final = "keycloak_admin"  # bootstrap admin of the master realm, for operators
+KEYCLOAK_TEST_USERS: Final = "keycloak_test_users"  # dev: test username -> generated password
 CORS_ORIGINS: Final = "cors_origins"
 DATALENS_EMBED_ORIGINS: Final = "datalens_embed_origins"
 
 # Outputs whose values are Pulumi secrets.
-SECRET_KEYS: Final = frozenset({DATABASE_URL, MIGRATOR_URL, DATALENS_DSN, OIDC_CLIENT_SECRET})
+SECRET_KEYS: Final = frozenset(
+    {DATABASE_URL, MIGRATOR_URL, DATALENS_DSN, OIDC_CLIENT_SECRET, KEYCLOAK_ADMIN, KEYCLOAK_TEST_USERS}
+)

@@ -10,27 +10,20 @@ from components import outputs as keys
 from components.auth import AuthServices
 from components.backend import AppServices
 from components.catalog import Zone
-from components.data import APP_DATABASE, DataServices
+from components.data import DataServices
+from components.database import PlatformDatabases
 from components.edge import EdgeServices
 from components.monitoring import MonitoringServices
 from components.network import NetworkZones
+from components.preflight import require_dns
 from components.secrets import generated_password
 from components.settings import Settings
 
 TYPE = "fly-potato:platform:Platform"
 
-# Database roles of R-DB-1 with a generated password each.
-DATABASE_ROLES = ("migrator", "app", "datalens", "keycloak", "exporter", "backup")
-
-
-def _dsn(role: str, password: pulumi.Input[str], host: str, port: int, database: str) -> pulumi.Output[str]:
-    return pulumi.Output.secret(
-        pulumi.Output.concat("postgresql://", role, ":", password, "@", host, ":", str(port), "/", database)
-    )
-
-
 class Platform(pulumi.ComponentResource):
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+        require_dns(settings)  # R-OPS-1: before the first resource
         super().__init__(TYPE, name, None, opts)
         self.settings = settings
         child = pulumi.ResourceOptions(parent=self)
@@ -38,13 +31,19 @@ class Platform(pulumi.ComponentResource):
 
         self.zones = NetworkZones("zones", settings, opts=child)
         self.data = DataServices("data", settings, self.zones, opts=child)
-        self.role_passwords = {role: generated_password(f"db-{role}", settings, parent=self) for role in DATABASE_ROLES}
-        pw = {role: secret.result for role, secret in self.role_passwords.items()}
-        self.database_url = _dsn("app", pw["app"], "postgres", port, APP_DATABASE)
-        self.migrator_url = _dsn("migrator", pw["migrator"], "postgres", port, APP_DATABASE)
-        datalens_port = settings.host_ports["datalens"]
-        self.datalens_dsn = _dsn("datalens", pw["datalens"], settings.domain, datalens_port, APP_DATABASE)
-        after_postgres = pulumi.ResourceOptions(depends_on=[self.data.postgres.container])
+        # Roles, databases and grants (R-DB-1); everything that logs in to Postgres waits for them.
+        self.database = PlatformDatabases(
+            "database",
+            settings,
+            postgres=self.data.postgres,
+            superuser_password=self.data.superuser_password.result,
+            opts=child,
+        )
+        pw = self.database.passwords
+        self.database_url = self.database.url("app", port=port)
+        self.migrator_url = self.database.url("migrator", port=port)
+        self.datalens_dsn = self.database.url("datalens", host=settings.domain, port=settings.host_ports["datalens"])
+        after_postgres = pulumi.ResourceOptions(depends_on=[self.database])
 
         self.auth = AuthServices(
             "auth",
@@ -81,7 +80,7 @@ class Platform(pulumi.ComponentResource):
         )
         if settings.features.backups:
             self.data.add_backup(
-                settings, self.zones, _dsn("backup", pw["backup"], "postgres", port, APP_DATABASE), after_postgres
+                settings, self.zones, self.database.url("backup", port=port), after_postgres
             )
         self.monitoring = (
             MonitoringServices(
@@ -129,24 +128,21 @@ class Platform(pulumi.ComponentResource):
             keys.KEYCLOAK_JWKS_URL: self.auth.jwks_url,
             keys.OIDC_CLIENT_ID: self.auth.client_id,
             keys.OIDC_CLIENT_SECRET: pulumi.Output.secret(self.auth.client_secret.result),
+            keys.KEYCLOAK_ADMIN: pulumi.Output.secret(
+                {"username": s.raw.keycloak.admin_user, "password": self.auth.admin_password.result}
+            ),
+            keys.KEYCLOAK_TEST_USERS: self.auth.identity.test_users_output(),
             keys.CORS_ORIGINS: s.cors_origins,
             keys.DATALENS_EMBED_ORIGINS: list(s.raw.datalens.embed_origins),
         }
 
 
 def _services(settings: Settings) -> list[str]:
-    from components.catalog import SERVICES
+    from components.catalog import SERVICES, Group
 
     skip = set()
     if not settings.features.monitoring:
-        skip |= {
-            "prometheus",
-            "alertmanager",
-            "node_exporter",
-            "postgres_exporter",
-            "sql_exporter",
-            "blackbox_exporter",
-        }
+        skip |= {name for name, service in SERVICES.items() if service.group is Group.MONITORING}
     if not settings.features.backups:
         skip.add("backup")
     return [name for name in SERVICES if name not in skip]

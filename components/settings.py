@@ -7,6 +7,7 @@ A bad value stops the program with one sentence per problem that names the key a
 from __future__ import annotations
 
 import difflib
+import hashlib
 import ipaddress
 import json
 import re
@@ -21,12 +22,15 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from components.catalog import (
     EGRESS_PURPOSES,
     LISTENERS,
+    Flow,
     SERVICES,
     Exposure,
     Listener,
@@ -126,7 +130,8 @@ Origin = Annotated[str, AfterValidator(_origin)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Attribute docstrings become field descriptions, which the generated config reference shows.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def _listener_fields(kind: Any) -> dict[str, Any]:
@@ -157,6 +162,7 @@ ResourcesConfig = create_model("ResourcesConfig", __base__=_Strict, **_service_f
 
 class ZoneConfig(_Strict):
     internal: bool | None = None
+    subnet: Cidr | None = None  # default: a per-stack /24 (see Settings.zone_subnets); pg_hba is built from it
 
 
 ZonesConfig = create_model(  # type: ignore[call-overload]
@@ -190,35 +196,156 @@ class FeaturesConfig(_Strict):
     backups: bool = True
 
 
+def _pem_chain(value: str | None) -> str | None:
+    if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
+        raise PydanticCustomError(
+            "pem_chain", "is not a PEM certificate chain; paste the server certificate first, then its intermediates"
+        )
+    return value
+
+
+def _pem_key(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not re.search(r"-----BEGIN (EC |RSA )?PRIVATE KEY-----", value.get_secret_value()):
+        raise PydanticCustomError("pem_key", "is not a PEM private key (-----BEGIN PRIVATE KEY-----)")
+    return value
+
+
 class TlsConfig(_Strict):
-    """Server certificate: a per-stack internal CA, or a chain and key provided as secrets."""
+    """Server certificate: a per-stack internal CA, or a chain and key provided as secrets (R-TLS-4)."""
 
     mode: Literal["internal_ca", "provided"] = "internal_ca"
-    certificate_pem: str | None = None
-    private_key_pem: SecretStr | None = None
-    validity_days: Annotated[int, Field(ge=30, le=397)] = 90
+    certificate_pem: Annotated[str | None, AfterValidator(_pem_chain)] = None
+    private_key_pem: Annotated[SecretStr | None, AfterValidator(_pem_key)] = None
+    # Mozilla "intermediate" caps certificate lifespan at 366 days (stricter than the CA/B 397).
+    validity_days: Annotated[int, Field(ge=30, le=366)] = 90
+    # Renewal on the first `pulumi up` inside this window; the expiry alert fires at 14 days.
     renew_before_days: Annotated[int, Field(ge=15, le=180)] = 30
 
 
+CspDirective = Literal[
+    "default-src", "script-src", "style-src", "img-src", "font-src", "connect-src", "frame-src",
+    "worker-src", "media-src", "manifest-src", "form-action",
+]
+# One CSP source per item: no whitespace, separators or nginx variables ('self' and https://x are fine).
+CspSource = Annotated[str, Field(pattern=r"^[^\s;,\"$\\{}]+$")]
+
+
+class EdgeConfig(_Strict):
+    """nginx limits and headers at the edge."""
+
+    api_rate_per_second: Annotated[int, Field(ge=1, le=10000)] = 20
+    api_burst: Annotated[int, Field(ge=0, le=10000)] = 40
+    oauth2_rate_per_minute: Annotated[int, Field(ge=1, le=6000)] = 60
+    oauth2_burst: Annotated[int, Field(ge=0, le=1000)] = 20
+    max_body_mb: Annotated[int, Field(ge=1, le=2048)] = 50  # uploads to /api/imports
+    hsts_max_age: Annotated[int, Field(ge=31536000)] = 63072000  # R-TLS-2; Mozilla recommends two years
+    csp_extra: dict[CspDirective, list[CspSource]] = Field(default_factory=dict)
+
+
+Username = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{1,31}$")]
+GroupName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{1,31}$")]
+
+# Groups every realm has (R-AUTH-3); config may add more with keycloak.groups.
+REQUIRED_GROUPS = ("admins", "analysts")
+
+
+class TestUserConfig(_Strict):
+    """A dev-only Keycloak user; a bare name in config means a member of ``analysts``."""
+
+    username: Username
+    groups: list[GroupName] = Field(default_factory=lambda: ["analysts"])
+
+
 class KeycloakConfig(_Strict):
-    realm: str | None = None  # default: fly-potato-<stack>
+    realm: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{1,63}$")] | None = None  # default: fly-potato-<stack>
     admin_user: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{2,31}$")] = "platform-admin"
-    admin_hostname: Domain | None = None
+    # Where an operator's browser opens the admin console (prod KC_HOSTNAME_ADMIN); default: the operator
+    # endpoint of Keycloak, i.e. the loopback bind or the local end of an SSH tunnel.
+    admin_url: Annotated[str, Field(pattern=r"^https?://[a-z0-9.-]+(:\d{1,5})?$")] | None = None
+    groups: list[GroupName] = Field(default_factory=list)
     groups_full_path: bool = False
-    test_users: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{1,31}$")]] = Field(default_factory=list)
+    access_token_minutes: Annotated[int, Field(ge=1, le=60)] = 5
+    session_idle_minutes: Annotated[int, Field(ge=5, le=1440)] = 30
+    session_max_hours: Annotated[int, Field(ge=1, le=72)] = 10
+    test_users: list[Username | TestUserConfig] = Field(default_factory=list)
+
+    @property
+    def all_groups(self) -> list[str]:
+        return list(dict.fromkeys([*REQUIRED_GROUPS, *self.groups]))
+
+    @property
+    def users(self) -> list[TestUserConfig]:
+        return [u if isinstance(u, TestUserConfig) else TestUserConfig(username=u) for u in self.test_users]
+
+
+class OperatorEndpointsConfig(_Strict):
+    """Where the Postgres and Keycloak providers reach the operator binds.
+
+    Default: this machine's operator bind address and the host ports. With ``DOCKER_HOST=ssh://…`` the
+    binds are on the remote host's loopback; point these at the local ends of an SSH tunnel
+    (docs/remote-docker-host.md).
+    """
+
+    postgres_host: str | None = None
+    postgres_port: Port | None = None
+    keycloak_url: Annotated[str, Field(pattern=r"^https?://[a-z0-9.-]+(:\d{1,5})?$")] | None = None
+    connect_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 15
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[a-z0-9.-]+\.[a-z]{2,}$", re.IGNORECASE)
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise PydanticCustomError("email", "is not an e-mail address; write it like oncall@example.com")
+    return value
+
+
+def _smarthost(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise PydanticCustomError("smarthost", "is not HOST:PORT; write it like smtp.example.com:587")
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
 
 
 class AlertingConfig(_Strict):
-    email_to: list[str] = Field(default_factory=list)
-    smtp_smarthost: str | None = None
-    smtp_from: str | None = None
+    """Alertmanager receivers (R-OBS-1): e-mail through an SMTP smarthost and/or a webhook.
+
+    With neither set, alerts stay visible in Alertmanager only. Passwords and the webhook URL are secrets
+    (`pulumi config set --secret`) and reach the container as files.
+    """
+
+    email_to: list[Email] = Field(default_factory=list)
+    smtp_smarthost: Annotated[str, AfterValidator(_smarthost)] | None = Field(default=None, validate_default=True)
+    smtp_from: Email | None = Field(default=None, validate_default=True)
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    webhook_url: SecretStr | None = None
+    smtp_require_tls: bool = True
+    webhook_url: SecretStr | None = None  # not format-checked: an error sentence would print it
+
+    @field_validator("smtp_smarthost", "smtp_from")
+    @classmethod
+    def _needed_for_email(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("email_to"):
+            raise PydanticCustomError(
+                "needed_for_email",
+                "must be set when alerting.email_to lists recipients; set it with "
+                "`pulumi config set --path alerting.{field} VALUE`",
+                {"field": info.field_name},
+            )
+        return value
 
 
 class MonitoringConfig(_Strict):
     retention_days: Annotated[int, Field(ge=1, le=90)] = 15
+    scrape_interval_seconds: Annotated[int, Field(ge=5, le=120)] = 15
+    # Source of ContainerRestarts: the container exporter reads RestartCount from the Docker API through
+    # this socket (read-only mount). Its group id on the Docker host; unset = the local socket's group.
+    docker_socket: Annotated[str, Field(pattern=r"^/[^\s]+$")] = "/var/run/docker.sock"
+    docker_socket_gid: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
 
 
 class BackupConfig(_Strict):
@@ -239,26 +366,49 @@ class RawSettings(_Strict):
     """The shape of the stack config, as written in Pulumi.<stack>.yaml (without the project prefix)."""
 
     profile: Profile
+    """Hardening profile: `dev` (laptop, loopback only) or `prod` (single hardened server)."""
     domain: Domain
+    """Public host name of the platform (no scheme, no path)."""
     public_bind_address: IPAddress | None = None
+    """Host address of public listeners (nginx); dev `127.0.0.1`, prod `0.0.0.0`."""
     operator_bind_address: IPAddress = "127.0.0.1"
-    ports: PortsConfig = Field(default_factory=PortsConfig)  # type: ignore[valid-type]
-    host_ports: PortsConfig = Field(default_factory=PortsConfig)  # type: ignore[valid-type]
-    publish: PublishConfig = Field(default_factory=PublishConfig)  # type: ignore[valid-type]
-    images: ImagesConfig = Field(default_factory=ImagesConfig)  # type: ignore[valid-type]
-    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)  # type: ignore[valid-type]
-    zones: ZonesConfig = Field(default_factory=ZonesConfig)  # type: ignore[valid-type]
+    """Host address of operator listeners (postgres, keycloak) for providers and SSH tunnels."""
+    ports: PortsConfig = Field(default_factory=PortsConfig)
+    """Container port per listener (defaults: components/catalog.py)."""
+    host_ports: PortsConfig = Field(default_factory=PortsConfig)
+    """Published host port per listener."""
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+    """Where a listener is published: `public`, `operator` or `none`."""
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
+    """Image per service; prod needs `REPO@sha256:…` or a local image id `sha256:…` (R-SEC-3)."""
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    """CPU, memory and PID limits per service (prod defaults: the manual's sizing table)."""
+    zones: ZonesConfig = Field(default_factory=ZonesConfig)
+    """Per-zone overrides of the Docker networks."""
     egress: list[EgressRule] = Field(default_factory=list)
+    """Services allowed to reach outside the host, and for what (R-NET-5)."""
     datalens: DataLensConfig = Field(default_factory=DataLensConfig)
+    """Direct read-only Postgres access for DataLens (R-NET-6)."""
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    """Feature switches."""
     cors_origins: list[Origin] = Field(default_factory=list)
+    """Origins allowed by the API's CORS policy (default: the public URL) (R-APP-2)."""
     tls: TlsConfig = Field(default_factory=TlsConfig)
+    """Server certificate of the edge."""
+    edge: EdgeConfig = Field(default_factory=EdgeConfig)
     keycloak: KeycloakConfig = Field(default_factory=KeycloakConfig)
+    """Keycloak realm and bootstrap settings."""
+    operator_endpoints: OperatorEndpointsConfig = Field(default_factory=OperatorEndpointsConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    """Alertmanager receivers."""
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    """Prometheus settings."""
     backup: BackupConfig = Field(default_factory=BackupConfig)
+    """Backup schedule and retention (R-DB-2)."""
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
-    public_address: IPAddress | None = None  # where DNS must point (R-OPS-1); unset = any address
+    """Generated-secret rotation (R-SEC-4)."""
+    public_address: IPAddress | None = None
+    """Address the domain must resolve to before a prod deploy (R-OPS-1); unset: any address."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,6 +502,40 @@ class Settings(BaseModel):
     def realm(self) -> str:
         return self.raw.keycloak.realm or f"{self.project}-{self.stack}"
 
+    # --- zone subnets and provider endpoints (pg_hba, Postgres and Keycloak providers) ----------------
+
+    @property
+    def zone_subnets(self) -> dict[Zone, str]:
+        """One fixed /24 per zone, so pg_hba and trusted proxies are known at preview.
+
+        Default: the stack's /21 inside 10.231.0.0/16, picked from a hash of project and stack so two
+        stacks on one host do not collide (set ``zones.<zone>.subnet`` when they do).
+        """
+        slot = int(hashlib.sha256(f"{self.project}/{self.stack}".encode()).hexdigest(), 16) % 32
+        block = ipaddress.ip_network(f"10.231.{slot * 8}.0/21")
+        defaults = dict(zip(Zone, block.subnets(new_prefix=24), strict=False))
+        configured = self.raw.zones.model_dump()  # type: ignore[attr-defined]
+        return {
+            zone: (configured.get(zone.value) or {}).get("subnet") or str(defaults[zone]) for zone in Zone
+        }
+
+    def zone_gateway(self, zone: Zone) -> str:
+        """The bridge's address in the zone: where the Docker host (and its published ports) appear from."""
+        return str(next(ipaddress.ip_network(self.zone_subnets[zone]).hosts()))
+
+    @property
+    def postgres_endpoint(self) -> tuple[str, int]:
+        """Host and port the Postgres provider connects to (the operator bind, or a tunnel's local end)."""
+        given = self.raw.operator_endpoints
+        return (given.postgres_host or _loopback_of(self.operator_bind_address),
+                given.postgres_port or self.host_ports["postgres"])
+
+    @property
+    def keycloak_operator_url(self) -> str:
+        """Keycloak's root URL (without /sso) for the Keycloak provider and the admin console."""
+        given = self.raw.operator_endpoints.keycloak_url
+        return given or f"http://{_loopback_of(self.operator_bind_address)}:{self.host_ports['keycloak']}"
+
     @property
     def cors_origins(self) -> list[str]:
         return self.raw.cors_origins or [self.public_url]
@@ -391,7 +575,17 @@ class Settings(BaseModel):
             zones.add(Zone.OPERATOR)
         if any(rule.service == service for rule in self.raw.egress):
             zones.add(Zone.EGRESS)
+        if service == "nginx" and self.datalens_enabled:
+            zones.add(Zone.DATA)  # the DataLens TCP proxy forwards to postgres (R-NET-6)
         return sorted(zones, key=lambda z: list(Zone).index(z))
+
+    def flow_active(self, flow: Flow) -> bool:
+        return {
+            None: True,
+            "datalens": self.datalens_enabled,
+            "monitoring": self.raw.features.monitoring,
+            "backups": self.raw.features.backups,
+        }[flow.when]
 
     def zone_internal_any(self, service: str) -> bool:
         """True when the service's own zones are all internal, so publishing needs the operator zone."""
@@ -409,6 +603,11 @@ class SettingsError(Exception):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+def _loopback_of(bind_address: str) -> str:
+    """A wildcard bind is reached on loopback; a specific address is reached on itself."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(bind_address, bind_address)
 
 
 def _key(loc: tuple[Any, ...]) -> str:
@@ -493,6 +692,49 @@ def _decode(value: Any) -> Any:
 def _dump(section: Any) -> dict[str, Any]:
     """model_dump of the generated per-service/per-listener models (typed as Any for mypy)."""
     return dict(section.model_dump())
+
+
+def _data_and_identity_problems(raw: RawSettings, exposure: dict[str, Exposure]) -> list[str]:
+    """Zone subnets, provider endpoints and Keycloak users that cannot work together."""
+    problems: list[str] = []
+    subnets = {
+        zone: ipaddress.ip_network(cfg["subnet"])
+        for zone, cfg in raw.zones.model_dump().items()  # type: ignore[attr-defined]
+        if cfg and cfg.get("subnet")
+    }
+    for zone, net in subnets.items():
+        if net.version != 4 or net.prefixlen > 28:
+            problems.append(
+                f"{PROJECT}:zones.{zone}.subnet = {_show(str(net))} is not an IPv4 block of at least 16 "
+                "addresses; use a /24 such as 10.231.40.0/24"
+            )
+    for zone, net in subnets.items():
+        for other, other_net in subnets.items():
+            if zone < other and net.overlaps(other_net):
+                problems.append(
+                    f"{PROJECT}:zones.{zone}.subnet = {_show(str(net))} overlaps zones.{other}.subnet = "
+                    f"{_show(str(other_net))}; give every zone its own block"
+                )
+    endpoints = raw.operator_endpoints
+    if exposure["postgres"] is Exposure.NONE and not endpoints.postgres_host:
+        problems.append(
+            f"{PROJECT}:publish.postgres = none leaves the Postgres provider no way in; publish it on the "
+            "operator bind or set operator_endpoints.postgres_host to a reachable address"
+        )
+    if exposure["keycloak"] is Exposure.NONE and not endpoints.keycloak_url:
+        problems.append(
+            f"{PROJECT}:publish.keycloak = none leaves the Keycloak provider no way in; publish it on the "
+            "operator bind or set operator_endpoints.keycloak_url to a reachable URL"
+        )
+    known = set(raw.keycloak.all_groups)
+    for index, user in enumerate(raw.keycloak.users):
+        for group in user.groups:
+            if group not in known:
+                problems.append(
+                    f"{PROJECT}:keycloak.test_users[{index}].groups names {_show(group)}, which is not a group of "
+                    f"the realm; use one of {', '.join(sorted(known))} or add it to keycloak.groups"
+                )
+    return problems
 
 
 def _resolve(raw: RawSettings, project: str, stack: str) -> tuple[Settings | None, list[str]]:
@@ -602,6 +844,8 @@ def _resolve(raw: RawSettings, project: str, stack: str) -> tuple[Settings | Non
                     f"{other_ip}:{other_port}; choose another host port for one of them"
                 )
         seen[(ip, host_ports[name])] = name
+
+    problems += _data_and_identity_problems(raw, exposure)
 
     if problems:
         return None, problems

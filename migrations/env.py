@@ -84,7 +84,8 @@ async def run_migrations_online() -> None:
     engine = create_async_engine(
         _url(),
         poolclass=pool.NullPool,
-        connect_args={"server_settings": {"search_path": f"{APP_SCHEMA},public", "application_name": "fly-potato-migrate"}},
+        # search_path without "app": reflection must see app tables schema-qualified, as the models declare them.
+        connect_args={"server_settings": {"search_path": "public", "application_name": "fly-potato-migrate"}},
     )
     try:
         async with engine.connect() as connection:

@@ -178,7 +178,10 @@ def evaluate_program(
     config: Mapping[str, Any] | None = None,
     preview: bool = False,
 ) -> ProgramGraph:
-    """Run ``__main__.py`` for ``stack`` under mocks. A config error is returned in ``.error``."""
+    """Run ``__main__.py`` for ``stack`` under mocks. A config error is returned in ``.error``.
+
+    ``preview=True`` evaluates as ``pulumi preview`` of a new stack: values computed by providers are
+    unknown (``pulumi.output.Unknown`` in the recorded inputs)."""
     import pulumi
     from pulumi.runtime import mocks as pulumi_mocks
     from pulumi.runtime import settings as runtime_settings
@@ -189,7 +192,9 @@ def evaluate_program(
 
     class Mocks(pulumi.runtime.Mocks):
         def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-            return f"{args.name}-id", _fake_state(args)
+            # A preview of a fresh stack: providers compute nothing yet, so their outputs (generated
+            # passwords, certificates) stay unknown, as they do in `pulumi preview` before the first update.
+            return f"{args.name}-id", dict(args.inputs) if preview else _fake_state(args)
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
             return {}, None

@@ -191,8 +191,15 @@ stage_context() {  # stage_context NAME → prints the context directory
     cp -a "$IMAGES_DIR/$name/." "$ctx/"
     case "$name" in
         keycloak)
-            local dist; dist="$(keycloak_dist)"
-            ln "$dist" "$ctx/keycloak.tar.gz" 2>/dev/null || cp "$dist" "$ctx/keycloak.tar.gz" ;;
+            # Unpacked on the host and copied in one layer (ADD + mv would store it twice).
+            local dist tree="$CACHE_DIR/dl/keycloak-$KEYCLOAK_VERSION"
+            dist="$(keycloak_dist)"
+            if [ ! -f "$tree/bin/kc.sh" ]; then
+                rm -rf "$tree.tmp"; mkdir -p "$tree.tmp"
+                tar -xzf "$dist" -C "$tree.tmp" --strip-components=1 --no-same-owner
+                rm -rf "$tree"; mv "$tree.tmp" "$tree"
+            fi
+            cp -al "$tree" "$ctx/keycloak" 2>/dev/null || cp -a "$tree" "$ctx/keycloak" ;;
         oauth2-proxy)
             local bin; bin="$(oauth2_proxy_binary)"
             cp "$bin" "$ctx/oauth2-proxy" ;;

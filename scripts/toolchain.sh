@@ -209,20 +209,29 @@ build_cli() {
     need_go "the Pulumi CLI"
     local work
     step "build pulumi v$PULUMI_VERSION (Go)"
-    work=$(stage_module github.com/pulumi/pulumi/pkg/v3 "v$PULUMI_VERSION" 2>"$LOGS/pulumi-cli.err") ||
-        die "no buildable github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/pulumi-cli.err")), and no other source of the Pulumi CLI is reachable."
-    run_long pulumi-cli go_build "$work" cmd/pulumi "$BIN/pulumi.new" "$VERSION_LDFLAGS" ||
-        die "building the Pulumi CLI from its Go module failed (see $LOGS/pulumi-cli.log)."
-    mv -f "$BIN/pulumi.new" "$BIN/pulumi"
-    done_step "built"
+    if [[ -x $BIN/pulumi && $(cli_version "$BIN/pulumi") == "v$PULUMI_VERSION" ]]; then
+        done_step "present"
+    else
+        work=$(stage_module github.com/pulumi/pulumi/pkg/v3 "v$PULUMI_VERSION" 2>"$LOGS/pulumi-cli.err") ||
+            die "no buildable github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/pulumi-cli.err")), and no other source of the Pulumi CLI is reachable."
+        run_long pulumi-cli go_build "$work" cmd/pulumi "$BIN/pulumi.new" "$VERSION_LDFLAGS" ||
+            die "building the Pulumi CLI from its Go module failed (see $LOGS/pulumi-cli.log)."
+        mv -f "$BIN/pulumi.new" "$BIN/pulumi"
+        done_step "built"
+    fi
 
     step "build pulumi-language-python (Go)"
     local lh=github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
-    work=$(stage_module "$lh" "v$PULUMI_VERSION" 2>"$LOGS/language-python.err") ||
-        die "no buildable $lh@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/language-python.err")), and no other source of the Python language host is reachable."
-    run_long language-python go_build "$work" . "$BIN/pulumi-language-python" "$VERSION_LDFLAGS" ||
-        die "building the Python language host from its Go module failed (see $LOGS/language-python.log)."
-    done_step "built"
+    if [[ -x $BIN/pulumi-language-python && $(cat "$BIN/.pulumi-language-python.version" 2>/dev/null) == "$PULUMI_VERSION" ]]; then
+        done_step "present"
+    else
+        work=$(stage_module "$lh" "v$PULUMI_VERSION" 2>"$LOGS/language-python.err") ||
+            die "no buildable $lh@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/language-python.err")), and no other source of the Python language host is reachable."
+        run_long language-python go_build "$work" . "$BIN/pulumi-language-python" "$VERSION_LDFLAGS" ||
+            die "building the Python language host from its Go module failed (see $LOGS/language-python.log)."
+        printf '%s\n' "$PULUMI_VERSION" >"$BIN/.pulumi-language-python.version"
+        done_step "built"
+    fi
 
     # The shell/Python shims shipped next to the language host live in the SDK module.
     step "install Python host shims"

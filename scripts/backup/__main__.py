@@ -25,8 +25,9 @@ from .wal import archive_command, check_continuity, restore_command
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python3 -m backup", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python3 -m backup", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("service", help="run the scheduler and the metrics server (the container's command)")
@@ -47,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("pitr", help="prepare a data directory that recovers to --target-time on start")
     pt.add_argument("--target-time", help="ISO 8601, e.g. 2025-01-31T13:45:00Z (default: replay all WAL)")
     pt.add_argument("--data-dir", required=True, type=Path, help="empty directory to become PGDATA")
-    pt.add_argument("--server-wal-archive", help="the WAL archive path as the server sees it "
-                    "(default: BACKUP_WAL_ARCHIVE_DIR)")
+    pt.add_argument(
+        "--server-wal-archive", help="the WAL archive path as the server sees it (default: BACKUP_WAL_ARCHIVE_DIR)"
+    )
     pd = sub.add_parser("pitr-drill", help="restore base backup + WAL into a scratch server and check it")
     pd.add_argument("--target-time")
     sub.add_parser("check-wal", help="check the WAL archive has no gap after the newest base backup")
@@ -60,8 +62,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
     try:
         settings = BackupSettings.from_env()
     except ConfigError as exc:
@@ -100,8 +106,12 @@ def _dispatch(args: argparse.Namespace, settings: BackupSettings) -> int:
     if cmd == "check-wal":
         base = base_backup_for(settings, None)
         report = check_continuity(settings.wal_archive_dir, base.start_segment, settings.wal_segment_bytes)
-        print(json.dumps({"base_backup": base.path.name, "first": report.first, "last": report.last,
-                          "missing": report.missing}, indent=2))
+        print(
+            json.dumps(
+                {"base_backup": base.path.name, "first": report.first, "last": report.last, "missing": report.missing},
+                indent=2,
+            )
+        )
         return 0 if report.ok else 1
     if cmd == "restore":
         dump_set = load_dump_set(settings.dumps_dir / args.stamp) if args.stamp else latest_dump_set(settings)
@@ -112,8 +122,10 @@ def _dispatch(args: argparse.Namespace, settings: BackupSettings) -> int:
         target = parse_target_time(args.target_time) if args.target_time else None
         base = base_backup_for(settings, target.timestamp() if target else None)
         prepare_recovery(base, args.data_dir, Path(args.server_wal_archive or settings.wal_archive_dir), target)
-        print(f"{args.data_dir} holds base backup {base.path.name} and recovers to "
-              f"{target.isoformat() if target else 'the end of the WAL archive'} on the next start")
+        print(
+            f"{args.data_dir} holds base backup {base.path.name} and recovers to "
+            f"{target.isoformat() if target else 'the end of the WAL archive'} on the next start"
+        )
         return 0
     jobs = {
         "dump": lambda: run_dump_set(settings),
@@ -121,7 +133,8 @@ def _dispatch(args: argparse.Namespace, settings: BackupSettings) -> int:
         "prune": lambda: prune(settings, dry_run=args.dry_run),
         "drill": lambda: run_restore_drill(settings, stamp=args.stamp, databases=args.database, keep=args.keep),
         "pitr-drill": lambda: run_pitr_drill(
-            settings, parse_target_time(args.target_time) if args.target_time else None),
+            settings, parse_target_time(args.target_time) if args.target_time else None
+        ),
     }
     job = cmd.replace("-", "_")
     if cmd == "prune" and args.dry_run:

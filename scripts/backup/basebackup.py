@@ -46,9 +46,19 @@ def take_base_backup(settings: BackupSettings, *, now: float | None = None) -> B
     started = time.time()
     try:
         run(
-            ["pg_basebackup", "-D", str(partial), "-Ft", "-z", "-Xstream", "--checkpoint=fast",
-             f"--label=fly-potato-{stamp}", "--no-password"],
-            settings.pg, what="pg_basebackup",
+            [
+                "pg_basebackup",
+                "-D",
+                str(partial),
+                "-Ft",
+                "-z",
+                "-Xstream",
+                "--checkpoint=fast",
+                f"--label=fly-potato-{stamp}",
+                "--no-password",
+            ],
+            settings.pg,
+            what="pg_basebackup",
         )
         backup_manifest = json.loads((partial / "backup_manifest").read_text())
         wal_range = backup_manifest["WAL-Ranges"][0]
@@ -69,8 +79,12 @@ def take_base_backup(settings: BackupSettings, *, now: float | None = None) -> B
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    log.info("base backup %s complete: %d bytes, starts at WAL %s", stamp, manifest["size_bytes"],
-             manifest["start_wal_segment"])
+    log.info(
+        "base backup %s complete: %d bytes, starts at WAL %s",
+        stamp,
+        manifest["size_bytes"],
+        manifest["start_wal_segment"],
+    )
     return BaseBackup(final, manifest)
 
 

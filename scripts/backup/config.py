@@ -47,7 +47,9 @@ class DailyAt:
         match = re.fullmatch(pattern, text.strip().lower())
         if not match or (weekly and not match.group(1)) or (not weekly and match.group(1)):
             example = "'sun 04:00'" if weekly else "'02:30'"
-            raise ConfigError(f"{name}={text!r} is not a {'weekday and ' if weekly else ''}UTC time; use e.g. {example}.")
+            raise ConfigError(
+                f"{name}={text!r} is not a {'weekday and ' if weekly else ''}UTC time; use e.g. {example}."
+            )
         weekday = WEEKDAYS.index(match.group(1)) if match.group(1) else None
         return cls(int(match.group(2)), int(match.group(3)), weekday)
 
@@ -69,8 +71,12 @@ class PgTarget:
         if passfile:
             env["PGPASSFILE"] = passfile
         env.update(
-            PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user, PGDATABASE=self.maintenance_db,
-            PGCONNECT_TIMEOUT="15", PGAPPNAME="fly-potato-backup",
+            PGHOST=self.host,
+            PGPORT=str(self.port),
+            PGUSER=self.user,
+            PGDATABASE=self.maintenance_db,
+            PGCONNECT_TIMEOUT="15",
+            PGAPPNAME="fly-potato-backup",
         )
         if self.password is not None:
             env["PGPASSWORD"] = self.password

@@ -55,7 +55,7 @@ class DumpSet:
         return self.path.name
 
     def dump_path(self, database: str) -> Path:
-        return self.path / self.manifest["databases"][database]["dump"]
+        return self.path / str(self.manifest["databases"][database]["dump"])
 
 
 @contextlib.contextmanager
@@ -65,14 +65,17 @@ def exported_snapshot(target: PgTarget, dbname: str, timeout: float = 60.0) -> I
         out = Path(tmp) / "snapshot"
         proc = subprocess.Popen(
             ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", dbname],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=target.env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=target.env(),
         )
         assert proc.stdin is not None
         try:
             # psql closes (and so flushes) the \o file as soon as output is switched back.
             proc.stdin.write(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
-                f"\\o {out}\nSELECT pg_export_snapshot();\n\\o\n"
+                f"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n\\o {out}\nSELECT pg_export_snapshot();\n\\o\n"
             )
             proc.stdin.flush()
             deadline = time.monotonic() + timeout
@@ -120,8 +123,11 @@ def dump_database(target: PgTarget, dbname: str, directory: Path, file_stem: str
     started = time.time()
     with exported_snapshot(target, dbname) as snapshot:
         facts = snapshot_facts(target, dbname, snapshot)
-        run(["pg_dump", "-Fc", "--snapshot", snapshot, "-d", dbname, "-f", str(dump_file)], target,
-            what=f"pg_dump of database {dbname}")
+        run(
+            ["pg_dump", "-Fc", "--snapshot", snapshot, "-d", dbname, "-f", str(dump_file)],
+            target,
+            what=f"pg_dump of database {dbname}",
+        )
     # A dump pg_restore cannot list is not a backup.
     run(["pg_restore", "--list", str(dump_file)], target, what=f"checking the dump of database {dbname}")
     entry = {
@@ -141,7 +147,8 @@ def dump_database(target: PgTarget, dbname: str, directory: Path, file_stem: str
 
 def databases_to_dump(settings: BackupSettings) -> list[str]:
     return [
-        name for name in list_databases(settings.pg)
+        name
+        for name in list_databases(settings.pg)
         if name not in settings.exclude_databases and not name.startswith(DRILL_DB_PREFIX)
     ]
 
@@ -151,8 +158,7 @@ def _file_stem(dbname: str) -> str:
     return safe if safe == dbname else f"{safe}-{hashlib.sha256(dbname.encode()).hexdigest()[:8]}"
 
 
-def run_dump_set(settings: BackupSettings, *, now: float | None = None,
-                 databases: list[str] | None = None) -> DumpSet:
+def run_dump_set(settings: BackupSettings, *, now: float | None = None, databases: list[str] | None = None) -> DumpSet:
     """Take a complete dump set and return it; on failure nothing is left that looks complete."""
     stamp = utc_stamp(now)
     settings.dumps_dir.mkdir(parents=True, exist_ok=True)
@@ -167,8 +173,7 @@ def run_dump_set(settings: BackupSettings, *, now: float | None = None,
         if not names:
             raise BackupError(f"no database to dump on {settings.pg.host}:{settings.pg.port}.")
         globals_file = partial / "globals.sql"
-        run(["pg_dumpall", "--globals-only", "-f", str(globals_file)], settings.pg,
-            what="pg_dumpall --globals-only")
+        run(["pg_dumpall", "--globals-only", "-f", str(globals_file)], settings.pg, what="pg_dumpall --globals-only")
         entries: dict[str, Any] = {}
         for name in names:
             log.info("dumping database %s", name)
@@ -181,9 +186,15 @@ def run_dump_set(settings: BackupSettings, *, now: float | None = None,
             "started_at": started,
             "finished_at": time.time(),
             "globals": {"file": globals_file.name, "sha256": sha256_of(globals_file)},
-            "databases": {name: {"dump": e["dump"], "manifest": f"{Path(e['dump']).stem}.manifest.json",
-                                 "size_bytes": e["size_bytes"], "sha256": e["sha256"]}
-                          for name, e in entries.items()},
+            "databases": {
+                name: {
+                    "dump": e["dump"],
+                    "manifest": f"{Path(e['dump']).stem}.manifest.json",
+                    "size_bytes": e["size_bytes"],
+                    "sha256": e["sha256"],
+                }
+                for name, e in entries.items()
+            },
             "size_bytes": size,
         }
         write_json_atomic(partial / MANIFEST, manifest)

@@ -53,9 +53,10 @@ def success_path(settings: BackupSettings, job: str) -> Path:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
 
 
 def collect(settings: BackupSettings, heartbeat: float | None = None) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -131,7 +132,9 @@ def read_token(settings: BackupSettings) -> str | None:
         return None
     token = settings.metrics_token_file.read_text().strip()
     if not token:
-        raise ValueError(f"BACKUP_METRICS_TOKEN_FILE={settings.metrics_token_file} is empty; put the bearer token there.")
+        raise ValueError(
+            f"BACKUP_METRICS_TOKEN_FILE={settings.metrics_token_file} is empty; put the bearer token there."
+        )
     return token
 
 
@@ -140,7 +143,7 @@ def serve(settings: BackupSettings, heartbeat: Callable[[], float | None]) -> Th
     token = read_token(settings)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        def do_GET(self) -> None:
             if self.path == "/healthz":
                 self._send(200, "ok\n")
                 return
@@ -168,10 +171,9 @@ def serve(settings: BackupSettings, heartbeat: Callable[[], float | None]) -> Th
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("metrics: " + format, *args)
 
     server = ThreadingHTTPServer((settings.metrics_address, settings.metrics_port), Handler)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
-

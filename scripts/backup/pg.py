@@ -16,7 +16,6 @@ from .config import PgTarget
 
 log = logging.getLogger("backup")
 
-SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema', 'pg_toast')"
 DRILL_DB_PREFIX = "drill_"  # scratch databases of the restore drill; never dumped
 
 
@@ -24,14 +23,20 @@ class BackupError(RuntimeError):
     """A backup, restore or drill step failed; the message says which and why."""
 
 
-def run(argv: Sequence[str], target: PgTarget, *, what: str, input_text: str | None = None,
-        timeout: float | None = None) -> str:
+def run(
+    argv: Sequence[str], target: PgTarget, *, what: str, input_text: str | None = None, timeout: float | None = None
+) -> str:
     """Run a client tool against ``target``; return stdout or raise with its stderr."""
     log.debug("running %s", " ".join(argv))
     try:
         result = subprocess.run(
-            list(argv), input=input_text, capture_output=True, text=True, check=False,
-            env=target.env(), timeout=timeout,
+            list(argv),
+            input=input_text,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=target.env(),
+            timeout=timeout,
         )
     except FileNotFoundError:
         raise BackupError(f"{what}: {argv[0]} is not installed (the image needs postgresql-client-15).") from None
@@ -45,9 +50,24 @@ def run(argv: Sequence[str], target: PgTarget, *, what: str, input_text: str | N
 def psql(target: PgTarget, sql: str, dbname: str | None = None, *, what: str = "psql") -> list[list[str]]:
     """Run SQL and return the rows (tab-separated fields, unaligned, tuples only)."""
     out = run(
-        ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-         "-d", dbname or target.maintenance_db, "-f", "-"],
-        target, what=what, input_text=sql,
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-F",
+            "\t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            dbname or target.maintenance_db,
+            "-f",
+            "-",
+        ],
+        target,
+        what=what,
+        input_text=sql,
     )
     return [line.split("\t") for line in out.splitlines() if line]
 
@@ -71,24 +91,25 @@ def list_databases(target: PgTarget) -> list[str]:
 
 # Row counts of every ordinary table (leaf partitions included) in one statement, so they can run
 # inside the snapshot pg_dump uses.
-TABLE_COUNTS_SQL = f"""
+TABLE_COUNTS_SQL = """
 SELECT n.nspname || '.' || c.relname,
        (xpath('/row/n/text()',
               query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname), false, true, '')
        ))[1]::text::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND n.nspname NOT IN {SYSTEM_SCHEMAS} AND n.nspname NOT LIKE 'pg_temp%'
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+  AND n.nspname NOT LIKE 'pg_temp%'
 ORDER BY 1;
 """
 
-GEOMETRY_COLUMNS_SQL = f"""
+GEOMETRY_COLUMNS_SQL = """
 SELECT n.nspname, c.relname, a.attname
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
 WHERE t.typname = 'geometry' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
-  AND n.nspname NOT IN {SYSTEM_SCHEMAS}
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
 ORDER BY 1, 2, 3;
 """
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def parse_target_time(text: str) -> datetime:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise BackupError(f"target time {text!r} is not an ISO 8601 timestamp such as 2025-01-31T13:45:00Z.") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _safe_extract(archive: Path, destination: Path) -> None:
@@ -48,7 +48,7 @@ def _safe_extract(archive: Path, destination: Path) -> None:
         if hasattr(tarfile, "tar_filter"):
             tar.extractall(destination, filter="tar")
         else:  # Python < 3.11.4; members were checked above
-            tar.extractall(destination)
+            tar.extractall(destination)  # noqa: S202
 
 
 def _conf_quote(text: str) -> str:
@@ -88,7 +88,7 @@ def prepare_recovery(
     ]
     if target is not None:
         lines += [
-            f"recovery_target_time = {_conf_quote(target.astimezone(timezone.utc).isoformat())}",
+            f"recovery_target_time = {_conf_quote(target.astimezone(UTC).isoformat())}",
             "recovery_target_inclusive = on",
             "recovery_target_action = 'promote'",
         ]
@@ -106,6 +106,15 @@ def _chown_tree(path: Path, user: str) -> None:
         os.chown(root, entry.pw_uid, entry.pw_gid)
         for name in dirs + files:
             os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+
+
+def _recovery_failure(log_tail: str, detail: str = "") -> str:
+    if "recovery ended before configured recovery target was reached" in log_tail:
+        return (
+            "the recovered server stopped: the WAL archive has no commit after the target time, so recovery "
+            "cannot tell it has reached it; choose an earlier target time or omit it to replay all WAL.\n" + log_tail
+        )
+    return f"the recovered server stopped during recovery{': ' + detail if detail else ''}:\n{log_tail}"
 
 
 @dataclass(frozen=True)
@@ -142,8 +151,13 @@ def recovered_server(
     prefix = ["runuser", "-u", run_as, "--"] if run_as else []
 
     def pg_ctl(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*prefix, str(pg_bin / "pg_ctl"), "-D", str(data_dir), *args],
-                              capture_output=True, text=True, check=False, cwd=str(workdir))
+        return subprocess.run(
+            [*prefix, str(pg_bin / "pg_ctl"), "-D", str(data_dir), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=str(workdir),
+        )
 
     def log_tail() -> str:
         try:
@@ -154,9 +168,10 @@ def recovered_server(
     started = pg_ctl("-l", str(log_file), "-o", options, "-w", "-t", str(int(timeout)), "start")
     try:
         if started.returncode != 0:
-            raise BackupError(f"the recovered server did not start: {started.stderr.strip()}\n{log_tail()}")
-        server = RecoveredServer(PgTarget(host=str(workdir), port=port, user=user, password=password),
-                                 data_dir, log_file)
+            raise BackupError(_recovery_failure(log_tail(), started.stderr.strip()))
+        server = RecoveredServer(
+            PgTarget(host=str(workdir), port=port, user=user, password=password), data_dir, log_file
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -164,7 +179,7 @@ def recovered_server(
                     break
             except BackupError:
                 if pg_ctl("status").returncode != 0:
-                    raise BackupError(f"the recovered server stopped during recovery:\n{log_tail()}") from None
+                    raise BackupError(_recovery_failure(log_tail())) from None
             if time.monotonic() > deadline:
                 raise BackupError(f"recovery did not finish within {timeout:.0f} s:\n{log_tail()}")
             time.sleep(0.2)
@@ -204,8 +219,9 @@ def run_pitr_drill(
     try:
         data_dir = scratch_parent / "data"
         prepare_recovery(base, data_dir, settings.wal_archive_dir, target, archive_mode_off=True)
-        with recovered_server(data_dir, settings.pg_bin, user=settings.pg.user, password=settings.pg.password,
-                              run_as=run_as) as server:
+        with recovered_server(
+            data_dir, settings.pg_bin, user=settings.pg.user, password=settings.pg.password, run_as=run_as
+        ) as server:
             replayed = server.query("SELECT coalesce(extract(epoch FROM pg_last_xact_replay_timestamp()), 0);")
             databases = server.query("SELECT count(*) FROM pg_database WHERE NOT datistemplate;")
         result = {
@@ -224,4 +240,3 @@ def run_pitr_drill(
         return result
     finally:
         shutil.rmtree(scratch_parent, ignore_errors=True)
-

@@ -56,16 +56,22 @@ def drop_database(target: PgTarget, name: str) -> None:
     psql(target, f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE);", what=f"dropping database {name}")
 
 
-def restore_dump(settings: BackupSettings, dump_set: DumpSet, database: str, into: str, *,
-                 replace: bool = False, no_owner: bool = False) -> None:
+def restore_dump(
+    settings: BackupSettings,
+    dump_set: DumpSet,
+    database: str,
+    into: str,
+    *,
+    replace: bool = False,
+    no_owner: bool = False,
+) -> None:
     """Restore ``database`` from ``dump_set`` into a new database ``into`` (``replace`` drops it first)."""
     verify_files(dump_set, [database])
     create_database(settings.pg, into, replace=replace)
     argv = ["pg_restore", "--exit-on-error", "-j", str(settings.restore_jobs), "-d", into]
     if no_owner:
         argv += ["--no-owner", "--no-acl"]
-    run([*argv, str(dump_set.dump_path(database))], settings.pg,
-        what=f"pg_restore of database {database} into {into}")
+    run([*argv, str(dump_set.dump_path(database))], settings.pg, what=f"pg_restore of database {database} into {into}")
 
 
 @dataclass
@@ -95,9 +101,11 @@ def verify_restored(target: PgTarget, restored_db: str, db_manifest: dict[str, A
         rel = f"{quote_ident(col['schema'])}.{quote_ident(col['table'])}"
         rows = psql(
             target,
-            f"SELECT count(*) FROM {rel} WHERE {quote_ident(col['column'])} IS NOT NULL "
+            # identifiers are quoted with quote_ident
+            f"SELECT count(*) FROM {rel} WHERE {quote_ident(col['column'])} IS NOT NULL "  # noqa: S608
             f"AND NOT ST_IsValid({quote_ident(col['column'])});",
-            restored_db, what=f"checking geometries of {col['schema']}.{col['table']}.{col['column']}",
+            restored_db,
+            what=f"checking geometries of {col['schema']}.{col['table']}.{col['column']}",
         )
         invalid = int(rows[0][0])
         if invalid:
@@ -112,8 +120,9 @@ def scratch_name(database: str, stamp: str) -> str:
     return f"{DRILL_DB_PREFIX}{stamp.lower()}_{database}"[:63]
 
 
-def run_restore_drill(settings: BackupSettings, *, stamp: str | None = None,
-                      databases: list[str] | None = None, keep: bool = False) -> dict[str, Any]:
+def run_restore_drill(
+    settings: BackupSettings, *, stamp: str | None = None, databases: list[str] | None = None, keep: bool = False
+) -> dict[str, Any]:
     """Restore the newest (or the named) dump set into scratch databases and verify it; raise on any problem."""
     started = time.time()
     dump_set = load_dump_set(settings.dumps_dir / stamp) if stamp else latest_dump_set(settings)
@@ -141,11 +150,12 @@ def run_restore_drill(settings: BackupSettings, *, stamp: str | None = None,
         "kind": "dump",
         "ok": True,
         "dump_set": dump_set.stamp,
-        "databases": {c.database: {"tables": c.tables, "rows": c.rows, "geometry_columns": c.geometry_columns}
-                      for c in checks},
+        "databases": {
+            c.database: {"tables": c.tables, "rows": c.rows, "geometry_columns": c.geometry_columns} for c in checks
+        },
         "started_at": started,
-        "finished_at": time.time(),
+        "finished_at": (finished := time.time()),
     }
     write_json_atomic(settings.drills_dir / "dump.json", result)
-    log.info("drill: dump set %s restored and verified in %.1f s", dump_set.stamp, result["finished_at"] - started)
+    log.info("drill: dump set %s restored and verified in %.1f s", dump_set.stamp, finished - started)
     return result

@@ -53,38 +53,44 @@ def plan_prune(settings: BackupSettings, now: float | None = None) -> PrunePlan:
 
     dump_cutoff = now - settings.dump_retention_days * DAY
     complete_sets = [p for p in list_dump_sets(settings) if (p / DUMP_MANIFEST).is_file()]
-    newest_set = complete_sets[-1] if complete_sets else None
+    newest_set = max(complete_sets, key=lambda p: (_timestamp(p), p.name), default=None)
     for path in list_dump_sets(settings):
         if path != newest_set and _timestamp(path) < dump_cutoff:
             plan.dump_sets.append(path)
 
     wal_cutoff = now - settings.wal_retention_days * DAY
-    bases = list_base_backups(settings)
+    bases = sorted(list_base_backups(settings), key=lambda b: (_timestamp(b.path), b.path.name))
     kept_bases = [b for b in bases if b is bases[-1] or _timestamp(b.path) >= wal_cutoff]
     plan.base_backups = [b.path for b in bases if b not in kept_bases]
     # WAL at or after the oldest kept base backup's start is needed to restore from it.
-    oldest_needed = kept_bases[0].start_segment if kept_bases else None
+    oldest_needed = min((b.start_segment[8:] for b in kept_bases), default=None)
     for path in wal_files(settings.wal_archive_dir):
         if _timestamp(path) >= wal_cutoff:
             continue
         name = bare_name(path)
         if oldest_needed is not None and name.endswith(".history"):
             continue  # timeline history files are tiny and needed to follow timelines
-        if oldest_needed is not None and SEGMENT_RE.match(name[:24]) and name[8:24] >= oldest_needed[8:24]:
+        if oldest_needed is not None and SEGMENT_RE.match(name[:24]) and name[8:24] >= oldest_needed:
             continue
         plan.wal_files.append(path)
 
     for parent in (settings.dumps_dir, settings.base_dir):
         if parent.is_dir():
             plan.partials += [
-                p for p in parent.iterdir()
+                p
+                for p in parent.iterdir()
                 if p.name.startswith(PARTIAL_PREFIX) and p.stat().st_mtime < now - STALE_PARTIAL_SECONDS
             ]
     return plan
 
 
-def prune(settings: BackupSettings, now: float | None = None, *, dry_run: bool = False,
-          remove: Callable[[Path], None] | None = None) -> PrunePlan:
+def prune(
+    settings: BackupSettings,
+    now: float | None = None,
+    *,
+    dry_run: bool = False,
+    remove: Callable[[Path], None] | None = None,
+) -> PrunePlan:
     """Delete what :func:`plan_prune` selects (nothing with ``dry_run``) and return the plan."""
     plan = plan_prune(settings, now)
     for path in plan.all:

@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .basebackup import list_base_backups, take_base_backup
@@ -36,7 +36,7 @@ WEEK = 7 * DAY
 
 def next_run(at: DailyAt, after: float) -> float:
     """The first moment strictly after ``after`` (epoch) matching ``at`` (UTC)."""
-    moment = datetime.fromtimestamp(after, timezone.utc)
+    moment = datetime.fromtimestamp(after, UTC)
     candidate = moment.replace(hour=at.hour, minute=at.minute, second=0, microsecond=0)
     if at.weekday is not None:
         candidate += timedelta(days=(at.weekday - candidate.weekday()) % 7)
@@ -46,7 +46,9 @@ def next_run(at: DailyAt, after: float) -> float:
     return candidate.timestamp()
 
 
-def run_job(settings: BackupSettings, job: str, fn: Callable[[], Any], *, clock: Callable[[], float] = time.time) -> bool:
+def run_job(
+    settings: BackupSettings, job: str, fn: Callable[[], Any], *, clock: Callable[[], float] = time.time
+) -> bool:
     """Run one job, record its outcome for the metrics, never raise."""
     started = clock()
     try:

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SEGMENT_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
-WAL_NAME_RE = re.compile(
-    r"^(?:[0-9A-F]{24}(?:\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)(?:\.gz)?$"
-)
+WAL_NAME_RE = re.compile(r"^(?:[0-9A-F]{24}(?:\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)(?:\.gz)?$")
 
 
 def archive_command(archive_dir: str | Path) -> str:
@@ -84,7 +82,8 @@ def check_continuity(archive_dir: Path, start_segment: str, segment_bytes: int) 
 
     start = number(start_segment)
     present = {
-        number(bare_name(p)) for p in wal_files(archive_dir)
+        number(bare_name(p))
+        for p in wal_files(archive_dir)
         if SEGMENT_RE.match(bare_name(p)) and int(bare_name(p)[:8], 16) == timeline
     }
     present = {n for n in present if n >= start}

@@ -3,7 +3,6 @@ the migrator role; every test runs in a transaction rolled back at its end."""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -25,12 +24,6 @@ __all__ = ["postgres_cluster_factory"]
 REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 METRICS_TOKEN = "m" * 40
 DATABASE = "flypotato"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
-            item.add_marker(pytest.mark.asyncio(loop_scope="session"))
 
 
 def alembic_config(url: str) -> Config:
@@ -91,6 +84,8 @@ def pg() -> Iterator[PostgresCluster]:
 def database(pg: PostgresCluster) -> Database:
     prepare_database(pg, DATABASE)
     command.upgrade(alembic_config(pg.dsn(DATABASE, user="migrator")), "head")
+    # Test-only: lets a test switch to the DataLens role inside its rolled-back transaction.
+    pg.psql("GRANT datalens TO app")
     return Database(pg, DATABASE)
 
 

@@ -15,10 +15,6 @@ from tests.support.postgres import PostgresCluster, PostgresNotInstalled, postgi
 ARCHIVE_TIMEOUT = 60
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "postgres: runs a real PostgreSQL 15 cluster (never skipped)")
-
-
 @pytest.fixture(scope="session")
 def archiving_cluster() -> Iterator[PostgresCluster]:
     """One cluster for the session, configured like production's WAL archiving."""
@@ -91,7 +87,10 @@ def table_digest(cluster: PostgresCluster, dbname: str) -> dict[str, str]:
         dbname=dbname,
     ).splitlines()
     return {
-        t: cluster.psql(f"SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x", dbname=dbname)
+        t: cluster.psql(
+            f"SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x",  # noqa: S608
+            dbname=dbname,
+        )
         for t in tables
     }
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-from datetime import datetime, timezone
+import http.client
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,8 +22,12 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("name", "value", "range_text"),
-    [("BACKUP_DUMP_RETENTION_DAYS", "13", "14–30"), ("BACKUP_DUMP_RETENTION_DAYS", "31", "14–30"),
-     ("BACKUP_WAL_RETENTION_DAYS", "6", "7–14"), ("BACKUP_WAL_RETENTION_DAYS", "15", "7–14")],
+    [
+        ("BACKUP_DUMP_RETENTION_DAYS", "13", "14–30"),
+        ("BACKUP_DUMP_RETENTION_DAYS", "31", "14–30"),
+        ("BACKUP_WAL_RETENTION_DAYS", "6", "7–14"),
+        ("BACKUP_WAL_RETENTION_DAYS", "15", "7–14"),
+    ],
 )
 def test_retention_outside_the_allowed_range_is_refused_with_the_setting_named(
     tmp_path: Path, name: str, value: str, range_text: str
@@ -54,10 +57,12 @@ def test_defaults_and_secret_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"BACKUP_DAILY_AT": "25:00"}, "BACKUP_DAILY_AT='25:00' is not a UTC time"),
-     ({"BACKUP_DRILL_AT": "04:00"}, "BACKUP_DRILL_AT='04:00' is not a weekday and UTC time"),
-     ({"PGPORT": "five"}, "PGPORT='five' is not a whole number"),
-     ({"BACKUP_PGPASSWORD_FILE": "/nonexistent/pw"}, "BACKUP_PGPASSWORD_FILE=/nonexistent/pw cannot be read")],
+    [
+        ({"BACKUP_DAILY_AT": "25:00"}, "BACKUP_DAILY_AT='25:00' is not a UTC time"),
+        ({"BACKUP_DRILL_AT": "04:00"}, "BACKUP_DRILL_AT='04:00' is not a weekday and UTC time"),
+        ({"PGPORT": "five"}, "PGPORT='five' is not a whole number"),
+        ({"BACKUP_PGPASSWORD_FILE": "/nonexistent/pw"}, "BACKUP_PGPASSWORD_FILE=/nonexistent/pw cannot be read"),
+    ],
 )
 def test_bad_settings_are_sentences_naming_the_variable(tmp_path: Path, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
@@ -65,7 +70,7 @@ def test_bad_settings_are_sentences_naming_the_variable(tmp_path: Path, env: dic
 
 
 def _epoch(text: str) -> float:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
 def test_next_run_daily_and_weekly() -> None:
@@ -95,6 +100,7 @@ def test_scheduler_catches_up_runs_daily_and_retries_failures(tmp_path: Path, mo
             if name in failing:
                 raise service_module.BackupError(f"{name} broke")
             return None
+
         return action
 
     monkeypatch.setattr(service_module, "run_dump_set", fake("dump"))
@@ -121,23 +127,37 @@ def test_scheduler_catches_up_runs_daily_and_retries_failures(tmp_path: Path, mo
     assert svc.tick() == []
     clock.now = _epoch("2027-01-17T04:00:00")  # Sunday: the weekly drill follows the daily jobs
     assert svc.tick() == ["dump", "basebackup", "prune", "drill"]
-    assert "backup_job_last_run_ok{job=\"basebackup\"} 1" in render(collect(s, clock.now))
+    assert 'backup_job_last_run_ok{job="basebackup"} 1' in render(collect(s, clock.now))
 
 
 def test_metrics_need_the_bearer_token_and_healthz_does_not(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("t0ken\n")
-    s = BackupSettings(pg=PgTarget(), backup_dir=tmp_path / "b", wal_archive_dir=tmp_path / "wal",
-                       metrics_address="127.0.0.1", metrics_port=free_port(), metrics_token_file=token_file)
+    s = BackupSettings(
+        pg=PgTarget(),
+        backup_dir=tmp_path / "b",
+        wal_archive_dir=tmp_path / "wal",
+        metrics_address="127.0.0.1",
+        metrics_port=free_port(),
+        metrics_token_file=token_file,
+    )
     server = serve(s, lambda: 123.0)
-    base = f"http://127.0.0.1:{s.metrics_port}"
+
+    def get(path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", s.metrics_port, timeout=5)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
     try:
-        assert urllib.request.urlopen(f"{base}/healthz", timeout=5).read() == b"ok\n"
-        with pytest.raises(urllib.error.HTTPError) as denied:
-            urllib.request.urlopen(f"{base}/metrics", timeout=5)
-        assert denied.value.code == 401
-        request = urllib.request.Request(f"{base}/metrics", headers={"Authorization": "Bearer t0ken"})
-        body = urllib.request.urlopen(request, timeout=5).read().decode()
+        assert get("/healthz") == (200, "ok\n")
+        assert get("/metrics")[0] == 401
+        assert get("/metrics", {"Authorization": "Bearer wrong"})[0] == 401
+        status, body = get("/metrics", {"Authorization": "Bearer t0ken"})
+        assert status == 200
     finally:
         server.shutdown()
         server.server_close()
@@ -168,8 +188,17 @@ def test_archive_and_restore_commands_round_trip(tmp_path: Path) -> None:
     restored = tmp_path / "restored"
     assert sh(restore_command(archive), restored) == 0
     assert restored.read_bytes() == b"\0" * 4096 + b"wal"
-    assert subprocess.run(["sh", "-c", restore_command(archive).replace("%f", "00000001000000000000FFFF")
-                           .replace("%p", str(tmp_path / "x"))], check=False).returncode != 0
+    assert (
+        subprocess.run(
+            [
+                "sh",
+                "-c",
+                restore_command(archive).replace("%f", "00000001000000000000FFFF").replace("%p", str(tmp_path / "x")),
+            ],
+            check=False,
+        ).returncode
+        != 0
+    )
 
 
 def test_wal_names_and_gap_detection(tmp_path: Path) -> None:

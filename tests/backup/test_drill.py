@@ -93,7 +93,7 @@ def test_drill_detects_row_count_mismatch(settings: BackupSettings, flights_db: 
     db_manifest = json.loads(db_manifest_path.read_text())
     db_manifest["row_counts"]["public.flights"] = 501
     write_json_atomic(db_manifest_path, db_manifest)
-    with pytest.raises(BackupError, match="public.flights has 500 rows after restore, 501 at dump time"):
+    with pytest.raises(BackupError, match=r"public\.flights has 500 rows after restore, 501 at dump time"):
         run_restore_drill(settings)
 
 
@@ -125,7 +125,7 @@ def test_drill_command_exits_non_zero_and_records_the_failure(
     assert main(["drill"]) == 1
     failure = json.loads(Path(settings.state_dir / "drill.failure.json").read_text())
     assert "is corrupt" in failure["error"]
-    assert "backup_job_last_run_ok{job=\"drill\"} 0" in _metrics(main, capsys)
+    assert 'backup_job_last_run_ok{job="drill"} 0' in _metrics(main, capsys)
 
 
 def _metrics(entry, capsys: pytest.CaptureFixture[str]) -> str:  # type: ignore[no-untyped-def]

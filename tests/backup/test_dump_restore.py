@@ -66,8 +66,7 @@ def test_globals_restore_recreates_roles(settings: BackupSettings, archiving_clu
     statements = (dump_set.path / "globals.sql").read_text()
     assert "CREATE ROLE backup_probe" in statements
     archiving_cluster.psql(
-        "\n".join(line for line in statements.splitlines()
-                  if "backup_probe" in line and not line.startswith("--"))
+        "\n".join(line for line in statements.splitlines() if "backup_probe" in line and not line.startswith("--"))
     )
     assert archiving_cluster.psql("SELECT rolconnlimit FROM pg_roles WHERE rolname = 'backup_probe'") == "3"
     archiving_cluster.psql("DROP ROLE backup_probe")

@@ -20,8 +20,13 @@ def _age(path: Path, days: float) -> None:
 
 
 def _settings(tmp_path: Path, dump_days: int = 14, wal_days: int = 7) -> BackupSettings:
-    return BackupSettings(pg=PgTarget(), backup_dir=tmp_path / "b", wal_archive_dir=tmp_path / "wal",
-                          dump_retention_days=dump_days, wal_retention_days=wal_days)
+    return BackupSettings(
+        pg=PgTarget(),
+        backup_dir=tmp_path / "b",
+        wal_archive_dir=tmp_path / "wal",
+        dump_retention_days=dump_days,
+        wal_retention_days=wal_days,
+    )
 
 
 def _dump_set(settings: BackupSettings, name: str, age_days: float, *, complete: bool = True) -> Path:

@@ -163,7 +163,10 @@ class PostgresCluster:
         return self
 
     def stop(self, mode: str = "fast") -> None:
-        """Stop the server (``mode`` is pg_ctl's: smart, fast or immediate); the data stays."""
+        """Stop the server (``mode`` is pg_ctl's: smart, fast or immediate); the data stays.
+
+        With ``fast=True`` (synchronous_commit off) an ``immediate`` stop may lose the last commits.
+        """
         if not self._running:
             return
         self._run_server_tool([str(self.pg_bin / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"])

@@ -1,0 +1,305 @@
+"""PlatformDatabases: what lives inside Postgres — databases, schemas, roles and their rights (R-DB-1).
+
+Managed with the ``pulumi_postgresql`` provider, which connects as the superuser through the operator bind
+(or an SSH tunnel to it) and only after the Postgres container reports healthy. Every role has a generated
+password that rotates with the stack's rotation epoch (R-SEC-4); DSNs built from them are Pulumi secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pulumi
+import pulumi_postgresql as postgresql
+
+from components.catalog import SERVICES, Zone
+from components.secrets import generated_password
+from components.settings import Settings
+
+if TYPE_CHECKING:
+    from components.container import HardenedContainer
+
+TYPE = "fly-potato:database:PlatformDatabases"
+
+SUPERUSER = "postgres"
+APP_DATABASE = "flypotato"
+KEYCLOAK_DATABASE = "keycloak"
+MAINTENANCE_DATABASE = "postgres"
+APP_SCHEMA = "app"
+ANALYTICS_SCHEMA = "analytics"
+POSTGIS = "postgis"
+
+TABLE_DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
+SEQUENCE_USE = ("USAGE", "SELECT", "UPDATE")
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """A login role of the platform: who uses it, where it may connect, what it is."""
+
+    name: str
+    purpose: str
+    clients: tuple[str, ...]  # services that log in with it; pg_hba admits their shared zones with postgres
+    databases: tuple[str, ...]  # databases it may connect to ("replication" for streaming)
+    member_of: tuple[str, ...] = ()
+    connection_limit: int = -1
+    replication: bool = False
+    create_database: bool = False
+    search_path: tuple[str, ...] = ()
+    statement_timeout_ms: int = 0
+
+
+def role_specs(settings: Settings) -> dict[str, RoleSpec]:
+    """The roles of R-DB-1, in creation order."""
+    specs = (
+        RoleSpec("migrator", "owns the app database and its schemas; runs the DDL (alembic)",
+                 clients=("migration",), databases=(APP_DATABASE,)),
+        RoleSpec("app", "the backend: DML on schema app only", clients=("backend",),
+                 databases=(APP_DATABASE,), search_path=(APP_SCHEMA, "public")),
+        RoleSpec("datalens", "DataLens: SELECT on schema analytics only", clients=("nginx",),
+                 databases=(APP_DATABASE,), connection_limit=settings.raw.datalens.connection_limit,
+                 search_path=(ANALYTICS_SCHEMA, "public"), statement_timeout_ms=60_000),
+        RoleSpec("keycloak", "Keycloak: owns its own database", clients=("keycloak",),
+                 databases=(KEYCLOAK_DATABASE,)),
+        RoleSpec("exporter", "metrics: pg_monitor", clients=("postgres_exporter", "sql_exporter"),
+                 databases=(MAINTENANCE_DATABASE, APP_DATABASE), member_of=("pg_monitor",), connection_limit=5),
+        # pg_read_all_data lets pg_dump read every table without owning any or being superuser; REPLICATION is
+        # what pg_basebackup needs; CREATEDB lets the restore drill create its scratch drill_* databases.
+        RoleSpec("backup", "dumps, base backups and restore drills", clients=("backup",),
+                 databases=("all", "replication"), member_of=("pg_read_all_data",),
+                 replication=True, create_database=True),
+    )
+    return {spec.name: spec for spec in specs}
+
+
+def _source_zones(settings: Settings, spec: RoleSpec) -> list[Zone]:
+    """Zones where a role's clients meet postgres: the only networks its connections can come from."""
+    shared: set[Zone] = set()
+    for client in spec.clients:
+        shared |= set(settings.zones_of(client)) & set(settings.zones_of("postgres"))
+    return sorted(shared, key=lambda zone: list(Zone).index(zone))
+
+
+def operator_ingress_zone(settings: Settings) -> Zone:
+    """The network a connection to postgres' published port arrives through (it then comes from the
+    bridge gateway): the operator zone when postgres needs it to publish, else its own non-internal zone."""
+    zones = settings.zones_of("postgres")
+    if Zone.OPERATOR in zones:
+        return Zone.OPERATOR
+    return next((z for z in zones if not settings.zone_internal[z]), zones[0])
+
+
+def pg_hba(settings: Settings) -> str:
+    """pg_hba.conf for the stack: scram-sha-256 everywhere, each role only from the zones its clients share
+    with postgres, and the Docker host (the operator bind: provider, tunnel, backups by hand) from the
+    gateway of the ingress zone. Anything not listed is rejected."""
+    gateway = settings.zone_gateway(operator_ingress_zone(settings))
+    rows = [
+        ("local", "all", "all", "", "# docker exec psql, with a password"),
+        ("host", "all", SUPERUSER, "127.0.0.1/32", "# tools inside the container"),
+        ("host", "all", "all", f"{gateway}/32", "# the Docker host via the operator bind (providers, tunnels)"),
+    ]
+    for spec in role_specs(settings).values():
+        for zone in _source_zones(settings, spec):
+            for database in spec.databases:
+                rows.append(("host", database, spec.name, settings.zone_subnets[zone], f"# {spec.purpose} ({zone})"))
+    lines = [
+        f"# pg_hba.conf of {settings.project}-{settings.stack}, generated from the stack settings (R-DB-1).",
+        "# TYPE  DATABASE      USER        ADDRESS             METHOD",
+    ]
+    for kind, database, user, address, why in rows:
+        lines.append(f"{kind:<7} {database:<13} {user:<11} {address:<19} scram-sha-256  {why}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def dsn(role: str, password: pulumi.Input[str], host: str, port: int, database: str) -> pulumi.Output[str]:
+    """A libpq URL; always a Pulumi secret because it carries the password."""
+    return pulumi.Output.secret(
+        pulumi.Output.concat("postgresql://", role, ":", password, "@", host, ":", str(port), "/", database)
+    )
+
+
+class PlatformDatabases(pulumi.ComponentResource):
+    """Databases ``flypotato`` and ``keycloak``, PostGIS, schemas ``app`` and ``analytics`` owned by the
+    migrator, the login roles of :func:`role_specs`, and their grants — PUBLIC gets nothing."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        *,
+        postgres: HardenedContainer,
+        superuser_password: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(TYPE, name, None, opts)
+        self.specs = role_specs(settings)
+        host, port = settings.postgres_endpoint
+
+        # Gated on the health-checked container (wait=True): the provider must not dial a server still in
+        # initdb. sslmode=disable: the path is the host's loopback or an SSH tunnel, and the server has no TLS.
+        self.provider = postgresql.Provider(
+            f"{name}-provider",
+            host=host,
+            port=port,
+            username=SUPERUSER,
+            password=pulumi.Output.secret(superuser_password),
+            superuser=True,
+            sslmode="disable",
+            connect_timeout=settings.raw.operator_endpoints.connect_timeout_seconds,
+            database=MAINTENANCE_DATABASE,
+            expected_version="15",
+            max_connections=4,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[postgres.container]),
+        )
+        on_server = pulumi.ResourceOptions(parent=self, provider=self.provider)
+
+        self.passwords: dict[str, pulumi.Output[str]] = {}
+        self.roles: dict[str, postgresql.Role] = {}
+        for spec in self.specs.values():
+            secret = generated_password(f"{name}-{spec.name}-password", settings, parent=self)
+            self.passwords[spec.name] = secret.result
+            self.roles[spec.name] = postgresql.Role(
+                f"{name}-role-{spec.name}",
+                name=spec.name,
+                login=True,
+                password=secret.result,
+                connection_limit=spec.connection_limit,
+                replication=spec.replication,
+                create_database=spec.create_database,
+                create_role=False,
+                superuser=False,
+                inherit=True,
+                roles=list(spec.member_of),
+                search_paths=list(spec.search_path) or None,
+                statement_timeout=spec.statement_timeout_ms or None,
+                opts=on_server,
+            )
+
+        self.app_database = postgresql.Database(
+            f"{name}-{APP_DATABASE}",
+            name=APP_DATABASE,
+            owner=self.roles["migrator"].name,
+            template="template0",
+            encoding="UTF8",
+            lc_collate="C.UTF-8",
+            lc_ctype="C.UTF-8",
+            opts=pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(protect=settings.is_prod)),
+        )
+        self.keycloak_database = postgresql.Database(
+            f"{name}-{KEYCLOAK_DATABASE}",
+            name=KEYCLOAK_DATABASE,
+            owner=self.roles["keycloak"].name,
+            template="template0",
+            encoding="UTF8",
+            lc_collate="C.UTF-8",
+            lc_ctype="C.UTF-8",
+            opts=pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(protect=settings.is_prod)),
+        )
+        # Created by the superuser: PostGIS is not a trusted extension.
+        self.postgis = postgresql.Extension(
+            f"{name}-postgis",
+            name=POSTGIS,
+            database=self.app_database.name,
+            schema="public",
+            opts=on_server,
+        )
+        self.schemas = {
+            schema: postgresql.Schema(
+                f"{name}-schema-{schema}",
+                name=schema,
+                database=self.app_database.name,
+                owner=self.roles["migrator"].name,
+                drop_cascade=False,
+                opts=on_server,
+            )
+            for schema in (APP_SCHEMA, ANALYTICS_SCHEMA)
+        }
+
+        self.grants: list[pulumi.CustomResource] = []
+        self._grant_chain(name, on_server)
+        self.register_outputs({"roles": list(self.specs)})
+
+    # -- grants ------------------------------------------------------------------------------------
+
+    def _chain(self, resource_name: str, make: type, opts: pulumi.ResourceOptions, **args: object) -> None:
+        """Each grant waits for the previous one: concurrent GRANTs on one catalog row fail with
+        "tuple concurrently updated"."""
+        after = pulumi.ResourceOptions(depends_on=self.grants[-1:])
+        self.grants.append(make(resource_name, opts=pulumi.ResourceOptions.merge(opts, after), **args))
+
+    def _grant(self, name: str, opts: pulumi.ResourceOptions, *, role: pulumi.Input[str], object_type: str,
+               database: pulumi.Input[str], privileges: Sequence[str], schema: pulumi.Input[str] | None = None
+               ) -> None:
+        self._chain(name, postgresql.Grant, opts, role=role, object_type=object_type, database=database,
+                    schema=schema, privileges=list(privileges))
+
+    def _grant_chain(self, name: str, opts: pulumi.ResourceOptions) -> None:
+        role = {key: r.name for key, r in self.roles.items()}
+        app_db, kc_db = self.app_database.name, self.keycloak_database.name
+        app_schema, analytics = self.schemas[APP_SCHEMA].name, self.schemas[ANALYTICS_SCHEMA].name
+
+        # PUBLIC gets nothing: no CONNECT/TEMP on any database, no USAGE on the app database's public schema.
+        for key, database in ((APP_DATABASE, app_db), (KEYCLOAK_DATABASE, kc_db),
+                              (MAINTENANCE_DATABASE, MAINTENANCE_DATABASE)):
+            self._grant(f"{name}-revoke-public-{key}-db", opts, role="public", object_type="database",
+                        database=database, privileges=[])
+        self._grant(f"{name}-revoke-public-public-schema", opts, role="public", object_type="schema",
+                    database=app_db, schema="public", privileges=[])
+
+        # CONNECT where each role needs it (owners have it implicitly: migrator, keycloak).
+        databases: dict[str, pulumi.Input[str]] = {
+            APP_DATABASE: app_db, KEYCLOAK_DATABASE: kc_db, MAINTENANCE_DATABASE: MAINTENANCE_DATABASE
+        }
+        for spec in self.specs.values():
+            for label in spec.databases:
+                owner = (spec.name, label) in (("migrator", APP_DATABASE), ("keycloak", KEYCLOAK_DATABASE))
+                if label in databases and not owner:
+                    self._grant(f"{name}-connect-{spec.name}-{label}", opts, role=role[spec.name],
+                                object_type="database", database=databases[label], privileges=["CONNECT"])
+        # The backup role dumps every database ("all" in pg_hba), so it connects to each of them.
+        for label in (APP_DATABASE, KEYCLOAK_DATABASE, MAINTENANCE_DATABASE):
+            self._grant(f"{name}-connect-backup-{label}", opts, role=role["backup"], object_type="database",
+                        database=databases[label], privileges=["CONNECT"])
+
+        # Schemas: PostGIS types and functions live in public; each role sees only its own schema.
+        for key in ("app", "datalens"):
+            self._grant(f"{name}-usage-public-{key}", opts, role=role[key], object_type="schema",
+                        database=app_db, schema="public", privileges=["USAGE"])
+        self._grant(f"{name}-usage-app-app", opts, role=role["app"], object_type="schema",
+                    database=app_db, schema=app_schema, privileges=["USAGE"])
+        self._grant(f"{name}-usage-analytics-datalens", opts, role=role["datalens"], object_type="schema",
+                    database=app_db, schema=analytics, privileges=["USAGE"])
+
+        # What already exists (re-applied by every `pulumi up`) ...
+        self._grant(f"{name}-tables-app-app", opts, role=role["app"], object_type="table",
+                    database=app_db, schema=app_schema, privileges=TABLE_DML)
+        self._grant(f"{name}-sequences-app-app", opts, role=role["app"], object_type="sequence",
+                    database=app_db, schema=app_schema, privileges=SEQUENCE_USE)
+        self._grant(f"{name}-tables-analytics-datalens", opts, role=role["datalens"], object_type="table",
+                    database=app_db, schema=analytics, privileges=["SELECT"])
+
+        # ... and what the migrator creates later: default privileges only cover objects created by the
+        # named owner, so the owner is migrator, the role every migration runs as.
+        defaults = (
+            ("tables-app-app", role["app"], app_schema, "table", TABLE_DML),
+            ("sequences-app-app", role["app"], app_schema, "sequence", SEQUENCE_USE),
+            ("functions-app-app", role["app"], app_schema, "function", ["EXECUTE"]),
+            ("tables-analytics-datalens", role["datalens"], analytics, "table", ["SELECT"]),
+            ("functions-analytics-datalens", role["datalens"], analytics, "function", ["EXECUTE"]),
+        )
+        for label, grantee, schema, object_type, privileges in defaults:
+            self._chain(f"{name}-default-{label}", postgresql.DefaultPrivileges, opts, role=grantee,
+                        database=app_db, schema=schema, owner=role["migrator"], object_type=object_type,
+                        privileges=list(privileges))
+        # Functions are executable by PUBLIC by default; not those the migrator creates.
+        self._chain(f"{name}-default-revoke-public-functions", postgresql.DefaultPrivileges, opts, role="public",
+                    database=app_db, owner=role["migrator"], object_type="function", privileges=[])
+
+    # -- connection strings --------------------------------------------------------------------------
+
+    def url(self, role: str, *, host: str = SERVICES["postgres"].docker_alias, port: int, database: str = APP_DATABASE
+            ) -> pulumi.Output[str]:
+        return dsn(role, self.passwords[role], host, port, database)

@@ -1,0 +1,266 @@
+"""Monitoring configuration rendered from the stack settings: pure functions, known at preview.
+
+prometheus.yml (scrape jobs, rule file, Alertmanager), the alert rules (components/rules/alerts.yml),
+alertmanager.yml (receivers from ``fly-potato:alerting``), the sql_exporter jobs and the blackbox modules.
+Secrets never appear in these texts except where an image offers no file option (see
+``render_alertmanager_config``); they are referenced by the paths in :class:`MonitoringPaths`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.auth import KEYCLOAK_PATH
+from components.catalog import SERVICES
+from components.container import CONFIG_DIR, SECRETS_DIR
+from components.data import APP_DATABASE
+from components.settings import Settings
+
+RULES_SOURCE = Path(__file__).resolve().parent / "rules" / "alerts.yml"
+
+# Rule groups that only make sense when their feature is deployed.
+FEATURE_GROUPS = {"backups": "fly-potato-backup"}
+
+BLACKBOX_TLS_MODULE = "tls_certificate"
+
+
+@dataclass(frozen=True)
+class MonitoringPaths:
+    """Where the rendered files live inside the containers (tests render under a temporary root)."""
+
+    prometheus_config: str = f"{CONFIG_DIR}/prometheus.yml"
+    rules: str = f"{CONFIG_DIR}/rules/alerts.yml"
+    metrics_token: str = f"{SECRETS_DIR}/metrics_token"
+    alertmanager_config: str = f"{CONFIG_DIR}/alertmanager.yml"
+    alertmanager_secret_config: str = f"{SECRETS_DIR}/alertmanager.yml"
+    smtp_password: str = f"{SECRETS_DIR}/smtp_password"
+    sql_exporter_config: str = f"{SECRETS_DIR}/sql_exporter.yml"
+    blackbox_config: str = f"{CONFIG_DIR}/blackbox.yml"
+
+    def under(self, root: str | Path) -> MonitoringPaths:
+        """The same layout below ``root`` (for promtool/amtool runs outside a container)."""
+        return replace(self, **{name: f"{root}{getattr(self, name)}" for name in self.__dataclass_fields__})
+
+
+PATHS = MonitoringPaths()
+
+
+def _host(service: str) -> str:
+    return SERVICES[service].docker_alias
+
+
+@dataclass(frozen=True)
+class ScrapeJob:
+    name: str
+    service: str
+    listener: str
+    metrics_path: str = "/metrics"
+    bearer_token: bool = False  # R-SEC-5: the endpoint wants the metrics token
+
+
+def scrape_jobs(settings: Settings) -> list[ScrapeJob]:
+    """Every scrape target of the stack; job names are what the alert rules match on."""
+    jobs = [
+        ScrapeJob("prometheus", "prometheus", "prometheus"),
+        ScrapeJob("alertmanager", "alertmanager", "alertmanager"),
+        ScrapeJob("backend", "backend", "backend", bearer_token=True),
+        ScrapeJob("postgres_exporter", "postgres_exporter", "postgres_exporter"),
+        ScrapeJob("sql_exporter", "sql_exporter", "sql_exporter"),
+        ScrapeJob("node_exporter", "node_exporter", "node_exporter"),
+        ScrapeJob("oauth2_proxy", "oauth2_proxy", "oauth2_proxy_metrics"),
+        # Keycloak 26 serves metrics on the management port under the HTTP relative path.
+        ScrapeJob("keycloak", "keycloak", "keycloak_management", metrics_path=f"{KEYCLOAK_PATH}/metrics"),
+        ScrapeJob("container_exporter", "container_exporter", "container_exporter", bearer_token=True),
+    ]
+    if settings.features.backups:
+        jobs.append(ScrapeJob("backup", "backup", "backup_metrics", bearer_token=True))
+    return jobs
+
+
+def scrape_targets(settings: Settings) -> dict[str, str]:
+    """Job name → host:port inside the monitoring zone."""
+    return {job.name: f"{_host(job.service)}:{settings.ports[job.listener]}" for job in scrape_jobs(settings)}
+
+
+def certificate_probe_target(settings: Settings) -> str | None:
+    """The public TLS endpoint as the blackbox exporter reaches it (nginx in the monitoring zone), or None
+    when the stack serves no HTTPS (dev)."""
+    if not settings.public_url.startswith("https://"):
+        return None
+    return f"{_host('nginx')}:{settings.ports['nginx_https']}"
+
+
+def render_prometheus_config(settings: Settings, paths: MonitoringPaths = PATHS) -> str:
+    interval = f"{settings.raw.monitoring.scrape_interval_seconds}s"
+    configs: list[dict[str, Any]] = []
+    for job, target in zip(scrape_jobs(settings), scrape_targets(settings).values(), strict=True):
+        entry: dict[str, Any] = {"job_name": job.name}
+        if job.metrics_path != "/metrics":
+            entry["metrics_path"] = job.metrics_path
+        if job.bearer_token:
+            entry["authorization"] = {"type": "Bearer", "credentials_file": paths.metrics_token}
+        entry["static_configs"] = [{"targets": [target], "labels": {"service": job.service}}]
+        configs.append(entry)
+    probe = certificate_probe_target(settings)
+    if probe is not None:
+        blackbox = f"{_host('blackbox_exporter')}:{settings.ports['blackbox_exporter']}"
+        configs.append({
+            "job_name": "blackbox_tls",
+            "metrics_path": "/probe",
+            "params": {"module": [BLACKBOX_TLS_MODULE]},
+            "static_configs": [{"targets": [probe], "labels": {"service": "nginx", "endpoint": settings.public_url}}],
+            "relabel_configs": [
+                {"source_labels": ["__address__"], "target_label": "__param_target"},
+                {"source_labels": ["__param_target"], "target_label": "instance"},
+                {"target_label": "__address__", "replacement": blackbox},
+            ],
+        })
+    config = {
+        "global": {
+            "scrape_interval": interval,
+            "scrape_timeout": f"{min(10, settings.raw.monitoring.scrape_interval_seconds)}s",
+            "evaluation_interval": interval,
+            "external_labels": {"stack": settings.stack},
+        },
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [scrape_targets(settings)["alertmanager"]]}]}]},
+        "rule_files": [paths.rules],
+        "scrape_configs": configs,
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def rule_groups(settings: Settings) -> list[dict[str, Any]]:
+    """The alert rule groups that apply to this stack."""
+    groups = yaml.safe_load(RULES_SOURCE.read_text())["groups"]
+    disabled = {group for feature, group in FEATURE_GROUPS.items() if not getattr(settings.features, feature)}
+    return [group for group in groups if group["name"] not in disabled]
+
+
+def render_rules(settings: Settings) -> str:
+    return yaml.safe_dump({"groups": rule_groups(settings)}, sort_keys=False, allow_unicode=True)
+
+
+def alertmanager_config_is_secret(settings: Settings) -> bool:
+    """Alertmanager 0.25 (Debian bookworm, our image) has no ``url_file`` for webhooks, so with a webhook the
+    whole alertmanager.yml carries the URL and is delivered as a secret file."""
+    return settings.raw.alerting.webhook_url is not None
+
+
+def render_alertmanager_config(settings: Settings, paths: MonitoringPaths = PATHS) -> str:
+    alerting = settings.raw.alerting
+    receiver: dict[str, Any] = {"name": "platform"}
+    global_: dict[str, Any] = {"resolve_timeout": "5m"}
+    if alerting.email_to:
+        global_.update({
+            "smtp_smarthost": alerting.smtp_smarthost,
+            "smtp_from": alerting.smtp_from,
+            "smtp_require_tls": alerting.smtp_require_tls,
+        })
+        if alerting.smtp_username:
+            global_["smtp_auth_username"] = alerting.smtp_username
+        if alerting.smtp_password is not None:
+            global_["smtp_auth_password_file"] = paths.smtp_password
+        receiver["email_configs"] = [
+            {"to": ", ".join(alerting.email_to), "send_resolved": True,
+             "headers": {"Subject": f"[{settings.stack}] {{{{ .Status | toUpper }}}} {{{{ .CommonLabels.alertname }}}}"}}
+        ]
+    if alerting.webhook_url is not None:
+        receiver["webhook_configs"] = [{"url": alerting.webhook_url.get_secret_value(), "send_resolved": True}]
+    config = {
+        "global": global_,
+        "route": {
+            "receiver": "platform",
+            "group_by": ["alertname", "stack", "job"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "4h",
+            "routes": [
+                {"matchers": ['severity="critical"'], "receiver": "platform", "group_wait": "10s",
+                 "repeat_interval": "1h"},
+            ],
+        },
+        "inhibit_rules": [
+            # The database is down: the API's errors, latency and backups are consequences.
+            {"source_matchers": ['alertname="DbDown"'],
+             "target_matchers": ['alertname=~"Api5xxRate|LatencyP95|BackupTooOld"'],
+             "equal": ["stack"]},
+            # A target that cannot be scraped: its other alerts are stale or consequences.
+            {"source_matchers": ['alertname="InstanceDown"'],
+             "target_matchers": ['alertname!="InstanceDown"'],
+             "equal": ["stack", "job"]},
+            # The certificate cannot be probed: its expiry is unknown, say it once.
+            {"source_matchers": ['alertname="CertProbeFailed"'],
+             "target_matchers": ['alertname="CertExpirySoon"'],
+             "equal": ["stack"]},
+            {"source_matchers": ['severity="critical"'],
+             "target_matchers": ['severity="warning"'],
+             "equal": ["stack", "alertname", "job"]},
+        ],
+        "receivers": [receiver],
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def sql_exporter_queries() -> list[dict[str, Any]]:
+    """Custom business metrics (Debian's sql_exporter: metric ``sql_<name>``, one series per value column)."""
+    return [
+        {
+            "name": "flypotato_flights",
+            "help": "Flights ingested (rows of app.flights): all, and created in the last hour.",
+            "values": ["total", "last_hour"],
+            "query": "SELECT count(*)::float8 AS total,"
+                     " count(*) FILTER (WHERE created_at > now() - interval '1 hour')::float8 AS last_hour"
+                     " FROM app.flights",
+        },
+        {
+            "name": "flypotato_flow_events",
+            "help": "Ops events (rows of app.flow_events) by type: all, and created in the last hour.",
+            "labels": ["event_type"],
+            "values": ["total", "last_hour"],
+            "query": "SELECT event_type, count(*)::float8 AS total,"
+                     " count(*) FILTER (WHERE created_at > now() - interval '1 hour')::float8 AS last_hour"
+                     " FROM app.flow_events GROUP BY event_type",
+        },
+    ]
+
+
+def sql_exporter_dsn(settings: Settings, password: str, host: str | None = None, port: int | None = None) -> str:
+    return (f"postgres://exporter:{password}@{host or _host('postgres')}:{port or settings.ports['postgres']}"
+            f"/{APP_DATABASE}?sslmode=disable")
+
+
+def render_sql_exporter_config(settings: Settings, dsn: str) -> str:
+    """justwatchcom/sql_exporter jobs; the DSN carries the exporter role's password, so the file is secret."""
+    return yaml.safe_dump({
+        "jobs": [{
+            "name": "flypotato",
+            "interval": "5m",
+            "connections": [dsn],
+            "startup_sql": ["SET statement_timeout = '20s'", "SET lock_timeout = '2s'"],
+            "queries": sql_exporter_queries(),
+        }]
+    }, sort_keys=False)
+
+
+def render_blackbox_config(settings: Settings) -> str:
+    """Certificate probe: a TLS handshake with the public name. The internal CA of dev-like stacks is not
+    in the probe's trust store, so verification is skipped there; expiry is read either way."""
+    return yaml.safe_dump({
+        "modules": {
+            BLACKBOX_TLS_MODULE: {
+                "prober": "tcp",
+                "timeout": "5s",
+                "tcp": {
+                    "tls": True,
+                    "tls_config": {
+                        "server_name": settings.domain,
+                        "insecure_skip_verify": settings.raw.tls.mode == "internal_ca",
+                    },
+                },
+            }
+        }
+    }, sort_keys=False)

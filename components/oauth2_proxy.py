@@ -1,0 +1,115 @@
+"""oauth2-proxy's configuration (R-AUTH-1): the OIDC client in front of the protected routes.
+
+nginx asks ``/oauth2/auth`` on every protected request (``auth_request``); oauth2-proxy answers 202 with
+the user, e-mail and access token as ``X-Auth-Request-*`` headers, or 401.
+
+**Issuer reachable from both sides.** Browsers know Keycloak as ``https://DOMAIN/sso`` (through nginx), and
+that is the ``iss`` of every token (Keycloak's ``KC_HOSTNAME``). Inside Docker, DOMAIN is not nginx (in dev
+it is ``localhost``, the container itself), and nginx starts only after oauth2-proxy is healthy, so OIDC
+discovery through the public URL would fail or wait on a cycle. oauth2-proxy therefore skips discovery:
+the browser-facing authorization endpoint is the public URL, the back-channel endpoints (token, JWKS,
+userinfo) are Keycloak's address in the app zone, and tokens are still checked against the public issuer.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+
+from components.settings import Settings
+
+def _toml(value: object) -> str:
+    # JSON strings, booleans and lists of strings are valid TOML values.
+    return json.dumps(value)
+
+
+def urlsafe_cookie_secret(standard_base64: str) -> str:
+    """oauth2-proxy decodes the cookie secret as URL-safe base64; standard '+' and '/' would make it read
+    the 44 characters as the secret itself and refuse to start (not 16, 24 or 32 bytes)."""
+    return standard_base64.replace("+", "-").replace("/", "_")
+
+
+def render_oauth2_proxy_config(
+    settings: Settings,
+    *,
+    issuer_url: str,
+    keycloak_internal_url: str,
+    client_id: str,
+    client_secret: str,
+    cookie_secret_base64: str,
+) -> str:
+    """The config file (TOML); pure, so tests read the same text the container gets.
+
+    ``issuer_url`` is the realm's public URL (https://DOMAIN/sso/realms/REALM), ``keycloak_internal_url``
+    Keycloak's base in the app zone (http://keycloak:8080/sso).
+    """
+    public_url = settings.public_url
+    endpoints = f"{keycloak_internal_url}/realms/{settings.realm}/protocol/openid-connect"
+    options: dict[str, object] = {
+        "provider": "keycloak-oidc",
+        "provider_display_name": "Fly Potato SSO",
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "oidc_issuer_url": issuer_url,
+        "skip_oidc_discovery": True,
+        "login_url": f"{issuer_url}/protocol/openid-connect/auth",
+        "redeem_url": f"{endpoints}/token",
+        "oidc_jwks_url": f"{endpoints}/certs",
+        "profile_url": f"{endpoints}/userinfo",
+        "validate_url": f"{endpoints}/userinfo",
+        "scope": "openid email profile",
+        "code_challenge_method": "S256",
+        "redirect_url": f"{public_url}/oauth2/callback",
+        "whitelist_domains": [settings.domain],
+        "email_domains": ["*"],
+        # auth_request mode: nginx proxies the application; oauth2-proxy only answers /oauth2/*.
+        "upstreams": ["static://202"],
+        "reverse_proxy": True,
+        "real_client_ip_header": "X-Real-IP",
+        "set_xauthrequest": True,
+        "pass_access_token": True,
+        # API clients may present a Keycloak access token instead of the cookie (audience: this client).
+        "skip_jwt_bearer_tokens": True,
+        "skip_provider_button": True,
+        "cookie_name": "_fly_potato_session",
+        "cookie_secret": urlsafe_cookie_secret(cookie_secret_base64),
+        "cookie_secure": settings.is_prod,  # dev serves plain HTTP on localhost
+        "cookie_httponly": True,
+        "cookie_samesite": "lax",  # the default is empty (DESIGN.md)
+        "cookie_expire": f"{settings.raw.keycloak.session_max_hours}h",
+        # Refresh before Keycloak's access token expires, so the API never sees a stale one.
+        "cookie_refresh": f"{max(1, settings.raw.keycloak.access_token_minutes - 1)}m",
+        "http_address": f"0.0.0.0:{settings.ports['oauth2_proxy']}",
+        # Not proxied by nginx: reachable only in oauth2-proxy's own zones (app, monitoring).
+        "metrics_address": f"0.0.0.0:{settings.ports['oauth2_proxy_metrics']}",
+        # nginx logs requests (without query strings); oauth2-proxy's request log would show codes.
+        "request_logging": False,
+        "auth_logging": True,
+        "standard_logging": True,
+    }
+    return "".join(f"{key} = {_toml(value)}\n" for key, value in options.items())
+
+
+def oauth2_proxy_config(
+    settings: Settings,
+    *,
+    issuer_url: str,
+    keycloak_internal_url: str,
+    client_id: str,
+    client_secret: pulumi.Input[str],
+    cookie_secret_base64: pulumi.Input[str],
+) -> pulumi.Output[str]:
+    """The config file as a secret Output (it holds the client and cookie secrets)."""
+    return pulumi.Output.secret(
+        pulumi.Output.all(client_secret, cookie_secret_base64).apply(
+            lambda values: render_oauth2_proxy_config(
+                settings,
+                issuer_url=issuer_url,
+                keycloak_internal_url=keycloak_internal_url,
+                client_id=client_id,
+                client_secret=values[0],
+                cookie_secret_base64=values[1],
+            )
+        )
+    )

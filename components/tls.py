@@ -1,0 +1,105 @@
+"""ServerCertificate: the edge's TLS certificate, from a per-stack internal CA or a provided chain (R-TLS-3, R-TLS-4).
+
+Internal CA: ECDSA P-256 keys, a CA certificate and a server certificate it signs for the stack's domain.
+Both carry ``early_renewal_hours``, so the first ``pulumi up`` inside the renewal window replaces them —
+well before the 14-day expiry alert — and nginx (whose files change) is recreated with the new pair.
+
+Provided: the chain and key from stack config (the key a Pulumi secret), served as given.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pulumi
+import pulumi_tls as tls
+
+from components.settings import Settings
+
+TYPE = "fly-potato:tls:ServerCertificate"
+
+HOURS_PER_DAY = 24
+# The CA outlives many server certificates; it is replaced (with a fresh server certificate) a year early.
+CA_VALIDITY_DAYS = 5 * 365
+CA_RENEW_BEFORE_DAYS = 365
+
+# DER of the AccessDescription method id-ad-ocsp (1.3.6.1.5.5.7.48.1) inside Authority Information Access.
+_OCSP_ACCESS_METHOD = bytes.fromhex("06082b06010505073001")
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
+
+
+def names_ocsp_responder(chain_pem: str) -> bool:
+    """True when the first (server) certificate of the chain names an OCSP responder (R-TLS-3).
+
+    Let's Encrypt stopped putting OCSP URLs in certificates in 2025, so stapling is configured only for
+    certificates that still carry one; nginx would otherwise log a stapling error on every start.
+    """
+    match = _PEM_CERT.search(chain_pem)
+    if not match:
+        return False
+    der = base64.b64decode("".join(match.group(1).split()))
+    return _OCSP_ACCESS_METHOD in der
+
+
+class ServerCertificate(pulumi.ComponentResource):
+    """``cert_pem`` (chain, server first), ``private_key_pem`` (secret), ``ca_cert_pem`` (trust anchor for
+    in-stack clients such as the certificate probe; None for a provided chain) and ``ocsp_stapling``."""
+
+    cert_pem: pulumi.Output[str]
+    private_key_pem: pulumi.Output[str]
+    ca_cert_pem: pulumi.Output[str] | None
+    ocsp_stapling: bool
+
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE, name, None, opts)
+        config = settings.raw.tls
+        if config.mode == "provided":
+            assert config.certificate_pem and config.private_key_pem  # checked when the settings were loaded
+            self.cert_pem = pulumi.Output.from_input(config.certificate_pem)
+            self.private_key_pem = pulumi.Output.secret(config.private_key_pem.get_secret_value())
+            self.ca_cert_pem = None
+            self.ocsp_stapling = names_ocsp_responder(config.certificate_pem)
+        else:
+            self._issue_from_internal_ca(name, settings)
+        self.register_outputs({"cert_pem": self.cert_pem, "ocsp_stapling": self.ocsp_stapling})
+
+    def _issue_from_internal_ca(self, name: str, settings: Settings) -> None:
+        config = settings.raw.tls
+        child = pulumi.ResourceOptions(parent=self)
+        organization = f"{settings.project} {settings.stack}"
+
+        ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        ca_cert = tls.SelfSignedCert(
+            f"{name}-ca",
+            private_key_pem=ca_key.private_key_pem,
+            is_ca_certificate=True,
+            subject=tls.SelfSignedCertSubjectArgs(common_name=f"{organization} internal CA", organization=organization),
+            validity_period_hours=CA_VALIDITY_DAYS * HOURS_PER_DAY,
+            early_renewal_hours=CA_RENEW_BEFORE_DAYS * HOURS_PER_DAY,
+            allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
+            opts=child,
+        )
+        server_key = tls.PrivateKey(f"{name}-server-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        request = tls.CertRequest(
+            f"{name}-server-csr",
+            private_key_pem=server_key.private_key_pem,
+            subject=tls.CertRequestSubjectArgs(common_name=settings.domain, organization=organization),
+            dns_names=[settings.domain],
+            opts=child,
+        )
+        server_cert = tls.LocallySignedCert(
+            f"{name}-server",
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca_cert.cert_pem,
+            validity_period_hours=config.validity_days * HOURS_PER_DAY,
+            early_renewal_hours=config.renew_before_days * HOURS_PER_DAY,
+            allowed_uses=["digital_signature", "server_auth"],
+            opts=child,
+        )
+        self.ca_key, self.ca_cert, self.server_key, self.server_cert = ca_key, ca_cert, server_key, server_cert
+        self.cert_pem = server_cert.cert_pem
+        self.private_key_pem = pulumi.Output.secret(server_key.private_key_pem)
+        self.ca_cert_pem = ca_cert.cert_pem
+        self.ocsp_stapling = False  # the internal CA runs no OCSP responder

@@ -1,0 +1,13 @@
+"""Entry point the Pulumi CLI runs for `--policy-pack policy`: it only builds the pack (the
+constructor serves the analyzer and never returns); the policies live in importable modules."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pulumi_policy import PolicyPack  # noqa: E402
+
+from policy.pack import pack_arguments  # noqa: E402
+
+PolicyPack(**pack_arguments())

@@ -1,0 +1,212 @@
+"""Reading resource properties the way the policies need them.
+
+pulumi-policy hands properties over wrapped in proxies that raise ``UnknownValueError`` when a value
+is unknown (during preview); the SDK turns that into an *advisory* "can't run policy during preview"
+note, so a mandatory rule would silently pass. The policies therefore read plain copies where unknown
+values are the :data:`UNKNOWN` marker and report them as violations themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# pulumi-policy's sentinels for values that are not known until apply (pulumi_policy.proxy).
+UNKNOWN_SENTINELS = frozenset(
+    {
+        "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",  # boolean
+        "3eeb2bf0-c639-47a8-9e75-3b44932eb421",  # number
+        "04da6b54-80e4-46f7-96ec-b56ff0331ba9",  # string (also what the SDKs send for any computed value)
+        "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",  # array
+        "030794c1-ac77-496b-92df-f27374a8bd58",  # asset
+        "e48ece36-62e2-4504-bad9-02848725956a",  # archive
+        "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",  # object
+    }
+)
+
+
+class _Unknown:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNKNOWN: Any = _Unknown()
+
+SERVICE_LABEL = "org.flypotato.service"
+STACK_LABEL = "org.flypotato.stack"
+ZONES_LABEL = "org.flypotato.zones"
+ZONE_LABEL = "org.flypotato.zone"
+
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+GENERATED_SECRET_TYPES = frozenset(
+    {
+        "random:index/randomPassword:RandomPassword",
+        "random:index/randomBytes:RandomBytes",
+        "random:index/randomString:RandomString",
+        "tls:index/privateKey:PrivateKey",
+    }
+)
+
+
+def is_unknown(value: Any) -> bool:
+    return value is UNKNOWN
+
+
+def contains_unknown(value: Any) -> bool:
+    if value is UNKNOWN:
+        return True
+    if isinstance(value, Mapping):
+        return any(contains_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_unknown(v) for v in value)
+    return False
+
+
+def plain(value: Any) -> Any:
+    """A plain copy of (proxied) properties, with unknown values replaced by UNKNOWN."""
+    target = _target(value)
+    if isinstance(target, str):
+        return UNKNOWN if target in UNKNOWN_SENTINELS else target
+    if isinstance(target, Mapping):
+        return {k: plain(_raw_item(target, k)) for k in target}
+    if isinstance(target, Sequence) and not isinstance(target, (bytes, bytearray)):
+        return [plain(_raw_index(target, i)) for i in range(len(target))]
+    inner = getattr(target, "value", None)  # pulumi_policy.Secret (only in remediations)
+    if type(target).__name__ == "Secret" and inner is not None:
+        return plain(inner)
+    return target
+
+
+def _target(value: Any) -> Any:
+    # pulumi_policy's _DictProxy/_ListProxy expose the wrapped object under the "__target" key.
+    if type(value).__name__ in ("_DictProxy", "_ListProxy", "_DictSecretsProxy", "_ListSecretsProxy"):
+        return value["__target"]
+    return value
+
+
+def _raw_item(mapping: Mapping[str, Any], key: str) -> Any:
+    return dict.__getitem__(mapping, key) if isinstance(mapping, dict) else mapping[key]
+
+
+def _raw_index(sequence: Sequence[Any], index: int) -> Any:
+    return list.__getitem__(sequence, index) if isinstance(sequence, list) else sequence[index]
+
+
+def labels_of(props: Mapping[str, Any]) -> dict[str, Any]:
+    labels = props.get("labels")
+    if not isinstance(labels, list):
+        return {}
+    return {item.get("label"): item.get("value") for item in labels if isinstance(item, Mapping)}
+
+
+@dataclass
+class Binding:
+    """One published port of a container."""
+
+    service: str
+    host_ip: Any  # str, or UNKNOWN
+    host_port: Any
+    container_port: Any
+    protocol: str
+
+    @property
+    def ip(self) -> str:
+        # Docker binds every address when no host IP is given.
+        return "0.0.0.0" if self.host_ip in (None, "") else self.host_ip
+
+    def describe(self) -> str:
+        return f"{self.service} {self.ip}:{_num(self.host_port)}->{_num(self.container_port)}/{self.protocol}"
+
+
+def _num(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@dataclass
+class ContainerView:
+    """A Docker container's inputs, read for the policies."""
+
+    name: str
+    urn: str
+    props: dict[str, Any]
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        return labels_of(self.props)
+
+    @property
+    def service(self) -> str:
+        service = self.labels.get(SERVICE_LABEL)
+        return service if isinstance(service, str) else self.name
+
+    def bindings(self) -> list[Binding]:
+        ports = self.props.get("ports")
+        if not isinstance(ports, list):
+            return []
+        return [
+            Binding(
+                service=self.service,
+                host_ip=item.get("ip"),
+                host_port=_num(item.get("external")),
+                container_port=_num(item.get("internal")),
+                protocol=item.get("protocol") or "tcp",
+            )
+            for item in ports
+            if isinstance(item, Mapping)
+        ]
+
+    def env(self) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for entry in self.props.get("envs") or []:
+            if isinstance(entry, str):
+                name, _, value = entry.partition("=")
+                result[name] = value
+        return result
+
+    def uploads(self) -> dict[str, Any]:
+        """Container path -> content (UNKNOWN when not known at preview)."""
+        files: dict[str, Any] = {}
+        uploads = self.props.get("uploads")
+        if not isinstance(uploads, list):
+            return files
+        for item in uploads:
+            if isinstance(item, Mapping) and isinstance(item.get("file"), str):
+                content = item.get("content")
+                if content is None and item.get("contentBase64") is not None:
+                    content = item.get("contentBase64")
+                files[item["file"]] = content
+        return files
+
+    def command(self) -> list[Any]:
+        command = self.props.get("command")
+        return list(command) if isinstance(command, list) else []
+
+    def network_names(self) -> list[Any]:
+        return [n.get("name") for n in self.props.get("networksAdvanced") or [] if isinstance(n, Mapping)]
+
+
+def container_view(resource_type: str, name: str, urn: str, props: Any) -> ContainerView | None:
+    if resource_type != CONTAINER:
+        return None
+    return ContainerView(name=name, urn=urn, props=plain(props))
+
+
+def flag_value(command: list[Any], flag: str) -> Any:
+    """Value of ``--flag=value`` / ``--flag value`` / ``-flag value`` in an argument list, or None."""
+    for index, arg in enumerate(command):
+        if not isinstance(arg, str):
+            continue
+        if arg.startswith(flag + "="):
+            return arg[len(flag) + 1 :]
+        if arg == flag and index + 1 < len(command):
+            return command[index + 1]
+    return None

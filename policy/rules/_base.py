@@ -1,0 +1,114 @@
+"""Shared pieces of the rules: policy constructors that carry the R-… id, and a stack view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policy.props import CONTAINER, NETWORK, ZONE_LABEL, ContainerView, labels_of, plain
+
+
+class ResourceRule(ResourceValidationPolicy):
+    """A resource policy with the requirement it enforces (``requirement``) in its description."""
+
+    def __init__(
+        self,
+        name: str,
+        requirement: str,
+        title: str,
+        validate: Callable[[ResourceValidationArgs, ReportViolation], None],
+        enforcement_level: EnforcementLevel | None = None,
+    ) -> None:
+        super().__init__(name, f"{requirement}: {title}", validate, enforcement_level)
+        self.requirement = requirement
+        self.title = title
+
+
+class StackRule(StackValidationPolicy):
+    """A stack policy with the requirement it enforces (``requirement``) in its description."""
+
+    def __init__(
+        self,
+        name: str,
+        requirement: str,
+        title: str,
+        validate: Callable[[StackValidationArgs, ReportViolation], None],
+        enforcement_level: EnforcementLevel | None = None,
+    ) -> None:
+        super().__init__(name, f"{requirement}: {title}", validate, enforcement_level)
+        self.requirement = requirement
+        self.title = title
+
+
+def container_of(args: ResourceValidationArgs) -> ContainerView | None:
+    if args.resource_type != CONTAINER:
+        return None
+    return ContainerView(name=args.name, urn=args.urn, props=plain(args.props))
+
+
+@dataclass
+class StackResource:
+    urn: str
+    type: str
+    name: str
+    props: dict[str, Any]
+    parent: str | None
+    property_dependencies: dict[str, list[StackResource]] = field(default_factory=dict)
+
+
+@dataclass
+class StackView:
+    resources: list[StackResource]
+
+    @classmethod
+    def of(cls, args: StackValidationArgs) -> StackView:
+        views: dict[int, StackResource] = {}
+        for r in args.resources:
+            parent = r.parent.urn if r.parent is not None else None
+            views[id(r)] = StackResource(r.urn, r.resource_type, r.name, plain(r.props), parent)
+        for r in args.resources:
+            views[id(r)].property_dependencies = {
+                key: [views[id(dep)] for dep in deps if id(dep) in views]
+                for key, deps in (r.property_dependencies or {}).items()
+            }
+        return cls(list(views.values()))
+
+    def of_type(self, type_: str) -> list[StackResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def containers(self) -> list[ContainerView]:
+        return [ContainerView(r.name, r.urn, r.props) for r in self.of_type(CONTAINER)]
+
+    def container(self, service: str) -> ContainerView | None:
+        return next((c for c in self.containers() if c.service == service), None)
+
+    def resource(self, urn: str) -> StackResource | None:
+        return next((r for r in self.resources if r.urn == urn), None)
+
+    def zone_of_network(self) -> dict[Any, str]:
+        """Docker network name -> zone, from the networks' zone labels."""
+        zones: dict[Any, str] = {}
+        for network in self.of_type(NETWORK):
+            zone = labels_of(network.props).get(ZONE_LABEL)
+            if isinstance(zone, str):
+                zones[network.props.get("name")] = zone
+        return zones
+
+
+def setting(config: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return default
+        value = value[part]
+    return value

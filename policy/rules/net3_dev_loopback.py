@@ -1,0 +1,25 @@
+"""R-NET-3: dev publishes every port on loopback only ("do not publish DEV externally")."""
+
+from __future__ import annotations
+
+from pulumi_policy import ReportViolation, ResourceValidationArgs
+
+from policy import context, spec
+from policy.props import is_unknown
+from policy.rules._base import ResourceRule, container_of
+
+ID = "dev-bindings-loopback"
+
+
+def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    container = container_of(args)
+    if container is None or context.current().is_prod:
+        return
+    for binding in container.bindings():
+        if is_unknown(binding.host_ip):
+            report(f"{binding.service}: a published address is not known at preview; it must be known to be checked")
+        elif not spec.is_loopback(binding.ip):
+            report(f"{binding.describe()} is reachable from the network; dev binds 127.0.0.1 only")
+
+
+POLICY = ResourceRule(ID, "R-NET-3", "dev publishes every port on 127.0.0.1 only", validate)

@@ -1,0 +1,73 @@
+"""R-SEC-2: containers run non-root, unprivileged, with no-new-privileges, all capabilities dropped,
+a read-only root filesystem, memory/CPU/process limits, a healthcheck (unless one-shot), a restart
+policy, log rotation and no bind mounts."""
+
+from __future__ import annotations
+
+from pulumi_policy import ReportViolation, ResourceValidationArgs
+
+from policy import spec
+from policy.props import contains_unknown
+from policy.rules._base import ResourceRule, container_of
+
+ID = "container-hardening"
+CHECKED = ("user", "privileged", "securityOpts", "capabilities", "readOnly", "memory", "cpus", "ulimits",
+           "healthcheck", "restart", "logDriver", "logOpts", "mounts", "networkMode", "pidMode", "ipcMode")
+
+
+def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    container = container_of(args)
+    if container is None:
+        return
+    p, s = container.props, container.service
+    unknown = [key for key in CHECKED if contains_unknown(p.get(key))]
+    if unknown:
+        report(f"{s}: {', '.join(unknown)} not known at preview; hardening must be known to be checked")
+        return
+    user = str(p.get("user") or "")
+    uid = user.split(":")[0]
+    if not user or uid in ("0", "root"):
+        report(f"{s}: runs as {user or 'the image default user'}; set a non-root uid:gid")
+    if p.get("privileged"):
+        report(f"{s}: runs privileged")
+    if not any(str(o).replace("=", ":") in ("no-new-privileges:true", "no-new-privileges")
+               for o in p.get("securityOpts") or []):
+        report(f"{s}: lacks security option no-new-privileges:true")
+    caps = p.get("capabilities") or {}
+    if "ALL" not in (caps.get("drops") or []):
+        report(f"{s}: does not drop ALL capabilities")
+    extra = sorted(set(caps.get("adds") or []) - spec.ALLOWED_CAPABILITIES)
+    if extra:
+        report(f"{s}: adds capabilities {', '.join(extra)}")
+    if p.get("readOnly") is not True:
+        report(f"{s}: root filesystem is writable; set read_only and give scratch space as tmpfs")
+    if not p.get("memory"):
+        report(f"{s}: no memory limit")
+    if not p.get("cpus") or float(p.get("cpus") or 0) <= 0:
+        report(f"{s}: no CPU limit")
+    if not any(u.get("name") == "nproc" and u.get("hard") for u in p.get("ulimits") or []):
+        report(f"{s}: no process limit (nproc ulimit)")
+    one_shot = p.get("restart") == "no" and p.get("mustRun") is False
+    if not one_shot:
+        health = p.get("healthcheck") or {}
+        if not health.get("tests") or health["tests"][0] == "NONE":
+            report(f"{s}: no healthcheck")
+        if p.get("restart") not in spec.RESTART_POLICIES:
+            report(f"{s}: restart policy {p.get('restart')!r}; use unless-stopped")
+    driver = p.get("logDriver")
+    opts = p.get("logOpts") or {}
+    if driver in (None, "") or (driver in spec.ROTATING_LOG_DRIVERS and not ({"max-size", "max-file"} <= set(opts))):
+        report(f"{s}: logs are not rotated; use json-file with max-size and max-file")
+    for mount in p.get("mounts") or []:
+        if mount.get("type") == "bind":
+            report(f"{s}: bind-mounts {mount.get('source')} from the host")
+    for volume in p.get("volumes") or []:
+        if volume.get("hostPath"):
+            report(f"{s}: bind-mounts {volume.get('hostPath')} from the host")
+    for key in ("networkMode", "pidMode", "ipcMode"):
+        if p.get(key) == "host":
+            report(f"{s}: shares the host's {key.removesuffix('Mode')} namespace")
+
+
+POLICY = ResourceRule(ID, "R-SEC-2", "containers non-root, unprivileged, no-new-privileges, caps dropped, read-only, "
+                      "limited, health-checked, restarted, log-rotated", validate)
