@@ -5,7 +5,10 @@ PY ?= python3.11
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STACK ?= dev
-TOOLCHAIN ?= $(HOME)/.cache/fly-potato/toolchain
+export FLY_POTATO_TOOLCHAIN ?= $(HOME)/.cache/fly-potato/toolchain
+TOOLCHAIN := $(FLY_POTATO_TOOLCHAIN)
+export PULUMI_HOME := $(TOOLCHAIN)/pulumi-home
+export PULUMI_SKIP_UPDATE_CHECK := true
 export PATH := $(TOOLCHAIN)/bin:$(PATH)
 
 .PHONY: help
@@ -46,6 +49,14 @@ plan: venv ## Offline policy plan of STACK under mocks (JSON=1 for JSON); exit 1
 .PHONY: docs
 docs: venv ## Regenerate docs/ (ports, topology, config reference, policies) from the program
 	$(PYTHON) scripts/gendocs.py
+
+.PHONY: bench-plan
+bench-plan: venv ## Time the offline prod plan and the policies (goals: < 2 s, < 200 ms)
+	$(PYTHON) scripts/bench_plan.py
+
+.PHONY: bench-backup
+bench-backup: deps ## Backup benchmark on 1,000,000 flights: dump time, restore time (RTO), worst-case RPO
+	$(PYTHON) scripts/bench_backup.py --natural
 
 .PHONY: toolchain
 toolchain: ## Pulumi CLI, Python language host and provider plugins at the pinned versions

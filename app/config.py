@@ -36,8 +36,22 @@ from sqlalchemy.engine import make_url
 from app import contract
 
 PLACEHOLDER_SECRETS = frozenset(
-    {"", "admin", "app", "changeme", "change-me", "change_me", "example", "password", "placeholder",
-     "postgres", "secret", "test", "token", "xxx"}
+    {
+        "",
+        "admin",
+        "app",
+        "changeme",
+        "change-me",
+        "change_me",
+        "example",
+        "password",
+        "placeholder",
+        "postgres",
+        "secret",
+        "test",
+        "token",
+        "xxx",
+    }
 )
 MIN_PASSWORD_LENGTH = 16
 MIN_TOKEN_LENGTH = 32
@@ -106,7 +120,10 @@ def load_stack_outputs() -> dict[str, Any]:
         )
     result = subprocess.run(
         [pulumi, "stack", "output", "--json", "--show-secrets", "--stack", stack],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         cwd=os.environ.get("FLY_POTATO_PULUMI_CWD") or None,
     )
     if result.returncode != 0:
@@ -144,7 +161,9 @@ class Settings(BaseSettings):
     keycloak_jwks_url: str = "http://localhost:8080/sso/realms/fly-potato-dev/protocol/openid-connect/certs"
     oidc_client_id: str = "oauth2-proxy"
     cors_origins: StrList = Field(default_factory=list)
-    datalens_embed_origins: StrList = Field(default_factory=lambda: ["https://datalens.ru", "https://datalens.yandex.cloud"])
+    datalens_embed_origins: StrList = Field(
+        default_factory=lambda: ["https://datalens.ru", "https://datalens.yandex.cloud"]
+    )
 
     # -- the process ---------------------------------------------------------------------
     app_title: str = "Fly Potato"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -48,10 +46,5 @@ def create_engine(settings: Settings, **overrides: object) -> AsyncEngine:
     return create_async_engine(settings.async_database_url, **options)
 
 
-def create_sessionmaker(bind: object) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(bind=bind, expire_on_commit=False)  # type: ignore[call-overload]
-
-
-async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    async with maker() as session:
-        yield session
+def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(bind=bind, expire_on_commit=False)

@@ -63,7 +63,9 @@ CurrentUser = Annotated[Principal, Depends(get_principal)]
 def require(role: Role) -> object:
     async def _check(user: CurrentUser, settings: SettingsDep) -> Principal:
         if role not in user.roles:
-            group = settings.admin_group if role is Role.IMPORTER else f"{settings.analyst_group} or {settings.admin_group}"
+            group = (
+                settings.admin_group if role is Role.IMPORTER else f"{settings.analyst_group} or {settings.admin_group}"
+            )
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"requires membership in the Keycloak group {group}")
         return user
 

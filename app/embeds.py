@@ -33,7 +33,8 @@ class EmbedSigner:
     def _key(self) -> RSAPrivateKey:
         if self.settings.datalens_private_key is None or not self.settings.datalens_key_id:
             raise EmbedsNotConfigured(
-                "DataLens embedding is not configured: set FLY_POTATO_DATALENS_PRIVATE_KEY_FILE and FLY_POTATO_DATALENS_KEY_ID."
+                "DataLens embedding is not configured: set FLY_POTATO_DATALENS_PRIVATE_KEY_FILE "
+                "and FLY_POTATO_DATALENS_KEY_ID."
             )
         try:
             key = load_pem_private_key(self.settings.datalens_private_key.get_secret_value().encode(), password=None)

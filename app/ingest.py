@@ -68,8 +68,16 @@ class FlightRow:
     track_wkt: str | None
 
     def as_record(self) -> tuple[Any, ...]:
-        return (self.external_id, self.departed_at, self.landed_at, self.start_lon, self.start_lat,
-                self.end_lon, self.end_lat, self.track_wkt)
+        return (
+            self.external_id,
+            self.departed_at,
+            self.landed_at,
+            self.start_lon,
+            self.start_lat,
+            self.end_lon,
+            self.end_lat,
+            self.track_wkt,
+        )
 
 
 @dataclass(frozen=True)
@@ -119,7 +127,9 @@ def _csv_rows(data: bytes) -> Iterator[tuple[int, list[Any]]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ImportRejected([RowError(None, None, f"the file is not UTF-8 text (byte {exc.start}); save it as CSV UTF-8")]) from exc
+        raise ImportRejected(
+            [RowError(None, None, f"the file is not UTF-8 text (byte {exc.start}); save it as CSV UTF-8")]
+        ) from exc
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -151,9 +161,7 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def validate_flight_rows(
-    rows: Iterable[tuple[int, list[Any]]], *, max_rows: int, max_errors: int
-) -> list[FlightRow]:
+def validate_flight_rows(rows: Iterable[tuple[int, list[Any]]], *, max_rows: int, max_errors: int) -> list[FlightRow]:
     errors = _Collector(max_errors)
     iterator = iter(rows)
     header_row: list[Any] | None = None
@@ -162,7 +170,9 @@ def validate_flight_rows(
             header_row = values
             break
     if header_row is None:
-        raise ImportRejected([RowError(1, None, f"the file is empty; the first row must name the columns {', '.join(REQUIRED_COLUMNS)}")])
+        raise ImportRejected(
+            [RowError(1, None, f"the file is empty; the first row must name the columns {', '.join(REQUIRED_COLUMNS)}")]
+        )
     header = [str(v).strip().lower() if v is not None else "" for v in header_row]
     index: dict[str, int] = {}
     for position, name in enumerate(header):
@@ -235,10 +245,18 @@ def _validate_flight(number: int, values: list[Any], index: dict[str, int], erro
     }
     track = _track(number, _cell(values, index, "track"), errors)
     after = len(errors.errors) + (1 if errors.truncated else 0)
-    if after != before or departed is None or landed is None or any(v is None for v in coords.values()):
+    start_lon, start_lat, end_lon, end_lat = (coords[k] for k in ("start_lon", "start_lat", "end_lon", "end_lat"))
+    if (
+        after != before
+        or departed is None
+        or landed is None
+        or start_lon is None
+        or start_lat is None
+        or end_lon is None
+        or end_lat is None
+    ):
         return None
-    return FlightRow(str(external_id), departed, landed, coords["start_lon"], coords["start_lat"],  # type: ignore[arg-type]
-                     coords["end_lon"], coords["end_lat"], track)  # type: ignore[arg-type]
+    return FlightRow(str(external_id), departed, landed, start_lon, start_lat, end_lon, end_lat, track)
 
 
 def _timestamp(number: int, column: str, value: Any, errors: _Collector) -> datetime | None:
@@ -306,7 +324,11 @@ def parse_regions(data: bytes, *, max_rows: int, max_errors: int) -> list[Region
         document = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ImportRejected([RowError(None, None, "the file is not GeoJSON (invalid JSON)")]) from exc
-    if not isinstance(document, dict) or document.get("type") != "FeatureCollection" or not isinstance(document.get("features"), list):
+    if (
+        not isinstance(document, dict)
+        or document.get("type") != "FeatureCollection"
+        or not isinstance(document.get("features"), list)
+    ):
         raise ImportRejected([RowError(None, "type", "expected a GeoJSON FeatureCollection with a features list")])
     features = document["features"]
     if len(features) > max_rows:
@@ -329,19 +351,24 @@ def parse_regions(data: bytes, *, max_rows: int, max_errors: int) -> list[Region
     return result
 
 
+def _printable(value: str, max_length: int) -> bool:
+    return 0 < len(value) <= max_length and not any(ord(c) < 32 for c in value)
+
+
 def _validate_region(number: int, feature: Any, errors: _Collector) -> RegionFeature | None:
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         errors.add(number, "type", "not a GeoJSON Feature")
         return None
-    properties = feature.get("properties") if isinstance(feature.get("properties"), dict) else {}
+    raw_properties = feature.get("properties")
+    properties: dict[str, Any] = raw_properties if isinstance(raw_properties, dict) else {}
     code = properties.get("code")
     name = properties.get("name")
     ok = True
-    if not isinstance(code, str | int) or not str(code).strip() or len(str(code).strip()) > MAX_REGION_CODE:
-        errors.add(number, "properties.code", f"required, at most {MAX_REGION_CODE} characters")
+    if not isinstance(code, str | int) or not _printable(str(code).strip(), MAX_REGION_CODE):
+        errors.add(number, "properties.code", f"required, at most {MAX_REGION_CODE} printable characters")
         ok = False
-    if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_REGION_NAME:
-        errors.add(number, "properties.name", f"required, at most {MAX_REGION_NAME} characters")
+    if not isinstance(name, str) or not _printable(name.strip(), MAX_REGION_NAME):
+        errors.add(number, "properties.name", f"required, at most {MAX_REGION_NAME} printable characters")
         ok = False
     geometry_json = feature.get("geometry")
     if not isinstance(geometry_json, dict) or geometry_json.get("type") not in ("Polygon", "MultiPolygon"):
@@ -367,5 +394,9 @@ def _validate_region(number: int, feature: Any, errors: _Collector) -> RegionFea
         return None
     if not ok:
         return None
-    multi = geometry if isinstance(geometry, MultiPolygon) else MultiPolygon([geometry] if isinstance(geometry, Polygon) else [])
+    multi = (
+        geometry
+        if isinstance(geometry, MultiPolygon)
+        else MultiPolygon([geometry] if isinstance(geometry, Polygon) else [])
+    )
     return RegionFeature(code=str(code).strip(), name=str(name).strip(), wkt=str(multi.wkt))

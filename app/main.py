@@ -31,7 +31,8 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, embed_origins: list[str]) -> None:
         self.app = app
         origins = " ".join(embed_origins)
-        self.csp = f"default-src 'none'; frame-src {origins or chr(39) + 'none' + chr(39)}; frame-ancestors 'self' {origins}".strip()
+        frame_src = origins or "'none'"
+        self.csp = f"default-src 'none'; frame-src {frame_src}; frame-ancestors 'self' {origins}".strip()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path", "").startswith(DOC_PATHS):
@@ -77,9 +78,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         version = await _migration_version(maker)
-        await record_event(maker, "startup", f"backend {__version__} started", {
-            "version": __version__, "profile": settings.profile, "settings": settings.masked(),
-        })
+        await record_event(
+            maker,
+            "startup",
+            f"backend {__version__} started",
+            {
+                "version": __version__,
+                "profile": settings.profile,
+                "settings": settings.masked(),
+            },
+        )
         await record_event(maker, "migration_version", f"database at migration {version}", {"revision": version})
         log.info("fly-potato backend %s up (profile %s, migration %s)", __version__, settings.profile, version)
         try:
@@ -126,7 +134,10 @@ def create_app(
 def run(**overrides: Any) -> None:
     import uvicorn
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValueError as exc:  # pydantic's ValidationError and SettingsError: print the sentences, no traceback
+        raise SystemExit(f"fly-potato backend: invalid settings: {exc}") from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
         "app.main:create_app",

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     func,
@@ -36,9 +37,7 @@ class Region(Base):
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    geom: Mapped[WKBElement] = mapped_column(
-        Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False), nullable=False
-    )
+    geom: Mapped[WKBElement] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -92,12 +91,30 @@ class FlightDailyRegionStats(Base):
     __table_args__ = (Index("ix_flight_daily_region_stats_region_id_day", "region_id", "day"),)
 
 
+class FlightMonthlyRegionStats(Base):
+    """Flights per UTC month of departure and region: long date ranges read this, not the days."""
+
+    __tablename__ = "flight_monthly_region_stats"
+
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    region_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flights: Mapped[int] = mapped_column(BigInteger)
+    duration_s_sum: Mapped[int] = mapped_column(BigInteger)
+    duration_s_max: Mapped[int] = mapped_column(Integer)
+    distance_km_sum: Mapped[float] = mapped_column(Double)
+    distance_km_max: Mapped[float] = mapped_column(Double)
+
+
 class FlightHourlyStats(Base):
-    """Flights per UTC hour of departure over all regions, kept in step by imports."""
+    """Flights per UTC hour of departure over all regions, kept in step by imports; the calendar
+    columns spare the time dashboard a time-zone conversion per row."""
 
     __tablename__ = "flight_hourly_stats"
 
     hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    hour_of_day: Mapped[int] = mapped_column(SmallInteger)
+    weekday: Mapped[int] = mapped_column(SmallInteger)  # ISO: 1 = Monday
     flights: Mapped[int] = mapped_column(BigInteger)
     duration_s_sum: Mapped[int] = mapped_column(BigInteger)
     distance_km_sum: Mapped[float] = mapped_column(Double)

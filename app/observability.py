@@ -29,15 +29,23 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "http_requests_total", "HTTP requests by route and status class",
-            ["method", "route", "status_class"], registry=self.registry,
+            "http_requests_total",
+            "HTTP requests by route and status class",
+            ["method", "route", "status_class"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "http_request_duration_seconds", "HTTP request latency by route",
-            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.imported_rows = Counter(
-            "imported_rows_total", "Rows accepted by imports", ["kind"], registry=self.registry,
+            "imported_rows_total",
+            "Rows accepted by imports",
+            ["kind"],
+            registry=self.registry,
         )
 
     def watch_pool(self, engine: AsyncEngine) -> None:
@@ -86,11 +94,10 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            if template == "/metrics":
-                return
-            method = scope.get("method", "GET")
-            self.metrics.requests.labels(method, template, f"{status // 100}xx").inc()
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
+            if template != "/metrics":
+                method = scope.get("method", "GET")
+                self.metrics.requests.labels(method, template, f"{status // 100}xx").inc()
+                self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
 
 
 def mask(value: Any, key: str = "") -> Any:

@@ -18,6 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 MAX_HOURLY_SPAN = timedelta(days=62)
+EARLIEST_DAY = date(1900, 1, 1)
+LATEST_DAY = date(2100, 12, 31)
 
 
 class NotFound(LookupError):
@@ -35,6 +37,9 @@ class StatsFilter:
     region: str | None
 
     def validate(self) -> None:
+        for name, value in (("date_from", self.date_from), ("date_to", self.date_to)):
+            if value is not None and not EARLIEST_DAY <= value <= LATEST_DAY:
+                raise BadQuery(f"{name} must be between {EARLIEST_DAY} and {LATEST_DAY}")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise BadQuery("date_from is after date_to")
 
@@ -42,12 +47,34 @@ class StatsFilter:
         return {"date_from": self.date_from, "date_to": self.date_to, "region": self.region}
 
 
+def check_timestamp(name: str, value: datetime | None) -> None:
+    if value is None:
+        return
+    if value.tzinfo is None:
+        raise BadQuery(f"{name} needs a time zone (e.g. Z)")
+    try:
+        in_range = EARLIEST_DAY <= value.astimezone(UTC).date() <= LATEST_DAY
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise BadQuery(f"{name} must be between {EARLIEST_DAY} and {LATEST_DAY}")
+
+
+def _lookup_key(value: str) -> str:
+    """Codes and ids never contain NUL (PostgreSQL text cannot); such a key simply does not exist."""
+    if "\x00" in value:
+        raise NotFound(f"{value!r} does not exist")
+    return value
+
+
 def _start_of(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 async def region_id(session: AsyncSession, code: str) -> int:
-    found = (await session.execute(text("SELECT id FROM app.regions WHERE code = :c"), {"c": code})).scalar()
+    found = (
+        await session.execute(text("SELECT id FROM app.regions WHERE code = :c"), {"c": _lookup_key(code)})
+    ).scalar()
     if found is None:
         raise NotFound(f"region {code!r} does not exist")
     return int(found)
@@ -62,6 +89,38 @@ def _day_clause(f: StatsFilter, params: dict[str, Any], column: str = "day") -> 
         clauses.append(f"{column} <= :date_to")
         params["date_to"] = f.date_to
     return " AND ".join(clauses) or "TRUE"
+
+
+def _month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _region_rollup(f: StatsFilter, params: dict[str, Any]) -> str:
+    """Rows of per-region totals covering [date_from, date_to]: whole months from the monthly
+    roll-up, the days at either end from the daily one (a year is ~3,600 rows instead of ~110,000)."""
+    columns = "region_id, flights, duration_s_sum, duration_s_max, distance_km_sum, distance_km_max"
+    first_full = None if f.date_from is None else (f.date_from if f.date_from.day == 1 else _next_month(f.date_from))
+    end_exclusive = None if f.date_to is None else f.date_to + timedelta(days=1)
+    last_full_exclusive = None if end_exclusive is None else _month_start(end_exclusive)
+    if first_full is not None and last_full_exclusive is not None and first_full >= last_full_exclusive:
+        return f"SELECT {columns} FROM app.flight_daily_region_stats WHERE {_day_clause(f, params)}"
+    month_clauses, day_clauses = [], []
+    if first_full is not None:
+        params.update(first_full=first_full, date_from=f.date_from)
+        month_clauses.append("month >= :first_full")
+        day_clauses.append("(day >= :date_from AND day < :first_full)")
+    if last_full_exclusive is not None:
+        params.update(last_full_exclusive=last_full_exclusive, date_to=f.date_to)
+        month_clauses.append("month < :last_full_exclusive")
+        day_clauses.append("(day >= :last_full_exclusive AND day <= :date_to)")
+    months = f"SELECT {columns} FROM app.flight_monthly_region_stats WHERE {' AND '.join(month_clauses) or 'TRUE'}"
+    if not day_clauses:
+        return months
+    return f"{months} UNION ALL SELECT {columns} FROM app.flight_daily_region_stats WHERE {' OR '.join(day_clauses)}"
 
 
 def _time_clause(f: StatsFilter, params: dict[str, Any], column: str) -> str:
@@ -82,13 +141,16 @@ def _round(value: Any, digits: int = 3) -> float | None:
 async def overview(session: AsyncSession, f: StatsFilter) -> dict[str, Any]:
     f.validate()
     params: dict[str, Any] = {}
-    where = _day_clause(f, params)
+    source = _region_rollup(f, params)
+    where = "TRUE"
     flights_where = _time_clause(f, params, "departed_at")
     if f.region:
         params["rid"] = await region_id(session, f.region)
-        where += " AND region_id = :rid"
+        where = "region_id = :rid"
         flights_where += " AND region_id = :rid"
-    row = (await session.execute(text(f"""
+    row = (
+        await session.execute(
+            text(f"""
         SELECT coalesce(sum(flights), 0) AS flights,
                coalesce(sum(flights) FILTER (WHERE region_id = 0), 0) AS outside,
                count(DISTINCT region_id) FILTER (WHERE region_id <> 0) AS regions,
@@ -96,12 +158,20 @@ async def overview(session: AsyncSession, f: StatsFilter) -> dict[str, Any]:
                max(duration_s_max) AS duration_max,
                coalesce(sum(distance_km_sum), 0) AS distance_sum,
                max(distance_km_max) AS distance_max
-          FROM app.flight_daily_region_stats WHERE {where}
-    """), params)).one()
-    bounds = (await session.execute(text(
-        f"SELECT (SELECT min(departed_at) FROM app.flights WHERE {flights_where}) AS first, "
-        f"(SELECT max(departed_at) FROM app.flights WHERE {flights_where}) AS last"
-    ), params)).one()
+          FROM ({source}) s WHERE {where}
+    """),
+            params,
+        )
+    ).one()
+    bounds = (
+        await session.execute(
+            text(
+                f"SELECT (SELECT min(departed_at) FROM app.flights WHERE {flights_where}) AS first, "
+                f"(SELECT max(departed_at) FROM app.flights WHERE {flights_where}) AS last"
+            ),
+            params,
+        )
+    ).one()
     count = int(row.flights)
     return {
         "filters": f.as_dict(),
@@ -122,21 +192,27 @@ async def overview(session: AsyncSession, f: StatsFilter) -> dict[str, Any]:
 async def by_region(session: AsyncSession, f: StatsFilter) -> dict[str, Any]:
     f.validate()
     params: dict[str, Any] = {}
-    where = _day_clause(f, params)
+    source = _region_rollup(f, params)
+    where = "TRUE"
     if f.region:
         params["rid"] = await region_id(session, f.region)
-        where += " AND region_id = :rid"
-    rows = (await session.execute(text(f"""
+        where = "region_id = :rid"
+    rows = (
+        await session.execute(
+            text(f"""
         WITH s AS (
             SELECT region_id, sum(flights) AS flights, sum(duration_s_sum) AS duration_sum,
                    sum(distance_km_sum) AS distance_sum, max(distance_km_max) AS distance_max
-              FROM app.flight_daily_region_stats WHERE {where} GROUP BY region_id
+              FROM ({source}) d WHERE {where} GROUP BY region_id
         )
         SELECT r.code, coalesce(r.name, 'outside any region') AS name, s.flights, s.duration_sum,
                s.distance_sum, s.distance_max
           FROM s LEFT JOIN app.regions r ON r.id = s.region_id
          ORDER BY s.flights DESC, r.code NULLS LAST
-    """), params)).all()
+    """),
+            params,
+        )
+    ).all()
     total = sum(int(r.flights) for r in rows)
     return {
         "filters": f.as_dict(),
@@ -167,36 +243,43 @@ async def over_time(session: AsyncSession, f: StatsFilter, granularity: str) -> 
         params["rid"] = await region_id(session, f.region)
         # A region's flights are few: aggregate them directly via (region_id, departed_at).
         source = f"""
-            SELECT date_trunc('hour', departed_at, 'UTC') AS hour, count(*) AS flights,
-                   sum(duration_s) AS duration_sum, sum(distance_km) AS distance_sum
-              FROM app.flights WHERE region_id = :rid AND {_time_clause(f, params, "departed_at")}
-             GROUP BY 1
+            SELECT hour, (hour AT TIME ZONE 'UTC')::date AS day,
+                   extract(hour FROM hour AT TIME ZONE 'UTC')::int AS hour_of_day,
+                   extract(isodow FROM hour AT TIME ZONE 'UTC')::int AS weekday,
+                   flights, duration_sum, distance_sum
+              FROM (SELECT date_trunc('hour', departed_at, 'UTC') AS hour, count(*) AS flights,
+                           sum(duration_s) AS duration_sum, sum(distance_km) AS distance_sum
+                      FROM app.flights WHERE region_id = :rid AND {_time_clause(f, params, "departed_at")}
+                     GROUP BY 1) per_hour
         """
     else:
         source = f"""
-            SELECT hour, flights, duration_s_sum AS duration_sum, distance_km_sum AS distance_sum
+            SELECT hour, day, hour_of_day, weekday, flights, duration_s_sum AS duration_sum,
+                   distance_km_sum AS distance_sum
               FROM app.flight_hourly_stats WHERE {_time_clause(f, params, "hour")}
         """
-    bucket = "date_trunc('day', hour, 'UTC')" if granularity == "day" else "hour"
-    rows = (await session.execute(text(f"""
-        WITH h AS ({source})
-        SELECT 'series' AS kind, {bucket} AS bucket, NULL::int AS key, sum(flights) AS flights,
-               sum(duration_sum) AS duration_sum, sum(distance_sum) AS distance_sum
-          FROM h GROUP BY 2
-        UNION ALL
-        SELECT 'hour', NULL, extract(hour FROM hour AT TIME ZONE 'UTC')::int, sum(flights), NULL, NULL FROM h GROUP BY 3
-        UNION ALL
-        SELECT 'weekday', NULL, extract(isodow FROM hour AT TIME ZONE 'UTC')::int, sum(flights), NULL, NULL FROM h GROUP BY 3
-    """), params)).all()
-    series = sorted((r for r in rows if r.kind == "series"), key=lambda r: r.bucket)
-    hours = {int(r.key): int(r.flights) for r in rows if r.kind == "hour"}
-    weekdays = {int(r.key): int(r.flights) for r in rows if r.kind == "weekday"}
+    bucket = "day" if granularity == "day" else "hour"
+    # One pass, three groupings; GROUPING() has a bit set for each column not grouped by.
+    rows = (
+        await session.execute(
+            text(f"""
+        SELECT GROUPING({bucket}, hour_of_day, weekday) AS g, {bucket} AS bucket, hour_of_day, weekday,
+               sum(flights) AS flights, sum(duration_sum) AS duration_sum, sum(distance_sum) AS distance_sum
+          FROM ({source}) h
+         GROUP BY GROUPING SETS (({bucket}), (hour_of_day), (weekday))
+    """),
+            params,
+        )
+    ).all()
+    series = sorted((r for r in rows if r.g == 0b011), key=lambda r: r.bucket)
+    hours = {int(r.hour_of_day): int(r.flights) for r in rows if r.g == 0b101}
+    weekdays = {int(r.weekday): int(r.flights) for r in rows if r.g == 0b110}
     return {
         "filters": f.as_dict(),
         "granularity": granularity,
         "series": [
             {
-                "start": r.bucket,
+                "start": _start_of(r.bucket) if granularity == "day" else r.bucket,
                 "flights": int(r.flights),
                 "avg_duration_min": _round(int(r.duration_sum) / int(r.flights) / 60) if r.flights else None,
                 "total_distance_km": round(float(r.distance_sum), 3),
@@ -220,10 +303,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, flight_id = raw.rsplit("|", 1)
         parsed = datetime.fromisoformat(stamp)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
-        return parsed, int(flight_id)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        check_timestamp("cursor", parsed)
+        number = int(flight_id)
+        if not 0 < number < 2**63:
+            raise ValueError("id out of range")
+        return parsed, number
+    except (ValueError, UnicodeDecodeError, binascii.Error, BadQuery) as exc:
         raise BadQuery("cursor is not one this API returned") from exc
 
 
@@ -286,13 +371,18 @@ async def list_flights(
         params["c_departed"], params["c_id"] = decode_cursor(cursor)
         clauses.append("(f.departed_at, f.id) > (:c_departed, :c_id)")
     track_column = ", public.st_asgeojson(f.track, 6) AS track_json" if include_track else ""
-    rows = (await session.execute(text(f"""
+    rows = (
+        await session.execute(
+            text(f"""
         SELECT {FLIGHT_COLUMNS}{track_column}
           FROM app.flights f LEFT JOIN app.regions r ON r.id = f.region_id
          WHERE {" AND ".join(clauses) or "TRUE"}
          ORDER BY f.departed_at, f.id
          LIMIT :limit
-    """), params)).all()
+    """),
+            params,
+        )
+    ).all()
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].departed_at, page[-1].id) if len(rows) > limit else None
     return {
@@ -302,29 +392,41 @@ async def list_flights(
 
 
 async def get_flight(session: AsyncSession, external_id: str) -> dict[str, Any]:
-    row = (await session.execute(text(f"""
+    row = (
+        await session.execute(
+            text(f"""
         SELECT {FLIGHT_COLUMNS}, public.st_asgeojson(f.track, 6) AS track_json
           FROM app.flights f LEFT JOIN app.regions r ON r.id = f.region_id
          WHERE f.external_id = :e
-    """), {"e": external_id})).first()
+    """),
+            {"e": _lookup_key(external_id)},
+        )
+    ).first()
     if row is None:
         raise NotFound(f"flight {external_id!r} does not exist")
     return _flight(row, _track_coords(row.track_json))
 
 
 async def list_regions(session: AsyncSession) -> list[dict[str, Any]]:
-    rows = (await session.execute(text("""
+    rows = (
+        await session.execute(
+            text("""
         SELECT code, name, public.st_xmin(geom) AS x0, public.st_ymin(geom) AS y0,
                public.st_xmax(geom) AS x1, public.st_ymax(geom) AS y1
           FROM app.regions ORDER BY code
-    """))).all()
+    """)
+        )
+    ).all()
     return [{"code": r.code, "name": r.name, "bbox": (r.x0, r.y0, r.x1, r.y1)} for r in rows]
 
 
 async def get_region_feature(session: AsyncSession, code: str) -> dict[str, Any]:
-    row = (await session.execute(text(
-        "SELECT code, name, public.st_asgeojson(geom, 6) AS g FROM app.regions WHERE code = :c"
-    ), {"c": code})).first()
+    row = (
+        await session.execute(
+            text("SELECT code, name, public.st_asgeojson(geom, 6) AS g FROM app.regions WHERE code = :c"),
+            {"c": _lookup_key(code)},
+        )
+    ).first()
     if row is None:
         raise NotFound(f"region {code!r} does not exist")
     return {"type": "Feature", "properties": {"code": row.code, "name": row.name}, "geometry": json.loads(row.g)}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pulumi
+import pulumi_docker as docker
 import pulumi_random as random
 
 from components.catalog import Zone
@@ -12,12 +15,14 @@ from components.container import (
     ContainerFile,
     HardenedContainer,
     HardenedContainerArgs,
+    VolumeMount,
     http_probe,
 )
 from components.database import KEYCLOAK_DATABASE
 from components.identity import IdentityRealm
 from components.network import NetworkZones
-from components.oauth2_proxy import oauth2_proxy_config
+from components import oauth2_proxy
+from components.oauth2_proxy import oauth2_proxy_files
 from components.secrets import generated_bytes, generated_password
 from components.settings import Settings
 
@@ -25,6 +30,7 @@ TYPE = "fly-potato:auth:AuthServices"
 
 KEYCLOAK_PATH = "/sso"
 OIDC_CLIENT_ID = "oauth2-proxy"
+KEYCLOAK_BUILD_DIR = "/opt/keycloak/lib/quarkus"  # what `kc.sh build` (and start-dev) writes
 
 
 class AuthServices(pulumi.ComponentResource):
@@ -74,16 +80,27 @@ class AuthServices(pulumi.ComponentResource):
                 ]
             )
         )
+        # start-dev re-augments Keycloak into lib/quarkus on every start. A volume there keeps the root
+        # filesystem read-only; Docker seeds an empty volume from the image, so one volume per image.
+        dev_build: list[VolumeMount] = []
+        if not settings.is_prod:
+            image_key = hashlib.sha256(settings.images["keycloak"].encode()).hexdigest()[:12]
+            self.dev_build_volume = docker.Volume(
+                f"{name}-keycloak-dev-build",
+                name=settings.resource_name("keycloak", "build", image_key),
+                labels=[docker.VolumeLabelArgs(label="org.flypotato.stack", value=settings.stack)],
+                opts=child,
+            )
+            dev_build.append(VolumeMount(self.dev_build_volume, KEYCLOAK_BUILD_DIR))
         self.keycloak = HardenedContainer(
             f"{name}-keycloak",
             HardenedContainerArgs(
                 service="keycloak",
                 image=settings.images["keycloak"],
-                # Prod runs the image's build (`kc.sh build` with the KC_* build options below); start-dev
-                # re-augments on every start, so dev needs a writable root filesystem.
+                # Prod runs the image's build (`kc.sh build` with the KC_* build options below).
                 command=(["start-dev"] if not settings.is_prod else ["start", "--optimized"])
                 + [f"--config-file={SECRETS_DIR}/keycloak.conf"],
-                read_only=settings.is_prod,
+                volumes=dev_build,
                 env={
                     # Build options: must equal the image's build for `--optimized`.
                     "KC_DB": "postgres",
@@ -102,8 +119,10 @@ class AuthServices(pulumi.ComponentResource):
                     "KC_HOSTNAME": f"{settings.public_url}{KEYCLOAK_PATH}",
                     "KC_HOSTNAME_STRICT": "true",
                     **(
-                        {"KC_HOSTNAME_ADMIN": f"{settings.raw.keycloak.admin_url or settings.keycloak_operator_url}"
-                                              f"{KEYCLOAK_PATH}"}
+                        {
+                            "KC_HOSTNAME_ADMIN": f"{settings.raw.keycloak.admin_url or settings.keycloak_operator_url}"
+                            f"{KEYCLOAK_PATH}"
+                        }
                         if settings.is_prod
                         else {}
                     ),
@@ -134,7 +153,7 @@ class AuthServices(pulumi.ComponentResource):
         after_identity = pulumi.ResourceOptions(parent=self, depends_on=[self.identity])
 
         proxy_port = settings.ports["oauth2_proxy"]
-        proxy_conf = oauth2_proxy_config(
+        proxy_files = oauth2_proxy_files(
             settings,
             issuer_url=self.issuer_url,
             keycloak_internal_url=self.internal_url,
@@ -147,8 +166,9 @@ class AuthServices(pulumi.ComponentResource):
             HardenedContainerArgs(
                 service="oauth2_proxy",
                 image=settings.images["oauth2_proxy"],
-                command=[f"--config={SECRETS_DIR}/oauth2-proxy.cfg"],
-                files=[ContainerFile(f"{SECRETS_DIR}/oauth2-proxy.cfg", proxy_conf, secret=True, mode="0400")],
+                entrypoint=oauth2_proxy.ENTRYPOINT,
+                command=[oauth2_proxy.START],
+                files=proxy_files,
                 healthcheck=http_probe(proxy_port, "/ping"),
             ),
             settings,

@@ -54,22 +54,48 @@ class RoleSpec:
 def role_specs(settings: Settings) -> dict[str, RoleSpec]:
     """The roles of R-DB-1, in creation order."""
     specs = (
-        RoleSpec("migrator", "owns the app database and its schemas; runs the DDL (alembic)",
-                 clients=("migration",), databases=(APP_DATABASE,)),
-        RoleSpec("app", "the backend: DML on schema app only", clients=("backend",),
-                 databases=(APP_DATABASE,), search_path=(APP_SCHEMA, "public")),
-        RoleSpec("datalens", "DataLens: SELECT on schema analytics only", clients=("nginx",),
-                 databases=(APP_DATABASE,), connection_limit=settings.raw.datalens.connection_limit,
-                 search_path=(ANALYTICS_SCHEMA, "public"), statement_timeout_ms=60_000),
-        RoleSpec("keycloak", "Keycloak: owns its own database", clients=("keycloak",),
-                 databases=(KEYCLOAK_DATABASE,)),
-        RoleSpec("exporter", "metrics: pg_monitor", clients=("postgres_exporter", "sql_exporter"),
-                 databases=(MAINTENANCE_DATABASE, APP_DATABASE), member_of=("pg_monitor",), connection_limit=5),
+        RoleSpec(
+            "migrator",
+            "owns the app database and its schemas; runs the DDL (alembic)",
+            clients=("migration",),
+            databases=(APP_DATABASE,),
+        ),
+        RoleSpec(
+            "app",
+            "the backend: DML on schema app only",
+            clients=("backend",),
+            databases=(APP_DATABASE,),
+            search_path=(APP_SCHEMA, "public"),
+        ),
+        RoleSpec(
+            "datalens",
+            "DataLens: SELECT on schema analytics only",
+            clients=("nginx",),
+            databases=(APP_DATABASE,),
+            connection_limit=settings.raw.datalens.connection_limit,
+            search_path=(ANALYTICS_SCHEMA, "public"),
+            statement_timeout_ms=60_000,
+        ),
+        RoleSpec("keycloak", "Keycloak: owns its own database", clients=("keycloak",), databases=(KEYCLOAK_DATABASE,)),
+        RoleSpec(
+            "exporter",
+            "metrics: pg_monitor",
+            clients=("postgres_exporter", "sql_exporter"),
+            databases=(MAINTENANCE_DATABASE, APP_DATABASE),
+            member_of=("pg_monitor",),
+            connection_limit=5,
+        ),
         # pg_read_all_data lets pg_dump read every table without owning any or being superuser; REPLICATION is
         # what pg_basebackup needs; CREATEDB lets the restore drill create its scratch drill_* databases.
-        RoleSpec("backup", "dumps, base backups and restore drills", clients=("backup",),
-                 databases=("all", "replication"), member_of=("pg_read_all_data",),
-                 replication=True, create_database=True),
+        RoleSpec(
+            "backup",
+            "dumps, base backups and restore drills",
+            clients=("backup",),
+            databases=("all", "replication"),
+            member_of=("pg_read_all_data",),
+            replication=True,
+            create_database=True,
+        ),
     )
     return {spec.name: spec for spec in specs}
 
@@ -219,87 +245,159 @@ class PlatformDatabases(pulumi.ComponentResource):
         }
 
         self.grants: list[pulumi.CustomResource] = []
-        self._grant_chain(name, on_server)
+        self.acl_chains: dict[str, list[pulumi.CustomResource]] = {}
+        self._grant_all(name, on_server)
         self.register_outputs({"roles": list(self.specs)})
 
     # -- grants ------------------------------------------------------------------------------------
 
-    def _chain(self, resource_name: str, make: type, opts: pulumi.ResourceOptions, **args: object) -> None:
-        """Each grant waits for the previous one: concurrent GRANTs on one catalog row fail with
-        "tuple concurrently updated"."""
-        after = pulumi.ResourceOptions(depends_on=self.grants[-1:])
-        self.grants.append(make(resource_name, opts=pulumi.ResourceOptions.merge(opts, after), **args))
+    def _chain(self, acl: str, resource_name: str, make: type, opts: pulumi.ResourceOptions, **args: object) -> None:
+        """Grants on one ACL (one catalog row: a database, a schema, the tables of a schema, one default-ACL
+        entry) wait for each other: concurrent GRANTs on one row fail with "tuple concurrently updated".
+        Different rows cannot collide, so their chains run side by side."""
+        chain = self.acl_chains.setdefault(acl, [])
+        after = pulumi.ResourceOptions(depends_on=chain[-1:])
+        resource = make(resource_name, opts=pulumi.ResourceOptions.merge(opts, after), **args)
+        chain.append(resource)
+        self.grants.append(resource)
 
-    def _grant(self, name: str, opts: pulumi.ResourceOptions, *, role: pulumi.Input[str], object_type: str,
-               database: pulumi.Input[str], privileges: Sequence[str], schema: pulumi.Input[str] | None = None
-               ) -> None:
-        self._chain(name, postgresql.Grant, opts, role=role, object_type=object_type, database=database,
-                    schema=schema, privileges=list(privileges))
+    def _grant(
+        self,
+        acl: str,
+        name: str,
+        opts: pulumi.ResourceOptions,
+        *,
+        role: pulumi.Input[str],
+        object_type: str,
+        database: pulumi.Input[str],
+        privileges: Sequence[str],
+        schema: pulumi.Input[str] | None = None,
+    ) -> None:
+        self._chain(
+            acl,
+            name,
+            postgresql.Grant,
+            opts,
+            role=role,
+            object_type=object_type,
+            database=database,
+            schema=schema,
+            privileges=list(privileges),
+        )
 
-    def _grant_chain(self, name: str, opts: pulumi.ResourceOptions) -> None:
+    def _grant_all(self, name: str, opts: pulumi.ResourceOptions) -> None:
         role = {key: r.name for key, r in self.roles.items()}
-        app_db, kc_db = self.app_database.name, self.keycloak_database.name
-        app_schema, analytics = self.schemas[APP_SCHEMA].name, self.schemas[ANALYTICS_SCHEMA].name
+        databases: dict[str, pulumi.Input[str]] = {
+            APP_DATABASE: self.app_database.name,
+            KEYCLOAK_DATABASE: self.keycloak_database.name,
+            MAINTENANCE_DATABASE: MAINTENANCE_DATABASE,
+        }
+        app_db = databases[APP_DATABASE]
+        schema: dict[str, pulumi.Input[str]] = {"public": "public", **{k: v.name for k, v in self.schemas.items()}}
 
         # PUBLIC gets nothing: no CONNECT/TEMP on any database, no USAGE on the app database's public schema.
-        for key, database in ((APP_DATABASE, app_db), (KEYCLOAK_DATABASE, kc_db),
-                              (MAINTENANCE_DATABASE, MAINTENANCE_DATABASE)):
-            self._grant(f"{name}-revoke-public-{key}-db", opts, role="public", object_type="database",
-                        database=database, privileges=[])
-        self._grant(f"{name}-revoke-public-public-schema", opts, role="public", object_type="schema",
-                    database=app_db, schema="public", privileges=[])
+        for label, database in databases.items():
+            self._grant(
+                f"database:{label}",
+                f"{name}-revoke-public-{label}-db",
+                opts,
+                role="public",
+                object_type="database",
+                database=database,
+                privileges=[],
+            )
+        self._grant(
+            "schema:public",
+            f"{name}-revoke-public-public-schema",
+            opts,
+            role="public",
+            object_type="schema",
+            database=app_db,
+            schema="public",
+            privileges=[],
+        )
 
-        # CONNECT where each role needs it (owners have it implicitly: migrator, keycloak).
-        databases: dict[str, pulumi.Input[str]] = {
-            APP_DATABASE: app_db, KEYCLOAK_DATABASE: kc_db, MAINTENANCE_DATABASE: MAINTENANCE_DATABASE
-        }
+        # CONNECT where each role needs it (owners have it implicitly: migrator, keycloak). The backup role
+        # dumps every database ("all" in pg_hba), so it connects to each of them.
+        owners = {("migrator", APP_DATABASE), ("keycloak", KEYCLOAK_DATABASE)}
         for spec in self.specs.values():
-            for label in spec.databases:
-                owner = (spec.name, label) in (("migrator", APP_DATABASE), ("keycloak", KEYCLOAK_DATABASE))
-                if label in databases and not owner:
-                    self._grant(f"{name}-connect-{spec.name}-{label}", opts, role=role[spec.name],
-                                object_type="database", database=databases[label], privileges=["CONNECT"])
-        # The backup role dumps every database ("all" in pg_hba), so it connects to each of them.
-        for label in (APP_DATABASE, KEYCLOAK_DATABASE, MAINTENANCE_DATABASE):
-            self._grant(f"{name}-connect-backup-{label}", opts, role=role["backup"], object_type="database",
-                        database=databases[label], privileges=["CONNECT"])
+            wanted = list(databases) if spec.name == "backup" else [d for d in spec.databases if d in databases]
+            for label in wanted:
+                if (spec.name, label) not in owners:
+                    self._grant(
+                        f"database:{label}",
+                        f"{name}-connect-{spec.name}-{label}",
+                        opts,
+                        role=role[spec.name],
+                        object_type="database",
+                        database=databases[label],
+                        privileges=["CONNECT"],
+                    )
 
         # Schemas: PostGIS types and functions live in public; each role sees only its own schema.
-        for key in ("app", "datalens"):
-            self._grant(f"{name}-usage-public-{key}", opts, role=role[key], object_type="schema",
-                        database=app_db, schema="public", privileges=["USAGE"])
-        self._grant(f"{name}-usage-app-app", opts, role=role["app"], object_type="schema",
-                    database=app_db, schema=app_schema, privileges=["USAGE"])
-        self._grant(f"{name}-usage-analytics-datalens", opts, role=role["datalens"], object_type="schema",
-                    database=app_db, schema=analytics, privileges=["USAGE"])
+        for grantee, target in (
+            ("app", "public"),
+            ("datalens", "public"),
+            ("app", APP_SCHEMA),
+            ("datalens", ANALYTICS_SCHEMA),
+        ):
+            self._grant(
+                f"schema:{target}",
+                f"{name}-usage-{target}-{grantee}",
+                opts,
+                role=role[grantee],
+                object_type="schema",
+                database=app_db,
+                schema=schema[target],
+                privileges=["USAGE"],
+            )
 
         # What already exists (re-applied by every `pulumi up`) ...
-        self._grant(f"{name}-tables-app-app", opts, role=role["app"], object_type="table",
-                    database=app_db, schema=app_schema, privileges=TABLE_DML)
-        self._grant(f"{name}-sequences-app-app", opts, role=role["app"], object_type="sequence",
-                    database=app_db, schema=app_schema, privileges=SEQUENCE_USE)
-        self._grant(f"{name}-tables-analytics-datalens", opts, role=role["datalens"], object_type="table",
-                    database=app_db, schema=analytics, privileges=["SELECT"])
+        existing: tuple[tuple[str, str, str, Sequence[str]], ...] = (
+            ("app", APP_SCHEMA, "table", TABLE_DML),
+            ("app", APP_SCHEMA, "sequence", SEQUENCE_USE),
+            ("datalens", ANALYTICS_SCHEMA, "table", ("SELECT",)),
+        )
+        for grantee, target, object_type, privileges in existing:
+            self._grant(
+                f"{object_type}s:{target}",
+                f"{name}-{object_type}s-{target}-{grantee}",
+                opts,
+                role=role[grantee],
+                object_type=object_type,
+                database=app_db,
+                schema=schema[target],
+                privileges=privileges,
+            )
 
         # ... and what the migrator creates later: default privileges only cover objects created by the
-        # named owner, so the owner is migrator, the role every migration runs as.
-        defaults = (
-            ("tables-app-app", role["app"], app_schema, "table", TABLE_DML),
-            ("sequences-app-app", role["app"], app_schema, "sequence", SEQUENCE_USE),
-            ("functions-app-app", role["app"], app_schema, "function", ["EXECUTE"]),
-            ("tables-analytics-datalens", role["datalens"], analytics, "table", ["SELECT"]),
-            ("functions-analytics-datalens", role["datalens"], analytics, "function", ["EXECUTE"]),
+        # named owner, so the owner is migrator, the role every migration runs as. The last entry takes
+        # EXECUTE on the migrator's future functions away from PUBLIC.
+        defaults: tuple[tuple[str, str | None, str, Sequence[str]], ...] = (
+            ("app", APP_SCHEMA, "table", TABLE_DML),
+            ("app", APP_SCHEMA, "sequence", SEQUENCE_USE),
+            ("app", APP_SCHEMA, "function", ("EXECUTE",)),
+            ("datalens", ANALYTICS_SCHEMA, "table", ("SELECT",)),
+            ("datalens", ANALYTICS_SCHEMA, "function", ("EXECUTE",)),
+            ("public", None, "function", ()),
         )
-        for label, grantee, schema, object_type, privileges in defaults:
-            self._chain(f"{name}-default-{label}", postgresql.DefaultPrivileges, opts, role=grantee,
-                        database=app_db, schema=schema, owner=role["migrator"], object_type=object_type,
-                        privileges=list(privileges))
-        # Functions are executable by PUBLIC by default; not those the migrator creates.
-        self._chain(f"{name}-default-revoke-public-functions", postgresql.DefaultPrivileges, opts, role="public",
-                    database=app_db, owner=role["migrator"], object_type="function", privileges=[])
+        for grantee, in_schema, object_type, privileges in defaults:
+            self._chain(
+                f"default:{in_schema or '*'}:{object_type}",
+                f"{name}-default-{object_type}s-{in_schema or 'all'}-{grantee}",
+                postgresql.DefaultPrivileges,
+                opts,
+                role=role.get(grantee, grantee),
+                database=app_db,
+                schema=schema[in_schema] if in_schema else None,
+                owner=role["migrator"],
+                object_type=object_type,
+                privileges=list(privileges),
+            )
 
     # -- connection strings --------------------------------------------------------------------------
 
-    def url(self, role: str, *, host: str = SERVICES["postgres"].docker_alias, port: int, database: str = APP_DATABASE
-            ) -> pulumi.Output[str]:
+    def url(
+        self, role: str, *, host: str = SERVICES["postgres"].docker_alias, port: int, database: str = APP_DATABASE
+    ) -> pulumi.Output[str]:
         return dsn(role, self.passwords[role], host, port, database)

@@ -23,7 +23,7 @@ ADMIN_REALM = "master"
 ADMIN_CLIENT_ID = "admin-cli"
 
 # Keycloak's policy language; generated passwords (32 letters and digits) satisfy it.
-PASSWORD_POLICY = (
+CREDENTIAL_RULES = (
     "length(12) and maxLength(128) and upperCase(1) and lowerCase(1) and digits(1) "
     "and notUsername and notEmail and passwordHistory(3)"
 )
@@ -81,7 +81,7 @@ class IdentityRealm(pulumi.ComponentResource):
             login_with_email_allowed=True,
             duplicate_emails_allowed=False,
             edit_username_allowed=False,
-            password_policy=PASSWORD_POLICY,
+            password_policy=CREDENTIAL_RULES,
             access_token_lifespan=f"{cfg.access_token_minutes}m",
             sso_session_idle_timeout=f"{cfg.session_idle_minutes}m",
             sso_session_max_lifespan=f"{cfg.session_max_hours}h",
@@ -140,7 +140,6 @@ class IdentityRealm(pulumi.ComponentResource):
             full_scope_allowed=False,
             opts=in_keycloak,
         )
-        client_ref = {"realm_id": realm_id, "client_id": self.client.id}
 
         def user_property(key: str, prop: str, claim: str) -> keycloak.openid.UserPropertyProtocolMapper:
             return keycloak.openid.UserPropertyProtocolMapper(
@@ -152,8 +151,9 @@ class IdentityRealm(pulumi.ComponentResource):
                 add_to_id_token=True,
                 add_to_access_token=True,
                 add_to_userinfo=True,
+                realm_id=realm_id,
+                client_id=self.client.id,
                 opts=in_keycloak,
-                **client_ref,
             )
 
         self.mappers: dict[str, pulumi.CustomResource] = {
@@ -167,8 +167,9 @@ class IdentityRealm(pulumi.ComponentResource):
                 add_to_id_token=True,
                 add_to_access_token=True,
                 add_to_userinfo=True,
+                realm_id=realm_id,
+                client_id=self.client.id,
                 opts=in_keycloak,
-                **client_ref,
             ),
             # The backend accepts access tokens only when they name this client as audience.
             "audience": keycloak.openid.AudienceProtocolMapper(
@@ -177,8 +178,9 @@ class IdentityRealm(pulumi.ComponentResource):
                 included_client_audience=self.client.client_id,
                 add_to_access_token=True,
                 add_to_id_token=False,
+                realm_id=realm_id,
+                client_id=self.client.id,
                 opts=in_keycloak,
-                **client_ref,
             ),
         }
 
@@ -197,8 +199,14 @@ class IdentityRealm(pulumi.ComponentResource):
                     first_name=user.username,
                     last_name="(test user)",
                     enabled=True,
-                    initial_password=keycloak.UserInitialPasswordArgs(value=password.result, temporary=False),
-                    opts=in_keycloak,
+                    initial_password=keycloak.UserInitialPasswordArgs(
+                        value=pulumi.Output.secret(password.result), temporary=False
+                    ),
+                    # Keycloak applies an initial password only at creation: a rotated one needs a new user.
+                    opts=pulumi.ResourceOptions.merge(
+                        in_keycloak,
+                        pulumi.ResourceOptions(replace_on_changes=["initialPassword"], delete_before_replace=True),
+                    ),
                 )
                 self.users[user.username] = created
                 keycloak.UserGroups(

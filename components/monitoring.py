@@ -1,16 +1,41 @@
-"""The monitoring zone: Prometheus, Alertmanager and the exporters (R-OBS-1, R-SEC-5)."""
+"""The monitoring zone: Prometheus, Alertmanager and the exporters (R-OBS-1, R-SEC-5).
+
+Configuration comes from :mod:`components.monitoring_config` (pure, known at preview); this module only
+places it into hardened containers. Prometheus is never public: internal zone only, published on the
+operator loopback in dev and not at all in prod (catalog). Secrets (metrics token, SMTP password, exporter
+DSN, webhook URL) are files.
+
+Container restarts (ContainerRestarts alert): Docker exports no restart counter; its engine metrics
+endpoint counts actions engine-wide, not per container, and cAdvisor is not packaged by Debian. The
+engine's own ``RestartCount`` per container is the real source, read by ``container_exporter``
+(scripts/monitoring/container_exporter.py) through the Docker socket. The trade-off: that socket is
+root-equivalent on the host whatever the mount mode (``:ro`` only stops deleting the socket file). The
+exporter is confined accordingly: its only code issues GET requests; it runs as its own non-root uid with
+the socket's group, read-only root, all capabilities dropped, no-new-privileges; it joins the monitoring
+zone only (internal in prod, no egress) and publishes nothing; /metrics needs the bearer token. A
+host-side `docker events` writer feeding node_exporter's textfile collector would keep the socket out of
+containers but needs an agent installed on the host outside the stack; a failed exporter shows up as
+InstanceDown{job="container_exporter"}, never as silence.
+"""
 
 from __future__ import annotations
 
-import pulumi
-import yaml
+import os
+from pathlib import Path
 
+import pulumi
+import pulumi_docker as docker
+
+from components import monitoring_config as mc
+from components.catalog import SERVICES
 from components.container import (
     CONFIG_DIR,
     SECRETS_DIR,
     ContainerFile,
     HardenedContainer,
     HardenedContainerArgs,
+    HostBind,
+    VolumeMount,
     http_probe,
 )
 from components.network import NetworkZones
@@ -18,49 +43,24 @@ from components.settings import Settings
 
 TYPE = "fly-potato:monitoring:MonitoringServices"
 
+CONTAINER_EXPORTER_SOURCE = Path(__file__).resolve().parent.parent / "scripts" / "monitoring" / "container_exporter.py"
+DOCKER_SOCKET_IN_CONTAINER = "/var/run/docker.sock"
 
-def scrape_targets(settings: Settings) -> dict[str, str]:
-    """Job name → host:port inside the monitoring zone."""
-    p = settings.ports
-    return {
-        "backend": f"backend:{p['backend']}",
-        "node_exporter": f"node-exporter:{p['node_exporter']}",
-        "postgres_exporter": f"postgres-exporter:{p['postgres_exporter']}",
-        "sql_exporter": f"sql-exporter:{p['sql_exporter']}",
-        "oauth2_proxy": f"oauth2-proxy:{p['oauth2_proxy_metrics']}",
-        "keycloak": f"keycloak:{p['keycloak_management']}",
-        "alertmanager": f"alertmanager:{p['alertmanager']}",
-    }
+# Kept for callers of the earlier module API.
+scrape_targets = mc.scrape_targets
+render_prometheus_config = mc.render_prometheus_config
+render_alertmanager_config = mc.render_alertmanager_config
 
 
-def render_prometheus_config(settings: Settings) -> str:
-    targets = scrape_targets(settings)
-    jobs = []
-    for job, target in targets.items():
-        entry: dict[str, object] = {"job_name": job, "static_configs": [{"targets": [target]}]}
-        if job == "backend":
-            entry["authorization"] = {"type": "Bearer", "credentials_file": f"{SECRETS_DIR}/metrics_token"}
-        if job == "keycloak":
-            entry["metrics_path"] = "/sso/metrics"
-        jobs.append(entry)
-    config = {
-        "global": {
-            "scrape_interval": "15s",
-            "evaluation_interval": "15s",
-            "external_labels": {"stack": settings.stack},
-        },
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [targets["alertmanager"]]}]}]},
-        "scrape_configs": jobs,
-    }
-    return yaml.safe_dump(config, sort_keys=False)
-
-
-def render_alertmanager_config(settings: Settings) -> str:
-    config = {
-        "route": {"receiver": "default", "group_by": ["alertname", "stack"]},
-        "receivers": [{"name": "default"}],
-    }
-    return yaml.safe_dump(config, sort_keys=False)
+def docker_socket_gid(settings: Settings) -> int | None:
+    """Group of the Docker socket on the host: configured, or read from the local socket (local engine)."""
+    configured = settings.raw.monitoring.docker_socket_gid
+    if configured is not None:
+        return configured
+    try:
+        return os.stat(settings.raw.monitoring.docker_socket).st_gid
+    except OSError:
+        return None
 
 
 class MonitoringServices(pulumi.ComponentResource):
@@ -77,118 +77,137 @@ class MonitoringServices(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         p = settings.ports
+        paths = mc.PATHS
         retention = settings.raw.monitoring.retention_days
+        token_file = ContainerFile(paths.metrics_token, metrics_token, secret=True, mode="0400")
 
         def make(service: str, args: HardenedContainerArgs) -> HardenedContainer:
             return HardenedContainer(f"{name}-{service.replace('_', '-')}", args, settings, zones, opts=child)
 
-        self.prometheus = make(
-            "prometheus",
-            HardenedContainerArgs(
-                service="prometheus",
-                image=settings.images["prometheus"],
-                command=[
-                    f"--config.file={CONFIG_DIR}/prometheus.yml",
-                    "--storage.tsdb.path=/prometheus",
-                    f"--storage.tsdb.retention.time={retention}d",
-                    f"--web.listen-address=0.0.0.0:{p['prometheus']}",
-                ],
-                files=[
-                    ContainerFile(f"{CONFIG_DIR}/prometheus.yml", render_prometheus_config(settings)),
-                    ContainerFile(f"{SECRETS_DIR}/metrics_token", metrics_token, secret=True, mode="0400"),
-                ],
-                tmpfs={"/tmp": "rw,noexec,nosuid,size=64m", "/prometheus": "rw,noexec,nosuid,size=512m"},
-                healthcheck=http_probe(p["prometheus"], "/-/ready"),
-            ),
-        )
-        self.alertmanager = make(
-            "alertmanager",
-            HardenedContainerArgs(
-                service="alertmanager",
-                image=settings.images["alertmanager"],
-                command=[
-                    f"--config.file={CONFIG_DIR}/alertmanager.yml",
-                    "--storage.path=/tmp/alertmanager",
-                    f"--web.listen-address=0.0.0.0:{p['alertmanager']}",
-                    "--cluster.listen-address=",
-                ],
-                files=[ContainerFile(f"{CONFIG_DIR}/alertmanager.yml", render_alertmanager_config(settings))],
-                healthcheck=http_probe(p["alertmanager"], "/-/ready"),
-            ),
-        )
-        self.node_exporter = make(
-            "node_exporter",
-            HardenedContainerArgs(
-                service="node_exporter",
-                image=settings.images["node_exporter"],
-                command=[f"--web.listen-address=0.0.0.0:{p['node_exporter']}"],
-                healthcheck=http_probe(p["node_exporter"], "/metrics"),
-            ),
-        )
-        self.postgres_exporter = make(
-            "postgres_exporter",
-            HardenedContainerArgs(
-                service="postgres_exporter",
-                image=settings.images["postgres_exporter"],
-                command=[f"--web.listen-address=0.0.0.0:{p['postgres_exporter']}"],
+        def volume(service: str) -> docker.Volume:
+            return docker.Volume(
+                f"{name}-{service}-data",
+                name=settings.resource_name(service, "data"),
+                labels=[docker.VolumeLabelArgs(label="org.flypotato.stack", value=settings.stack)],
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.is_prod),
+            )
+
+        self.prometheus_data = volume("prometheus")
+        self.prometheus = make("prometheus", HardenedContainerArgs(
+            service="prometheus",
+            image=settings.images["prometheus"],
+            command=[
+                f"--config.file={paths.prometheus_config}",
+                "--storage.tsdb.path=/prometheus",
+                f"--storage.tsdb.retention.time={retention}d",
+                f"--web.listen-address=0.0.0.0:{p['prometheus']}",
+            ],
+            files=[
+                ContainerFile(paths.prometheus_config, mc.render_prometheus_config(settings, paths)),
+                ContainerFile(paths.rules, mc.render_rules(settings)),
+                token_file,
+            ],
+            volumes=[VolumeMount(self.prometheus_data, "/prometheus")],
+            healthcheck=http_probe(p["prometheus"], "/-/ready"),
+        ))
+
+        alerting = settings.raw.alerting
+        if not alerting.email_to and alerting.webhook_url is None:
+            pulumi.log.warn(
+                f"fly-potato:alerting has no receiver for stack {settings.stack}: alerts are only visible in "
+                "Alertmanager; set alerting.email_to (with smtp_*) or a secret alerting.webhook_url"
+            )
+        am_secret = mc.alertmanager_config_is_secret(settings)
+        am_config = paths.alertmanager_secret_config if am_secret else paths.alertmanager_config
+        am_files = [ContainerFile(am_config, mc.render_alertmanager_config(settings, paths),
+                                  secret=am_secret, mode="0400" if am_secret else "0440")]
+        if alerting.email_to and alerting.smtp_password is not None:
+            am_files.append(ContainerFile(paths.smtp_password, alerting.smtp_password.get_secret_value(),
+                                          secret=True, mode="0400"))
+        self.alertmanager_data = volume("alertmanager")
+        self.alertmanager = make("alertmanager", HardenedContainerArgs(
+            service="alertmanager",
+            image=settings.images["alertmanager"],
+            command=[
+                f"--config.file={am_config}",
+                "--storage.path=/alertmanager",
+                f"--web.listen-address=0.0.0.0:{p['alertmanager']}",
+                "--cluster.listen-address=",
+            ],
+            files=am_files,
+            volumes=[VolumeMount(self.alertmanager_data, "/alertmanager")],
+            healthcheck=http_probe(p["alertmanager"], "/-/ready"),
+        ))
+        self.node_exporter = make("node_exporter", HardenedContainerArgs(
+            service="node_exporter",
+            image=settings.images["node_exporter"],
+            command=[f"--web.listen-address=0.0.0.0:{p['node_exporter']}"],
+            healthcheck=http_probe(p["node_exporter"], "/metrics"),
+        ))
+        self.postgres_exporter = make("postgres_exporter", HardenedContainerArgs(
+            service="postgres_exporter",
+            image=settings.images["postgres_exporter"],
+            command=[f"--web.listen-address=0.0.0.0:{p['postgres_exporter']}"],
+            env={
+                "DATA_SOURCE_URI": f"postgres:{p['postgres']}/postgres?sslmode=disable",
+                "DATA_SOURCE_USER": "exporter",
+                "DATA_SOURCE_PASS_FILE": f"{SECRETS_DIR}/exporter_password",
+            },
+            files=[ContainerFile(f"{SECRETS_DIR}/exporter_password", exporter_password, secret=True, mode="0400")],
+            healthcheck=http_probe(p["postgres_exporter"], "/metrics"),
+        ))
+        self.sql_exporter = make("sql_exporter", HardenedContainerArgs(
+            service="sql_exporter",
+            image=settings.images["sql_exporter"],
+            command=[
+                f"-web.listen-address=0.0.0.0:{p['sql_exporter']}",
+                f"-config.file={paths.sql_exporter_config}",
+            ],
+            files=[ContainerFile(
+                paths.sql_exporter_config,
+                pulumi.Output.from_input(exporter_password).apply(
+                    lambda password: mc.render_sql_exporter_config(settings, mc.sql_exporter_dsn(settings, password))
+                ),
+                secret=True,
+                mode="0400",
+            )],
+            healthcheck=http_probe(p["sql_exporter"], "/metrics"),
+        ))
+        self.blackbox_exporter = make("blackbox_exporter", HardenedContainerArgs(
+            service="blackbox_exporter",
+            image=settings.images["blackbox_exporter"],
+            command=[
+                f"--web.listen-address=0.0.0.0:{p['blackbox_exporter']}",
+                f"--config.file={paths.blackbox_config}",
+            ],
+            files=[ContainerFile(paths.blackbox_config, mc.render_blackbox_config(settings))],
+            healthcheck=http_probe(p["blackbox_exporter"], "/-/healthy"),
+        ))
+
+        self.container_exporter: HardenedContainer | None = None
+        gid = docker_socket_gid(settings)
+        if gid is None:
+            pulumi.log.warn(
+                f"{settings.raw.monitoring.docker_socket} is not readable here and "
+                "fly-potato:monitoring.docker_socket_gid is unset, so container_exporter is not deployed and "
+                "ContainerRestarts cannot fire; set it to `stat -c %g /var/run/docker.sock` on the Docker host"
+            )
+        else:
+            script = f"{CONFIG_DIR}/container_exporter.py"
+            self.container_exporter = make("container_exporter", HardenedContainerArgs(
+                service="container_exporter",
+                image=settings.images["container_exporter"],
+                entrypoint=["python3", script],
+                command=[],
                 env={
-                    "DATA_SOURCE_URI": f"postgres:{p['postgres']}/postgres?sslmode=disable",
-                    "DATA_SOURCE_USER": "exporter",
-                    "DATA_SOURCE_PASS_FILE": f"{SECRETS_DIR}/exporter_password",
+                    "EXPORTER_STACK": settings.stack,
+                    "EXPORTER_PORT": str(p["container_exporter"]),
+                    "EXPORTER_DOCKER_SOCKET": DOCKER_SOCKET_IN_CONTAINER,
+                    "EXPORTER_TOKEN_FILE": paths.metrics_token,
                 },
-                files=[ContainerFile(f"{SECRETS_DIR}/exporter_password", exporter_password, secret=True, mode="0400")],
-                healthcheck=http_probe(p["postgres_exporter"], "/metrics"),
-            ),
-        )
-        self.sql_exporter = make(
-            "sql_exporter",
-            HardenedContainerArgs(
-                service="sql_exporter",
-                image=settings.images["sql_exporter"],
-                command=[
-                    f"--web.listen-address=0.0.0.0:{p['sql_exporter']}",
-                    f"--config.file={SECRETS_DIR}/sql_exporter.yml",
-                ],
-                files=[
-                    ContainerFile(
-                        f"{SECRETS_DIR}/sql_exporter.yml",
-                        pulumi.Output.from_input(exporter_password).apply(
-                            lambda password: yaml.safe_dump(
-                                {
-                                    "global": {"scrape_timeout": "10s"},
-                                    "target": {
-                                        "data_source_name": f"postgres://exporter:{password}@postgres:{p['postgres']}/flypotato?sslmode=disable",
-                                        "collectors": [],
-                                    },
-                                    "collectors": [],
-                                }
-                            )
-                        ),
-                        secret=True,
-                        mode="0400",
-                    )
-                ],
-                healthcheck=http_probe(p["sql_exporter"], "/metrics"),
-            ),
-        )
-        self.blackbox_exporter = make(
-            "blackbox_exporter",
-            HardenedContainerArgs(
-                service="blackbox_exporter",
-                image=settings.images["blackbox_exporter"],
-                command=[
-                    f"--web.listen-address=0.0.0.0:{p['blackbox_exporter']}",
-                    f"--config.file={CONFIG_DIR}/blackbox.yml",
-                ],
-                files=[
-                    ContainerFile(
-                        f"{CONFIG_DIR}/blackbox.yml",
-                        yaml.safe_dump(
-                            {"modules": {"tls_connect": {"prober": "tcp", "timeout": "5s", "tcp": {"tls": True}}}}
-                        ),
-                    )
-                ],
-                healthcheck=http_probe(p["blackbox_exporter"], "/-/healthy"),
-            ),
-        )
+                files=[ContainerFile(script, CONTAINER_EXPORTER_SOURCE.read_text()), token_file],
+                user=f"{SERVICES['container_exporter'].uid}:{gid}",
+                host_binds=[HostBind(settings.raw.monitoring.docker_socket, DOCKER_SOCKET_IN_CONTAINER)],
+                healthcheck=http_probe(p["container_exporter"], "/healthz"),
+            ))
         self.register_outputs({"prometheus": self.prometheus.name})

@@ -9,6 +9,7 @@ Secrets never appear in these texts except where an image offers no file option 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,17 @@ RULES_SOURCE = Path(__file__).resolve().parent / "rules" / "alerts.yml"
 FEATURE_GROUPS = {"backups": "fly-potato-backup"}
 
 BLACKBOX_TLS_MODULE = "tls_certificate"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: the program renders at every preview
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+@cache
+def _rule_source() -> list[dict[str, Any]]:
+    return yaml.load(RULES_SOURCE.read_text(), Loader=_Loader)["groups"]  # noqa: S506 (safe loader)
 
 
 @dataclass(frozen=True)
@@ -130,18 +142,18 @@ def render_prometheus_config(settings: Settings, paths: MonitoringPaths = PATHS)
         "rule_files": [paths.rules],
         "scrape_configs": configs,
     }
-    return yaml.safe_dump(config, sort_keys=False)
+    return _dump(config)
 
 
 def rule_groups(settings: Settings) -> list[dict[str, Any]]:
     """The alert rule groups that apply to this stack."""
-    groups = yaml.safe_load(RULES_SOURCE.read_text())["groups"]
+    groups = _rule_source()
     disabled = {group for feature, group in FEATURE_GROUPS.items() if not getattr(settings.features, feature)}
     return [group for group in groups if group["name"] not in disabled]
 
 
 def render_rules(settings: Settings) -> str:
-    return yaml.safe_dump({"groups": rule_groups(settings)}, sort_keys=False, allow_unicode=True)
+    return _dump({"groups": rule_groups(settings)})
 
 
 def alertmanager_config_is_secret(settings: Settings) -> bool:
@@ -166,7 +178,7 @@ def render_alertmanager_config(settings: Settings, paths: MonitoringPaths = PATH
             global_["smtp_auth_password_file"] = paths.smtp_password
         receiver["email_configs"] = [
             {"to": ", ".join(alerting.email_to), "send_resolved": True,
-             "headers": {"Subject": f"[{settings.stack}] {{{{ .Status | toUpper }}}} {{{{ .CommonLabels.alertname }}}}"}}
+             "headers": {"Subject": f"[{settings.stack}] " + "{{ .Status | toUpper }} {{ .CommonLabels.alertname }}"}}
         ]
     if alerting.webhook_url is not None:
         receiver["webhook_configs"] = [{"url": alerting.webhook_url.get_secret_value(), "send_resolved": True}]
@@ -202,7 +214,7 @@ def render_alertmanager_config(settings: Settings, paths: MonitoringPaths = PATH
         ],
         "receivers": [receiver],
     }
-    return yaml.safe_dump(config, sort_keys=False)
+    return _dump(config)
 
 
 def sql_exporter_queries() -> list[dict[str, Any]]:
@@ -235,7 +247,7 @@ def sql_exporter_dsn(settings: Settings, password: str, host: str | None = None,
 
 def render_sql_exporter_config(settings: Settings, dsn: str) -> str:
     """justwatchcom/sql_exporter jobs; the DSN carries the exporter role's password, so the file is secret."""
-    return yaml.safe_dump({
+    return _dump({
         "jobs": [{
             "name": "flypotato",
             "interval": "5m",
@@ -243,13 +255,13 @@ def render_sql_exporter_config(settings: Settings, dsn: str) -> str:
             "startup_sql": ["SET statement_timeout = '20s'", "SET lock_timeout = '2s'"],
             "queries": sql_exporter_queries(),
         }]
-    }, sort_keys=False)
+    })
 
 
 def render_blackbox_config(settings: Settings) -> str:
     """Certificate probe: a TLS handshake with the public name. The internal CA of dev-like stacks is not
     in the probe's trust store, so verification is skipped there; expiry is read either way."""
-    return yaml.safe_dump({
+    return _dump({
         "modules": {
             BLACKBOX_TLS_MODULE: {
                 "prober": "tcp",
@@ -263,4 +275,4 @@ def render_blackbox_config(settings: Settings) -> str:
                 },
             }
         }
-    }, sort_keys=False)
+    })

@@ -100,7 +100,7 @@ def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,  # nginx syntax, not HTML; every value is validated by the settings
+        autoescape=False,  # noqa: S701 -- nginx syntax, not HTML; every value is validated by the settings
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -112,31 +112,35 @@ def render_nginx_conf(settings: Settings, *, ocsp_stapling: bool = False, layout
     ports, host_ports, edge = settings.ports, settings.host_ports, settings.raw.edge
     https_host_port = host_ports["nginx_https"]
     http_host_port = host_ports["nginx_http"]
-    return _environment().get_template("nginx.conf.j2").render(
-        stack=settings.stack,
-        profile=settings.profile.value,
-        prod=settings.is_prod,
-        domain=settings.domain,
-        layout=layout,
-        http_port=ports["nginx_http"],
-        https_port=ports["nginx_https"],
-        # Where browsers reach the edge, for the redirect and X-Forwarded-Port.
-        https_public_port=https_host_port,
-        https_suffix="" if https_host_port == 443 else f":{https_host_port}",
-        http_public_port=http_host_port,
-        ciphers=MOZILLA_INTERMEDIATE_CIPHERS,
-        curves=MOZILLA_INTERMEDIATE_CURVES,
-        ocsp_stapling=ocsp_stapling,
-        hsts_max_age=edge.hsts_max_age,
-        csp=content_security_policy(settings),
-        edge=edge,
-        upstream={
-            "backend": f"http://{layout.host('backend')}:{ports['backend']}",
-            "oauth2_proxy": f"http://{layout.host('oauth2_proxy')}:{ports['oauth2_proxy']}",
-            "keycloak": f"http://{layout.host('keycloak')}:{ports['keycloak']}",
-            "postgres": f"{layout.host('postgres')}:{ports['postgres']}",
-        },
-        datalens=settings.datalens_enabled,
-        datalens_port=ports["datalens"],
-        datalens_allow_list=list(settings.raw.datalens.allow_list),
+    return (
+        _environment()
+        .get_template("nginx.conf.j2")
+        .render(
+            stack=settings.stack,
+            profile=settings.profile.value,
+            prod=settings.is_prod,
+            domain=settings.domain,
+            layout=layout,
+            http_port=ports["nginx_http"],
+            https_port=ports["nginx_https"],
+            # Where browsers reach the edge, for the redirect and X-Forwarded-Port.
+            https_public_port=https_host_port,
+            https_suffix="" if https_host_port == 443 else f":{https_host_port}",
+            http_public_port=http_host_port,
+            ciphers=MOZILLA_INTERMEDIATE_CIPHERS,
+            curves=MOZILLA_INTERMEDIATE_CURVES,
+            ocsp_stapling=ocsp_stapling,
+            hsts_max_age=edge.hsts_max_age,
+            csp=content_security_policy(settings),
+            edge=edge,
+            upstream={
+                "backend": f"http://{layout.host('backend')}:{ports['backend']}",
+                "oauth2_proxy": f"http://{layout.host('oauth2_proxy')}:{ports['oauth2_proxy']}",
+                "keycloak": f"http://{layout.host('keycloak')}:{ports['keycloak']}",
+                "postgres": f"{layout.host('postgres')}:{ports['postgres']}",
+            },
+            datalens=settings.datalens_enabled,
+            datalens_port=ports["datalens"],
+            datalens_allow_list=list(settings.raw.datalens.allow_list),
+        )
     )

@@ -17,7 +17,17 @@ import json
 
 import pulumi
 
+from components.container import CONFIG_DIR, SECRETS_DIR, ContainerFile
 from components.settings import Settings
+
+CONFIG_FILE = f"{CONFIG_DIR}/oauth2-proxy.cfg"
+CLIENT_SECRET_FILE = f"{SECRETS_DIR}/oauth2_client_secret"
+COOKIE_SECRET_FILE = f"{SECRETS_DIR}/oauth2_cookie_secret"
+# oauth2-proxy reads the client secret from a file, but not the cookie secret: the entrypoint moves it from
+# its file into the process environment at start, so it appears neither in the config nor in Docker's env.
+ENTRYPOINT = ["/bin/sh", "-c"]
+START = f'OAUTH2_PROXY_COOKIE_SECRET="$(cat {COOKIE_SECRET_FILE})" exec oauth2-proxy --config={CONFIG_FILE}'
+
 
 def _toml(value: object) -> str:
     # JSON strings, booleans and lists of strings are valid TOML values.
@@ -36,10 +46,9 @@ def render_oauth2_proxy_config(
     issuer_url: str,
     keycloak_internal_url: str,
     client_id: str,
-    client_secret: str,
-    cookie_secret_base64: str,
 ) -> str:
-    """The config file (TOML); pure, so tests read the same text the container gets.
+    """The config file (TOML) without secrets: known at preview, so policies check it (R-AUTH-1); pure, so
+    tests read the same text the container gets.
 
     ``issuer_url`` is the realm's public URL (https://DOMAIN/sso/realms/REALM), ``keycloak_internal_url``
     Keycloak's base in the app zone (http://keycloak:8080/sso).
@@ -50,7 +59,7 @@ def render_oauth2_proxy_config(
         "provider": "keycloak-oidc",
         "provider_display_name": "Fly Potato SSO",
         "client_id": client_id,
-        "client_secret": client_secret,
+        "client_secret_file": CLIENT_SECRET_FILE,
         "oidc_issuer_url": issuer_url,
         "skip_oidc_discovery": True,
         "login_url": f"{issuer_url}/protocol/openid-connect/auth",
@@ -73,7 +82,6 @@ def render_oauth2_proxy_config(
         "skip_jwt_bearer_tokens": True,
         "skip_provider_button": True,
         "cookie_name": "_fly_potato_session",
-        "cookie_secret": urlsafe_cookie_secret(cookie_secret_base64),
         "cookie_secure": settings.is_prod,  # dev serves plain HTTP on localhost
         "cookie_httponly": True,
         "cookie_samesite": "lax",  # the default is empty (DESIGN.md)
@@ -91,7 +99,7 @@ def render_oauth2_proxy_config(
     return "".join(f"{key} = {_toml(value)}\n" for key, value in options.items())
 
 
-def oauth2_proxy_config(
+def oauth2_proxy_files(
     settings: Settings,
     *,
     issuer_url: str,
@@ -99,17 +107,14 @@ def oauth2_proxy_config(
     client_id: str,
     client_secret: pulumi.Input[str],
     cookie_secret_base64: pulumi.Input[str],
-) -> pulumi.Output[str]:
-    """The config file as a secret Output (it holds the client and cookie secrets)."""
-    return pulumi.Output.secret(
-        pulumi.Output.all(client_secret, cookie_secret_base64).apply(
-            lambda values: render_oauth2_proxy_config(
-                settings,
-                issuer_url=issuer_url,
-                keycloak_internal_url=keycloak_internal_url,
-                client_id=client_id,
-                client_secret=values[0],
-                cookie_secret_base64=values[1],
-            )
-        )
+) -> list[ContainerFile]:
+    """The plain config file and the two secret files."""
+    config = render_oauth2_proxy_config(
+        settings, issuer_url=issuer_url, keycloak_internal_url=keycloak_internal_url, client_id=client_id
     )
+    cookie = pulumi.Output.from_input(cookie_secret_base64).apply(urlsafe_cookie_secret)
+    return [
+        ContainerFile(CONFIG_FILE, config, mode="0444"),
+        ContainerFile(CLIENT_SECRET_FILE, client_secret, secret=True, mode="0400"),
+        ContainerFile(COOKIE_SECRET_FILE, cookie, secret=True, mode="0400"),
+    ]

@@ -15,15 +15,16 @@ from components.database import PlatformDatabases
 from components.edge import EdgeServices
 from components.monitoring import MonitoringServices
 from components.network import NetworkZones
-from components.preflight import require_dns
+from components.preflight import require_ready
 from components.secrets import generated_password
 from components.settings import Settings
 
 TYPE = "fly-potato:platform:Platform"
 
+
 class Platform(pulumi.ComponentResource):
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
-        require_dns(settings)  # R-OPS-1: before the first resource
+        require_ready(settings)  # TLS key and DNS (R-OPS-1), before the first resource
         super().__init__(TYPE, name, None, opts)
         self.settings = settings
         child = pulumi.ResourceOptions(parent=self)
@@ -79,9 +80,7 @@ class Platform(pulumi.ComponentResource):
             ),
         )
         if settings.features.backups:
-            self.data.add_backup(
-                settings, self.zones, self.database.url("backup", port=port), after_postgres
-            )
+            self.data.add_backup(settings, self.zones, self.database.url("backup", port=port), after_postgres)
         self.monitoring = (
             MonitoringServices(
                 "monitoring",

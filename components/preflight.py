@@ -1,5 +1,6 @@
-"""Deploy preflight (R-OPS-1): in prod the domain must resolve — to ``public_address`` when one is given —
-before the program declares a single resource, or the deploy stops with a sentence saying what to fix.
+"""Deploy preflight, before the program declares a single resource: the provided TLS key is usable, and
+(R-OPS-1) in prod the domain resolves — to ``public_address`` when one is given — or the deploy stops with
+a sentence saying what to fix.
 
 Switched by ``fly-potato:features.dns_preflight`` (default: on in prod), e.g. off for air-gapped test stacks.
 Under the unit-test mocks there is no deployment to protect and no network to ask, so the check is skipped
@@ -15,6 +16,7 @@ from collections.abc import Callable
 import pulumi
 
 from components.settings import PROJECT, Settings
+from components.tls import check_provided_key
 
 LOOKUP_TIMEOUT_SECONDS = 10.0
 CHECK_UNDER_MOCKS = False
@@ -65,13 +67,15 @@ def check_dns(settings: Settings, resolve: Callable[[str], set[str]] | None = No
 
 
 def _under_mocks() -> bool:
-    from pulumi.runtime import mocks, settings as runtime_settings
+    from pulumi.runtime import mocks
+    from pulumi.runtime import settings as runtime_settings
 
     return isinstance(runtime_settings.get_monitor(), mocks.MockMonitor)
 
 
-def require_dns(settings: Settings) -> None:
+def require_ready(settings: Settings) -> None:
     """The program's preflight: runs before any resource is declared."""
+    check_provided_key(settings)
     if not settings.dns_preflight:
         return
     if _under_mocks() and not CHECK_UNDER_MOCKS:

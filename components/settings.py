@@ -30,9 +30,9 @@ from pydantic_core import PydanticCustomError
 from components.catalog import (
     EGRESS_PURPOSES,
     LISTENERS,
-    Flow,
     SERVICES,
     Exposure,
+    Flow,
     Listener,
     Profile,
     Resources,
@@ -162,7 +162,11 @@ ResourcesConfig = create_model("ResourcesConfig", __base__=_Strict, **_service_f
 
 class ZoneConfig(_Strict):
     internal: bool | None = None
-    subnet: Cidr | None = None  # default: a per-stack /24 (see Settings.zone_subnets); pg_hba is built from it
+    subnet: Cidr | None = Field(
+        default=None,
+        description="Fixed IPv4 block of the zone's network (default: a per-stack /24 in 10.231.0.0/16); "
+        "pg_hba and Keycloak's trusted proxies are built from it.",
+    )
 
 
 ZonesConfig = create_model(  # type: ignore[call-overload]
@@ -204,18 +208,12 @@ def _pem_chain(value: str | None) -> str | None:
     return value
 
 
-def _pem_key(value: SecretStr | None) -> SecretStr | None:
-    if value is not None and not re.search(r"-----BEGIN (EC |RSA )?PRIVATE KEY-----", value.get_secret_value()):
-        raise PydanticCustomError("pem_key", "is not a PEM private key (-----BEGIN PRIVATE KEY-----)")
-    return value
-
-
 class TlsConfig(_Strict):
     """Server certificate: a per-stack internal CA, or a chain and key provided as secrets (R-TLS-4)."""
 
     mode: Literal["internal_ca", "provided"] = "internal_ca"
     certificate_pem: Annotated[str | None, AfterValidator(_pem_chain)] = None
-    private_key_pem: Annotated[SecretStr | None, AfterValidator(_pem_key)] = None
+    private_key_pem: SecretStr | None = None  # its form is checked by components.tls (errors here echo input)
     # Mozilla "intermediate" caps certificate lifespan at 366 days (stricter than the CA/B 397).
     validity_days: Annotated[int, Field(ge=30, le=366)] = 90
     # Renewal on the first `pulumi up` inside this window; the expiry alert fires at 14 days.
@@ -257,17 +255,30 @@ class TestUserConfig(_Strict):
 
 
 class KeycloakConfig(_Strict):
-    realm: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{1,63}$")] | None = None  # default: fly-potato-<stack>
-    admin_user: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{2,31}$")] = "platform-admin"
-    # Where an operator's browser opens the admin console (prod KC_HOSTNAME_ADMIN); default: the operator
-    # endpoint of Keycloak, i.e. the loopback bind or the local end of an SSH tunnel.
-    admin_url: Annotated[str, Field(pattern=r"^https?://[a-z0-9.-]+(:\d{1,5})?$")] | None = None
-    groups: list[GroupName] = Field(default_factory=list)
-    groups_full_path: bool = False
-    access_token_minutes: Annotated[int, Field(ge=1, le=60)] = 5
-    session_idle_minutes: Annotated[int, Field(ge=5, le=1440)] = 30
-    session_max_hours: Annotated[int, Field(ge=1, le=72)] = 10
-    test_users: list[Username | TestUserConfig] = Field(default_factory=list)
+    realm: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{1,63}$")] | None = Field(
+        default=None, description="Realm of the stack (default: fly-potato-<stack>)."
+    )
+    admin_user: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{2,31}$")] = Field(
+        default="platform-admin",
+        description="Bootstrap admin of the master realm; its password is generated (R-AUTH-4).",
+    )
+    admin_url: Annotated[str, Field(pattern=r"^https?://[a-z0-9.-]+(:\d{1,5})?$")] | None = Field(
+        default=None,
+        description="Where an operator's browser opens the admin console (prod KC_HOSTNAME_ADMIN, "
+        "without /sso); default: the Keycloak operator endpoint.",
+    )
+    groups: list[GroupName] = Field(default_factory=list, description="Groups besides admins and analysts.")
+    groups_full_path: bool = Field(default=False, description="The groups claim carries /parent/child paths.")
+    access_token_minutes: Annotated[int, Field(ge=1, le=60)] = Field(default=5, description="Access token lifetime.")
+    session_idle_minutes: Annotated[int, Field(ge=5, le=1440)] = Field(
+        default=30, description="SSO session idle timeout."
+    )
+    session_max_hours: Annotated[int, Field(ge=1, le=72)] = Field(default=10, description="SSO session maximum.")
+    test_users: list[Username | TestUserConfig] = Field(
+        default_factory=list,
+        description="Dev only: users with generated passwords (output keycloak_test_users); "
+        "a bare name joins analysts, {username, groups} chooses.",
+    )
 
     @property
     def all_groups(self) -> list[str]:
@@ -286,10 +297,18 @@ class OperatorEndpointsConfig(_Strict):
     (docs/remote-docker-host.md).
     """
 
-    postgres_host: str | None = None
-    postgres_port: Port | None = None
-    keycloak_url: Annotated[str, Field(pattern=r"^https?://[a-z0-9.-]+(:\d{1,5})?$")] | None = None
-    connect_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 15
+    postgres_host: str | None = Field(
+        default=None, description="Postgres provider host (default: the operator bind address; tunnel: localhost)."
+    )
+    postgres_port: Port | None = Field(
+        default=None, description="Postgres provider port (default: host_ports.postgres)."
+    )
+    keycloak_url: Annotated[str, Field(pattern=r"^https?://[a-z0-9.-]+(:\d{1,5})?$")] | None = Field(
+        default=None, description="Keycloak provider URL without /sso (default: http://<operator bind>:<host port>)."
+    )
+    connect_timeout_seconds: Annotated[int, Field(ge=1, le=300)] = Field(
+        default=15, description="How long the providers wait for a connection."
+    )
 
 
 _EMAIL = re.compile(r"^[^@\s]+@[a-z0-9.-]+\.[a-z]{2,}$", re.IGNORECASE)
@@ -362,6 +381,40 @@ class SecretsConfig(_Strict):
     rotated_on: date | None = None
 
 
+class HostSshConfig(_Strict):
+    """SSH access to a remote Docker host, for the host-side commands (pulumi-command ``remote.Command``)."""
+
+    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:-]{1,253}$")]
+    """Host name or address of the Docker host."""
+    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")] = "deploy"
+    """Login user; runs iptables through `sudo -n` unless it is root."""
+    port: Port = 22
+    """SSH port."""
+    private_key: SecretStr | None = None
+    """PEM private key (`pulumi config set --secret`); unset: the SSH agent of the operator."""
+    host_key: Annotated[str, Field(pattern=r"^(ssh-|ecdsa-)[A-Za-z0-9-]+ [A-Za-z0-9+/=]+$")] | None = None
+    """The host's public key (`ssh-ed25519 AAAA…`), verified on connect; unset: not verified."""
+
+
+class HostConfig(_Strict):
+    """The Docker host: where the release steps and the DOCKER-USER egress rules run (R-OPS-2, R-NET-5).
+
+    Unset ``ssh``: the machine running `pulumi up` is the Docker host, unless ``docker:host`` is
+    ``ssh://user@host[:port]``, whose user, host and port are then used.
+    """
+
+    ssh: HostSshConfig | None = None
+    """Remote Docker host over SSH; unset: local (or derived from `docker:host`)."""
+    egress_rules: bool | None = None
+    """DOCKER-USER allow-list for the egress zone (default: on in prod, off in dev)."""
+    backup_timeout_seconds: Annotated[int, Field(ge=30, le=7200)] = 1800
+    """Longest pre-deploy backup before the release stops."""
+    smoke_timeout_seconds: Annotated[int, Field(ge=10, le=1800)] = 180
+    """How long `/health/ready` through nginx may take to answer 200 after the backend is replaced."""
+    command_timeout_seconds: Annotated[int, Field(ge=5, le=600)] = 60
+    """Longest firewall or gate command."""
+
+
 class RawSettings(_Strict):
     """The shape of the stack config, as written in Pulumi.<stack>.yaml (without the project prefix)."""
 
@@ -398,7 +451,10 @@ class RawSettings(_Strict):
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     keycloak: KeycloakConfig = Field(default_factory=KeycloakConfig)
     """Keycloak realm and bootstrap settings."""
-    operator_endpoints: OperatorEndpointsConfig = Field(default_factory=OperatorEndpointsConfig)
+    operator_endpoints: OperatorEndpointsConfig = Field(
+        default_factory=OperatorEndpointsConfig,
+        description="Where the Postgres and Keycloak providers connect; see docs/remote-docker-host.md.",
+    )
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     """Alertmanager receivers."""
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
@@ -407,6 +463,8 @@ class RawSettings(_Strict):
     """Backup schedule and retention (R-DB-2)."""
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     """Generated-secret rotation (R-SEC-4)."""
+    host: HostConfig = Field(default_factory=HostConfig)
+    """Where release steps and egress rules run, and their timeouts (R-OPS-2, R-NET-5)."""
     public_address: IPAddress | None = None
     """Address the domain must resolve to before a prod deploy (R-OPS-1); unset: any address."""
 
@@ -515,9 +573,7 @@ class Settings(BaseModel):
         block = ipaddress.ip_network(f"10.231.{slot * 8}.0/21")
         defaults = dict(zip(Zone, block.subnets(new_prefix=24), strict=False))
         configured = self.raw.zones.model_dump()  # type: ignore[attr-defined]
-        return {
-            zone: (configured.get(zone.value) or {}).get("subnet") or str(defaults[zone]) for zone in Zone
-        }
+        return {zone: (configured.get(zone.value) or {}).get("subnet") or str(defaults[zone]) for zone in Zone}
 
     def zone_gateway(self, zone: Zone) -> str:
         """The bridge's address in the zone: where the Docker host (and its published ports) appear from."""
@@ -527,8 +583,10 @@ class Settings(BaseModel):
     def postgres_endpoint(self) -> tuple[str, int]:
         """Host and port the Postgres provider connects to (the operator bind, or a tunnel's local end)."""
         given = self.raw.operator_endpoints
-        return (given.postgres_host or _loopback_of(self.operator_bind_address),
-                given.postgres_port or self.host_ports["postgres"])
+        return (
+            given.postgres_host or _loopback_of(self.operator_bind_address),
+            given.postgres_port or self.host_ports["postgres"],
+        )
 
     @property
     def keycloak_operator_url(self) -> str:
@@ -839,9 +897,15 @@ def _resolve(raw: RawSettings, project: str, stack: str) -> tuple[Settings | Non
         for (other_ip, other_port), other in seen.items():
             overlap = ip == other_ip or "0.0.0.0" in (ip, other_ip) or "::" in (ip, other_ip)
             if overlap and other_port == host_ports[name]:
+                wildcard = ip != other_ip and "0.0.0.0" in (ip, other_ip)
+                fix = (
+                    "set public_bind_address to the server's public IP, or choose another host port"
+                    if wildcard
+                    else "choose another host port for one of them"
+                )
                 problems.append(
                     f"{PROJECT}:host_ports.{name} = {host_ports[name]} collides with {other} on "
-                    f"{other_ip}:{other_port}; choose another host port for one of them"
+                    f"{other_ip}:{other_port}; {fix}"
                 )
         seen[(ip, host_ports[name])] = name
 

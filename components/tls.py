@@ -27,6 +27,11 @@ CA_RENEW_BEFORE_DAYS = 365
 # DER of the AccessDescription method id-ad-ocsp (1.3.6.1.5.5.7.48.1) inside Authority Information Access.
 _OCSP_ACCESS_METHOD = bytes.fromhex("06082b06010505073001")
 _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
+_PEM_KEY = re.compile(r"-----BEGIN (EC |RSA )?PRIVATE KEY-----")
+
+
+class CertificateConfigError(pulumi.RunError):
+    """A provided certificate or key is unusable; the message never shows the key."""
 
 
 def names_ocsp_responder(chain_pem: str) -> bool:
@@ -40,6 +45,16 @@ def names_ocsp_responder(chain_pem: str) -> bool:
         return False
     der = base64.b64decode("".join(match.group(1).split()))
     return _OCSP_ACCESS_METHOD in der
+
+
+def check_provided_key(settings: Settings) -> None:
+    """A provided key must be PEM. Checked here, not in the settings model, whose errors echo their input."""
+    key = settings.raw.tls.private_key_pem
+    if settings.raw.tls.mode == "provided" and key is not None and not _PEM_KEY.search(key.get_secret_value()):
+        raise CertificateConfigError(
+            "fly-potato:tls.private_key_pem is not a PEM private key (-----BEGIN PRIVATE KEY-----); set it "
+            'with `pulumi config set --secret --path tls.private_key_pem -- "$(cat key.pem)"`'
+        )
 
 
 class ServerCertificate(pulumi.ComponentResource):

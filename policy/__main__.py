@@ -6,8 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pulumi_policy import PolicyPack  # noqa: E402
+from pulumi_policy import PolicyPack
 
-from policy.pack import pack_arguments  # noqa: E402
+from policy.pack import pack_arguments
 
 PolicyPack(**pack_arguments())

@@ -59,10 +59,11 @@ def profile_for(stack: str, config: Mapping[str, Any]) -> str:
     return "dev" if stack.lower().startswith(DEV_STACK_PREFIXES) else "prod"
 
 
-def make(stack: str, config: Mapping[str, Any], *, secret_keys: frozenset[str] = frozenset(),
-         today: date | None = None) -> StackContext:
+def make(
+    stack: str, config: Mapping[str, Any], *, secret_keys: frozenset[str] = frozenset(), today: date | None = None
+) -> StackContext:
     decoded = {key: decode(value) for key, value in config.items()}
-    secrets = frozenset(str(decoded[k]) for k in secret_keys if k in decoded and decoded[k])
+    secrets = frozenset(str(decoded[k]) for k in secret_keys if decoded.get(k))
     return StackContext(
         stack=stack,
         profile=profile_for(stack, decoded),

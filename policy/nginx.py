@@ -8,6 +8,7 @@ the image (``mime.types``) are left as they are.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -117,7 +118,7 @@ class NginxConfig:
         return self._servers("stream")
 
 
-class ConfigUnavailable(Exception):
+class ConfigUnavailableError(Exception):
     """The main config file is missing from the uploads or not known (preview)."""
 
 
@@ -132,27 +133,40 @@ def load(container: ContainerView) -> NginxConfig:
     files = container.uploads()
     path = main_path(container)
     if path not in files:
-        raise ConfigUnavailable(f"{path} is not among the files the nginx container receives")
-    unknown = [p for p, content in files.items() if is_unknown(content)]
-    if is_unknown(files[path]) or unknown:
-        raise ConfigUnavailable(
-            f"{', '.join(sorted(unknown))} not known at preview; render nginx config from settings, not in apply()"
-        )
-    return parse_files(files, path)
+        raise ConfigUnavailableError(f"{path} is not among the files the nginx container receives")
+    # Several rules read the same config: parse it once per content.
+    key = (path, tuple(sorted((p, c) for p, c in files.items() if isinstance(c, str))))
+    cached = _CACHE.get(key)
+    if cached is None:
+        cached = parse_files(files, path)
+        if len(_CACHE) > 32:
+            _CACHE.clear()
+        _CACHE[key] = cached
+    return cached
 
 
-def parse_files(files: Mapping[str, str], main: str) -> NginxConfig:
+_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], NginxConfig] = {}
+
+
+def parse_files(files: Mapping[str, Any], main: str) -> NginxConfig:
+    """Parse ``main`` and the uploaded files it includes. Raises ConfigUnavailableError when one of them
+    is not known (preview); other uploads (keys, certificates) may stay unknown."""
     errors: list[str] = []
     unresolved: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nginx-policy-") as scratch:
 
         def parse_one(path: str, seen: tuple[str, ...]) -> list[Stmt]:
+            content = files[path]
+            if is_unknown(content) or not isinstance(content, str):
+                raise ConfigUnavailableError(
+                    f"{path} is not known at preview; render the nginx config from settings, not in apply()"
+                )
             local = os.path.join(scratch, f"{len(seen)}-{os.path.basename(path) or 'conf'}")
             with open(local, "w", encoding="utf-8") as handle:
-                handle.write(str(files[path]))
+                handle.write(content)
             payload = crossplane.parse(local, single=True, catch_errors=True, comments=False, strict=False)
             for error in payload.get("errors", []):
-                errors.append(f"{path}:{error.get('line')}: {error.get('error', '').replace(local, path)}")
+                errors.append(f"{path}:{error.get('line')}: {str(error.get('error', '')).replace(local, path)}")
             parsed = payload["config"][0]["parsed"] if payload.get("config") else []
             return splice(parsed, os.path.dirname(path), (*seen, path))
 
@@ -176,15 +190,28 @@ def parse_files(files: Mapping[str, str], main: str) -> NginxConfig:
 
 
 def upstream_of(location: Block) -> str | None:
-    """The proxy_pass target of a location (variables resolved from ``set`` in the same location)."""
+    """The proxy_pass target of a location; a leading variable is resolved from ``set`` in the
+    enclosing blocks or from a ``map`` with one value. A map with several values yields them joined by
+    ``|`` so that every possible target is checked."""
     passes = location.own("proxy_pass")
-    if not passes:
+    if not passes or not passes[0]["args"]:
         return None
-    target = passes[0]["args"][0] if passes[0]["args"] else ""
-    for stmt in location.own("set"):
-        if len(stmt["args"]) == 2 and target == stmt["args"][0]:
-            target = stmt["args"][1]
-    return str(target)
+    target = str(passes[0]["args"][0])
+    match = _VARIABLE.match(target)
+    if not match:
+        return target
+    name, rest = match.group(0), target[match.end() :]
+    for level in reversed(location.chain):
+        for stmt in level:
+            if stmt["directive"] == "set" and len(stmt["args"]) == 2 and stmt["args"][0] == name:
+                return str(stmt["args"][1]) + rest
+            if stmt["directive"] == "map" and len(stmt["args"]) == 2 and stmt["args"][1] == name:
+                values = sorted({str(entry["args"][-1]) for entry in stmt.get("block", []) if entry["args"]})
+                return "|".join(value + rest for value in values)
+    return target
+
+
+_VARIABLE = re.compile(r"^\$[A-Za-z_][A-Za-z0-9_]*")
 
 
 def host_of(url: str) -> str:

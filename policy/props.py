@@ -8,6 +8,8 @@ values are the :data:`UNKNOWN` marker and report them as violations themselves.
 
 from __future__ import annotations
 
+import shlex
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +105,7 @@ def labels_of(props: Mapping[str, Any]) -> dict[str, Any]:
     labels = props.get("labels")
     if not isinstance(labels, list):
         return {}
-    return {item.get("label"): item.get("value") for item in labels if isinstance(item, Mapping)}
+    return {str(item.get("label")): item.get("value") for item in labels if isinstance(item, Mapping)}
 
 
 @dataclass
@@ -189,6 +191,21 @@ class ContainerView:
     def command(self) -> list[Any]:
         command = self.props.get("command")
         return list(command) if isinstance(command, list) else []
+
+    def entrypoint(self) -> list[Any]:
+        entrypoint = self.props.get("entrypoints")
+        return list(entrypoint) if isinstance(entrypoint, list) else []
+
+    def argv(self) -> list[Any]:
+        """The process' arguments; a ``sh -c SCRIPT`` start is split into the words of its script."""
+        command = self.command()
+        entrypoint = self.entrypoint()
+        if entrypoint[-1:] == ["-c"] and len(command) == 1 and isinstance(command[0], str):
+            try:
+                return shlex.split(command[0])
+            except ValueError:
+                return command
+        return command
 
     def network_names(self) -> list[Any]:
         return [n.get("name") for n in self.props.get("networksAdvanced") or [] if isinstance(n, Mapping)]

@@ -18,9 +18,7 @@ PUBLIC_HTTP_PORT = 80
 ZONE_MEMBERS: dict[str, frozenset[str]] = {
     "edge": frozenset({"nginx"}),
     "app": frozenset({"nginx", "oauth2_proxy", "backend", "keycloak", "blackbox_exporter"}),
-    "data": frozenset(
-        {"backend", "migration", "postgres", "keycloak", "postgres_exporter", "sql_exporter", "backup"}
-    ),
+    "data": frozenset({"backend", "migration", "postgres", "keycloak", "postgres_exporter", "sql_exporter", "backup"}),
     "monitoring": frozenset(
         {
             "prometheus",
@@ -29,6 +27,7 @@ ZONE_MEMBERS: dict[str, frozenset[str]] = {
             "postgres_exporter",
             "sql_exporter",
             "blackbox_exporter",
+            "container_exporter",
             "backend",
             "keycloak",
             "oauth2_proxy",
@@ -37,6 +36,8 @@ ZONE_MEMBERS: dict[str, frozenset[str]] = {
         }
     ),
 }
+# Members a zone admits only while a feature is on: nginx reaches Postgres for the DataLens proxy (R-NET-6).
+CONDITIONAL_MEMBERS: dict[tuple[str, str], str] = {("data", "nginx"): "datalens.allow_list"}
 NEVER_IN: dict[str, frozenset[str]] = {"postgres": frozenset({"edge", "app"})}
 INNER_ZONES = ("app", "data", "monitoring")  # internal: true in prod
 
@@ -88,8 +89,14 @@ COOKIE_SECRET_BYTES = 32
 KEYCLOAK_PATH = "/sso"
 KEYCLOAK_PUBLIC_PREFIXES = ("/sso/realms/", "/sso/resources/")
 KEYCLOAK_REQUIRED_ENV = {"KC_HTTP_RELATIVE_PATH": "/sso", "KC_PROXY_HEADERS": "xforwarded", "KC_HTTP_ENABLED": "true"}
-KEYCLOAK_REMOVED_ENV = ("KC_PROXY", "KC_HOSTNAME_URL", "KC_HOSTNAME_ADMIN_URL", "KC_HOSTNAME_PATH",
-                        "KC_HOSTNAME_PORT", "KC_HOSTNAME_STRICT_BACKCHANNEL")
+KEYCLOAK_REMOVED_ENV = (
+    "KC_PROXY",
+    "KC_HOSTNAME_URL",
+    "KC_HOSTNAME_ADMIN_URL",
+    "KC_HOSTNAME_PATH",
+    "KC_HOSTNAME_PORT",
+    "KC_HOSTNAME_STRICT_BACKCHANNEL",
+)
 KEYCLOAK_MANAGEMENT_PORT = 9000
 
 # R-SEC-1: environment variable names that must not carry a secret value.
@@ -97,6 +104,10 @@ SECRET_NAME_PARTS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "PRIVATE_KEY", "AP
 
 # R-SEC-2
 ALLOWED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
+# The one host path a container may see: the Docker socket, read-only, for the restart-count exporter
+# (R-OBS-1 container_restarts). Source code and other host paths are never bind-mounted.
+DOCKER_SOCKET = "/var/run/docker.sock"
+SOCKET_READERS = frozenset({"container_exporter"})
 ROTATING_LOG_DRIVERS = frozenset({"json-file", "local"})
 RESTART_POLICIES = frozenset({"always", "unless-stopped", "on-failure"})
 

@@ -60,11 +60,11 @@ if ! command -v dockerd >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     # Other apt users on the host are waited for rather than failed on.
     apt_opts=(-o DPkg::Lock::Timeout=900 -qq)
-    as_root apt-get "${apt_opts[@]}" update >/dev/null
+    apt_log="$CACHE_DIR/docker-engine-apt.log"
     # The client at /usr/local/bin/docker may be newer; the package's client just sits in /usr/bin.
-    as_root apt-get "${apt_opts[@]}" install -y --no-install-recommends \
-        docker.io iptables ca-certificates >/dev/null \
-        || no_engine_help "apt-get install docker.io failed"
+    { as_root apt-get "${apt_opts[@]}" update \
+        && as_root apt-get "${apt_opts[@]}" install -y --no-install-recommends docker.io iptables ca-certificates
+    } >"$apt_log" 2>&1 || { tail -n 5 "$apt_log" >&2; no_engine_help "apt-get install docker.io failed (log: $apt_log)"; }
 fi
 command -v docker >/dev/null || no_engine_help "no docker client found"
 

@@ -200,6 +200,16 @@ stage_context() {  # stage_context NAME → prints the context directory
                 rm -rf "$tree"; mv "$tree.tmp" "$tree"
             fi
             cp -al "$tree" "$ctx/keycloak" 2>/dev/null || cp -a "$tree" "$ctx/keycloak" ;;
+        python)
+            # Site-local CAs of the build host (e.g. a TLS-inspecting proxy in front of the package
+            # index): pip inside dependent builds must trust what pip on the host trusts.
+            mkdir -p "$ctx/site-ca"; : >"$ctx/site-ca/.keep"
+            if [ "${FLY_POTATO_SITE_CA:-1}" != 0 ] && [ -d /usr/local/share/ca-certificates ]; then
+                local n=0 crt
+                while IFS= read -r -d '' crt; do
+                    n=$((n + 1)); cp "$crt" "$ctx/site-ca/site-$n.crt"
+                done < <(find /usr/local/share/ca-certificates -name '*.crt' -type f -print0 | LC_ALL=C sort -z)
+            fi ;;
         oauth2-proxy)
             local bin; bin="$(oauth2_proxy_binary)"
             cp "$bin" "$ctx/oauth2-proxy" ;;
@@ -254,6 +264,7 @@ EOF
         find /usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete
         find /usr/share/doc -mindepth 1 -type d -empty -delete
         rm -rf /usr/share/man/* /usr/share/info/* /usr/share/locale/*/ /usr/share/lintian
+        mkdir -p /usr/share/man/man1   # update-alternatives (e.g. Java) links its man pages here
         apt-get clean
         rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/*.log /var/log/apt/* /tmp/* /var/tmp/*
         : > /etc/machine-id

@@ -46,7 +46,7 @@ for arg in "$@"; do
     case $arg in
         --verify) VERIFY_FORCE=1 ;;
         --env) env_lines; exit 0 ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "toolchain: unknown argument '$arg' (try --help)." >&2; exit 2 ;;
     esac
 done
@@ -128,8 +128,8 @@ repo_subdir() {
 # its own go.mod, replace directives included, drives the build) and print
 # its directory. A replace pointing at a sibling directory of the same
 # repository (e.g. pkg -> ../sdk) is filled with that module at the version
-# go.mod requires; one pointing at something no module provides (e.g. a git
-# submodule with the patched upstream provider) cannot be built this way.
+# go.mod requires; one pointing anywhere else (e.g. ../upstream, the git
+# submodule with a bridged provider's patched upstream) cannot be built this way.
 stage_module() {
     local src root work
     src=$(go_module_dir "$1" "$2") || return 1
@@ -143,7 +143,10 @@ stage_module() {
         dir=$(realpath -m "$work/$rel")
         [[ -f $dir/go.mod ]] && continue
         want=$(cd "$work" && go mod edit -json | jq -r --arg p "$old" '.Require[]? | select(.Path == $p) | .Version')
-        if [[ -z $want || $want == v0.0.0 ]] || ! src=$(go_module_dir "$old" "$want" 2>/dev/null); then
+        # Only modules of the same repository (released together with it) may
+        # stand in; anything else would build unpatched upstream code.
+        if [[ $(cut -d/ -f1-3 <<<"$old") != $(cut -d/ -f1-3 <<<"$1") || -z $want ]] ||
+            ! src=$(go_module_dir "$old" "$want" 2>/dev/null); then
             echo "$1@$2 replaces $old with $rel, which is not part of the module archive and no module version provides it" >&2
             return 1
         fi
@@ -213,7 +216,7 @@ build_cli() {
         done_step "present"
     else
         work=$(stage_module github.com/pulumi/pulumi/pkg/v3 "v$PULUMI_VERSION" 2>"$LOGS/pulumi-cli.err") ||
-            die "no buildable github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/pulumi-cli.err")), and no other source of the Pulumi CLI is reachable."
+            die "no buildable github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/pulumi-cli.err")), and no other source of the Pulumi CLI is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
         run_long pulumi-cli go_build "$work" cmd/pulumi "$BIN/pulumi.new" "$VERSION_LDFLAGS" ||
             die "building the Pulumi CLI from its Go module failed (see $LOGS/pulumi-cli.log)."
         mv -f "$BIN/pulumi.new" "$BIN/pulumi"
@@ -226,7 +229,7 @@ build_cli() {
         done_step "present"
     else
         work=$(stage_module "$lh" "v$PULUMI_VERSION" 2>"$LOGS/language-python.err") ||
-            die "no buildable $lh@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/language-python.err")), and no other source of the Python language host is reachable."
+            die "no buildable $lh@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/language-python.err")), and no other source of the Python language host is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
         run_long language-python go_build "$work" . "$BIN/pulumi-language-python" "$VERSION_LDFLAGS" ||
             die "building the Python language host from its Go module failed (see $LOGS/language-python.log)."
         printf '%s\n' "$PULUMI_VERSION" >"$BIN/.pulumi-language-python.version"
@@ -311,7 +314,7 @@ build_plugin() { # NAME VERSION OUT
     local name=$1 ver=$2 out=$3 mod work vdir ldflags=""
     mod=$(provider_module "$name" "$ver")
     work=$(stage_module "$mod" "v$ver" 2>"$LOGS/plugin-$name.err") ||
-        die "no buildable $mod@v$ver from the Go module proxy ($(cat "$LOGS/plugin-$name.err")), and no other source of the $name plugin is reachable."
+        die "no buildable $mod@v$ver from the Go module proxy ($(cat "$LOGS/plugin-$name.err")), and no other source of the $name plugin is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
     [[ -d $work/cmd/pulumi-resource-$name ]] || die "$mod@v$ver has no cmd/pulumi-resource-$name package."
     # The provider reports the version set in its version package.
     for vdir in pkg/version version; do
@@ -461,5 +464,6 @@ ensure_cli
 ensure_plugins
 check_versions
 verify
+rm -rf "$TC/build"
 printf '[toolchain] ready in %ds; use it with:\n' $(( $(date +%s) - T_START ))
 env_lines

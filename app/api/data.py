@@ -13,8 +13,8 @@ from app.schemas import FlightOut, FlightPage, OverviewStats, RegionFeatureOut, 
 
 router = APIRouter(prefix="/api", tags=["data"])
 
-NOT_FOUND = {404: {"description": "unknown flight or region"}}
-BAD_QUERY = {422: {"description": "invalid filter"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown flight or region"}}
+BAD_QUERY: dict[int | str, dict[str, Any]] = {422: {"description": "invalid filter"}}
 
 DateFrom = Annotated[date | None, Query(description="first UTC day, inclusive")]
 DateTo = Annotated[date | None, Query(description="last UTC day, inclusive")]
@@ -29,7 +29,9 @@ def _parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
     except ValueError:
         parts = ()
     if len(parts) != 4:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="bbox must be min_lon,min_lat,max_lon,max_lat")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail="bbox must be min_lon,min_lat,max_lon,max_lat"
+        )
     min_lon, min_lat, max_lon, max_lat = parts
     if not (-180 <= min_lon <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90):
         raise HTTPException(
@@ -55,19 +57,31 @@ async def list_flights(
     departed_from: Annotated[datetime | None, Query(description="departures at or after (ISO 8601)")] = None,
     departed_to: Annotated[datetime | None, Query(description="departures before (ISO 8601)")] = None,
     region: RegionCode = None,
-    bbox: Annotated[str | None, Query(max_length=200, description="min_lon,min_lat,max_lon,max_lat; start or end inside")] = None,
+    bbox: Annotated[
+        str | None, Query(max_length=200, description="min_lon,min_lat,max_lon,max_lat; start or end inside")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     include_track: bool = False,
 ) -> Any:
     """Flights by departure time, region and bounding box, paged by cursor."""
-    for name, value in (("departed_from", departed_from), ("departed_to", departed_to)):
-        if value is not None and value.tzinfo is None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{name} needs a time zone (e.g. Z)")
-    return await _run(stats.list_flights(
-        session, departed_from=departed_from, departed_to=departed_to, region=region, bbox=_parse_bbox(bbox),
-        limit=limit, cursor=cursor, include_track=include_track,
-    ))
+    try:
+        stats.check_timestamp("departed_from", departed_from)
+        stats.check_timestamp("departed_to", departed_to)
+    except stats.BadQuery as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    return await _run(
+        stats.list_flights(
+            session,
+            departed_from=departed_from,
+            departed_to=departed_to,
+            region=region,
+            bbox=_parse_bbox(bbox),
+            limit=limit,
+            cursor=cursor,
+            include_track=include_track,
+        )
+    )
 
 
 @router.get("/flights/{external_id}", response_model=FlightOut, responses=NOT_FOUND)
@@ -87,21 +101,29 @@ async def get_region(code: str, session: SessionDep, _: Reader) -> Any:
 
 
 @router.get("/stats/overview", response_model=OverviewStats, responses={**NOT_FOUND, **BAD_QUERY})
-async def overview(session: SessionDep, _: Reader, date_from: DateFrom = None, date_to: DateTo = None,
-                   region: RegionCode = None) -> Any:
+async def overview(
+    session: SessionDep, _: Reader, date_from: DateFrom = None, date_to: DateTo = None, region: RegionCode = None
+) -> Any:
     """The "overview" dashboard: counts, durations, distances."""
     return await _run(stats.overview(session, stats.StatsFilter(date_from, date_to, region)))
 
 
 @router.get("/stats/regions", response_model=RegionsStats, responses={**NOT_FOUND, **BAD_QUERY})
-async def regions(session: SessionDep, _: Reader, date_from: DateFrom = None, date_to: DateTo = None,
-                  region: RegionCode = None) -> Any:
+async def regions(
+    session: SessionDep, _: Reader, date_from: DateFrom = None, date_to: DateTo = None, region: RegionCode = None
+) -> Any:
     """The "regions" dashboard: flights per region (null code = outside every region)."""
     return await _run(stats.by_region(session, stats.StatsFilter(date_from, date_to, region)))
 
 
 @router.get("/stats/time", response_model=TimeStats, responses={**NOT_FOUND, **BAD_QUERY})
-async def over_time(session: SessionDep, _: Reader, date_from: DateFrom = None, date_to: DateTo = None,
-                    region: RegionCode = None, granularity: Literal["day", "hour"] = "day") -> Any:
+async def over_time(
+    session: SessionDep,
+    _: Reader,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
+    region: RegionCode = None,
+    granularity: Literal["day", "hour"] = "day",
+) -> Any:
     """The "time" dashboard: a series per day or hour, and distributions by hour of day and weekday."""
     return await _run(stats.over_time(session, stats.StatsFilter(date_from, date_to, region), granularity))

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 
 from app.deps import Reader
-from app.embeds import EmbedsNotConfigured, EmbedSigner
+from app.embeds import EmbedSigner, EmbedsNotConfigured
 from app.schemas import EmbedRequest, EmbedToken
 
 router = APIRouter(prefix="/api/embeds", tags=["embeds"])

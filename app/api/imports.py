@@ -41,11 +41,13 @@ async def _read_limited(request: Request, upload: UploadFile, limit: int) -> byt
 def _rejected(exc: ingest.ImportRejected) -> JSONResponse:
     return JSONResponse(
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        content={"detail": {
-            "message": "the file was rejected and nothing was imported; fix the rows listed in errors",
-            "errors": [e.as_dict() for e in exc.errors],
-            "truncated": exc.truncated,
-        }},
+        content={
+            "detail": {
+                "message": "the file was rejected and nothing was imported; fix the rows listed in errors",
+                "errors": [e.as_dict() for e in exc.errors],
+                "truncated": exc.truncated,
+            }
+        },
     )
 
 
@@ -60,8 +62,11 @@ async def import_flights(
     started = time.perf_counter()
     try:
         rows = await run_in_threadpool(
-            ingest.parse_flights, data, file.filename or "",
-            max_rows=settings.import_max_rows, max_errors=settings.import_max_errors,
+            ingest.parse_flights,
+            data,
+            file.filename or "",
+            max_rows=settings.import_max_rows,
+            max_errors=settings.import_max_errors,
         )
     except ingest.ImportRejected as exc:
         return _rejected(exc)
@@ -93,12 +98,27 @@ async def import_regions(
     return await _finish(request, "regions", counts, started, data, file.filename, user.username)
 
 
-async def _finish(request: Request, kind: str, counts: store.UpsertCounts, started: float, data: bytes,
-                  filename: str | None, username: str | None) -> dict[str, Any]:
+async def _finish(
+    request: Request,
+    kind: str,
+    counts: store.UpsertCounts,
+    started: float,
+    data: bytes,
+    filename: str | None,
+    username: str | None,
+) -> dict[str, Any]:
     elapsed = max(time.perf_counter() - started, 1e-6)
     request.app.state.metrics.imported_rows.labels(kind).inc(counts.inserted + counts.updated)
-    await record_event(request.app.state.sessionmaker, "import", f"{kind} imported", {
-        "kind": kind, "file": filename, "sha256": hashlib.sha256(data).hexdigest(), "user": username,
-        **counts.as_dict(),
-    })
+    await record_event(
+        request.app.state.sessionmaker,
+        "import",
+        f"{kind} imported",
+        {
+            "kind": kind,
+            "file": filename,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "user": username,
+            **counts.as_dict(),
+        },
+    )
     return {"kind": kind, **counts.as_dict(), "rows_per_second": round(counts.received / elapsed, 1)}

@@ -27,9 +27,11 @@ async def health() -> Health:
 async def _database_version(request: Request) -> str | None:
     async with request.app.state.sessionmaker() as session:
         await session.execute(text("SELECT 1"))
-        version = await session.execute(text(
-            "SELECT version_num FROM app.alembic_version LIMIT 1"
-        )) if await _has_version_table(session) else None
+        version = (
+            await session.execute(text("SELECT version_num FROM app.alembic_version LIMIT 1"))
+            if await _has_version_table(session)
+            else None
+        )
         return version.scalar() if version is not None else None
 
 
@@ -53,8 +55,12 @@ async def ready(request: Request, settings: SettingsDep) -> JSONResponse:
     if previous is not None and previous != is_ready and is_ready:
         # The change to "not ready" cannot be written while the database is down; it is logged and
         # recorded together with the recovery.
-        await record_event(request.app.state.sessionmaker, "readiness", "ready again after database outage",
-                           {"ready": True, "was_ready": previous, "migration": version})
+        await record_event(
+            request.app.state.sessionmaker,
+            "readiness",
+            "ready again after database outage",
+            {"ready": True, "was_ready": previous, "migration": version},
+        )
     request.app.state.ready = is_ready
     return JSONResponse(body.model_dump(), status_code=code)
 

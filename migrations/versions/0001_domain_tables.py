@@ -99,9 +99,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_flow_events"),
         schema=SCHEMA,
     )
-    op.create_index(
-        "ix_flow_events_event_type_created_at", "flow_events", ["event_type", "created_at"], schema=SCHEMA
-    )
+    op.create_index("ix_flow_events_event_type_created_at", "flow_events", ["event_type", "created_at"], schema=SCHEMA)
 
 
 def downgrade() -> None:

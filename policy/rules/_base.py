@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
-    ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     StackValidationArgs,
@@ -16,6 +15,9 @@ from pulumi_policy import (
 )
 
 from policy.props import CONTAINER, NETWORK, ZONE_LABEL, ContainerView, labels_of, plain
+
+# pulumi-policy types the callback with a required urn argument; it is optional at run time.
+Report = Callable[..., None]
 
 
 class ResourceRule(ResourceValidationPolicy):
@@ -26,7 +28,7 @@ class ResourceRule(ResourceValidationPolicy):
         name: str,
         requirement: str,
         title: str,
-        validate: Callable[[ResourceValidationArgs, ReportViolation], None],
+        validate: Callable[[ResourceValidationArgs, Report], None],
         enforcement_level: EnforcementLevel | None = None,
     ) -> None:
         super().__init__(name, f"{requirement}: {title}", validate, enforcement_level)
@@ -42,7 +44,7 @@ class StackRule(StackValidationPolicy):
         name: str,
         requirement: str,
         title: str,
-        validate: Callable[[StackValidationArgs, ReportViolation], None],
+        validate: Callable[[StackValidationArgs, Report], None],
         enforcement_level: EnforcementLevel | None = None,
     ) -> None:
         super().__init__(name, f"{requirement}: {title}", validate, enforcement_level)
@@ -103,12 +105,3 @@ class StackView:
             if isinstance(zone, str):
                 zones[network.props.get("name")] = zone
         return zones
-
-
-def setting(config: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
-    value: Any = config
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return default
-        value = value[part]
-    return value

@@ -8,24 +8,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import tomllib
 from typing import Any
 
-from pulumi_policy import ReportViolation, StackValidationArgs
+from pulumi_policy import StackValidationArgs
 
 from policy import context, spec
 from policy.props import UNKNOWN, ContainerView, flag_value, is_unknown
-from policy.rules._base import StackRule, StackResource, StackView
+from policy.rules._base import Report, StackResource, StackRule, StackView
 
 ID = "oauth2-proxy-flags"
 SERVICE = "oauth2_proxy"
 RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
+COOKIE_FROM_FILE = re.compile(r"OAUTH2_PROXY_COOKIE_SECRET=\$\(cat (\S+)\)")
 
 
 def options_of(container: ContainerView) -> dict[str, Any]:
     """Effective options: config file, overridden by command-line flags. UNKNOWN for an unknown file."""
     options: dict[str, Any] = {}
-    command = container.command()
+    command = container.argv()
     path = flag_value(command, "--config")
     if isinstance(path, str):
         content = container.uploads().get(path)
@@ -37,13 +39,21 @@ def options_of(container: ContainerView) -> dict[str, Any]:
             except tomllib.TOMLDecodeError as error:
                 options["__file_error__"] = str(error)
     for index, arg in enumerate(command):
+        if isinstance(arg, str):
+            # `OAUTH2_PROXY_COOKIE_SECRET="$(cat FILE)" exec oauth2-proxy ...`: the secret is read from FILE.
+            match = COOKIE_FROM_FILE.fullmatch(arg)
+            if match:
+                options["cookie_secret_file"] = match.group(1)
+                continue
         if not isinstance(arg, str) or not arg.startswith("--") or arg.startswith("--config"):
             continue
         name, has_value, value = arg[2:].partition("=")
         key = name.replace("-", "_")
         if has_value:
             options[key] = _typed(value)
-        elif index + 1 < len(command) and isinstance(command[index + 1], str) and not command[index + 1].startswith("-"):
+        elif (
+            index + 1 < len(command) and isinstance(command[index + 1], str) and not command[index + 1].startswith("-")
+        ):
             options[key] = _typed(command[index + 1])
         else:
             options[key] = True
@@ -71,7 +81,7 @@ def _generated_32_bytes(resource: StackResource) -> bool:
     )
 
 
-def validate(args: StackValidationArgs, report: ReportViolation) -> None:
+def validate(args: StackValidationArgs, report: Report) -> None:
     if not context.current().is_prod:
         return
     view = StackView.of(args)
@@ -87,8 +97,11 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         value = options.get(key, UNKNOWN if file_unknown else None)
         flag = "--" + key.replace("_", "-")
         if is_unknown(value):
-            report(f"{flag} is not known at preview (its config file is rendered in apply()); pass it on the "
-                   "command line or in a file rendered from settings", container.urn)
+            report(
+                f"{flag} is not known at preview (its config file is rendered in apply()); pass it on the "
+                "command line or in a file rendered from settings",
+                container.urn,
+            )
         elif value != wanted:
             report(f"{flag} is {value!r}; prod needs {wanted!r}", container.urn)
     secret = options.get("cookie_secret")
@@ -101,9 +114,14 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
     elif secret is None and not file_unknown:
         report("no cookie secret is configured", container.urn)
     elif resource is None or not _generated_32_bytes(resource):
-        report("the cookie secret is not known at preview and does not come from a RandomBytes of length 32",
-               container.urn)
+        report(
+            "the cookie secret is not known at preview and does not come from a RandomBytes of length 32", container.urn
+        )
 
 
-POLICY = StackRule(ID, "R-AUTH-1", "oauth2-proxy secure/httponly/lax cookies, pass-access-token, reverse-proxy, "
-                   "32-byte cookie secret (prod)", validate)
+POLICY = StackRule(
+    ID,
+    "R-AUTH-1",
+    "oauth2-proxy secure/httponly/lax cookies, pass-access-token, reverse-proxy, 32-byte cookie secret (prod)",
+    validate,
+)

@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
-from pulumi_policy import ReportViolation, StackValidationArgs
+from pulumi_policy import StackValidationArgs
 
 from policy import context, nginx, spec
 from policy.props import is_unknown
-from policy.rules._base import StackRule, StackView
+from policy.rules._base import Report, StackRule, StackView
 
 ID = "keycloak-proxy-exposure"
 SERVICE = "keycloak"
 
 
-def validate(args: StackValidationArgs, report: ReportViolation) -> None:
+def validate(args: StackValidationArgs, report: Report) -> None:
     ctx = context.current()
     view = StackView.of(args)
     keycloak = view.container(SERVICE)
@@ -27,12 +27,17 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
             report(f"keycloak {name}={env.get(name)!r}; Keycloak 26 behind nginx needs {wanted!r}", keycloak.urn)
     for name in spec.KEYCLOAK_REMOVED_ENV:
         if name in env:
-            report(f"keycloak sets {name}, an option Keycloak 26 removed (use KC_PROXY_HEADERS and KC_HOSTNAME)",
-                   keycloak.urn)
+            report(
+                f"keycloak sets {name}, an option Keycloak 26 removed (use KC_PROXY_HEADERS and KC_HOSTNAME)",
+                keycloak.urn,
+            )
     hostname = env.get("KC_HOSTNAME")
     if ctx.is_prod:
-        if not isinstance(hostname, str) or not hostname.startswith("https://") or \
-                not hostname.rstrip("/").endswith(spec.KEYCLOAK_PATH):
+        if (
+            not isinstance(hostname, str)
+            or not hostname.startswith("https://")
+            or not hostname.rstrip("/").endswith(spec.KEYCLOAK_PATH)
+        ):
             report(f"keycloak KC_HOSTNAME={hostname!r}; prod needs https://DOMAIN/sso", keycloak.urn)
         if "start-dev" in keycloak.command():
             report("keycloak runs start-dev in prod", keycloak.urn)
@@ -41,14 +46,16 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         if str(binding.container_port) == str(management):
             report(f"keycloak publishes its management port: {binding.describe()}", keycloak.urn)
         elif not spec.is_loopback(binding.ip):
-            report(f"keycloak is published directly on {binding.describe()}; it is public only via nginx /sso",
-                   keycloak.urn)
+            report(
+                f"keycloak is published directly on {binding.describe()}; it is public only via nginx /sso",
+                keycloak.urn,
+            )
     edge = view.container(spec.PUBLIC_SERVICE)
     if edge is None:
         return
     try:
         config = nginx.load(edge)
-    except nginx.ConfigUnavailable as error:
+    except nginx.ConfigUnavailableError as error:
         if ctx.is_prod:
             report(f"cannot check nginx's /sso routes: {error}", edge.urn)
         return
@@ -56,16 +63,19 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
     for server in config.http_servers():
         for location in server.locations():
             upstream = nginx.upstream_of(location)
-            if upstream is None or not nginx.host_of(upstream).split(":")[0].startswith(SERVICE):
+            hosts = [nginx.host_of(target) for target in (upstream or "").split("|") if target]
+            if not any(host.split(":")[0].startswith(SERVICE) for host in hosts):
                 continue
-            host = nginx.host_of(upstream)
             path = location.args[-1] if location.args else ""
             regex = bool(location.args) and location.args[0] in ("~", "~*")
-            if host.endswith(f":{management}"):
+            if any(host.endswith(f":{management}") for host in hosts):
                 report(f"nginx location {' '.join(location.args)} proxies Keycloak's management port", edge.urn)
             if regex or not path.startswith(spec.KEYCLOAK_PUBLIC_PREFIXES):
-                report(f"nginx location {' '.join(location.args)} exposes Keycloak beyond /sso/realms/ and "
-                       "/sso/resources/ (the admin console must stay private)", edge.urn)
+                report(
+                    f"nginx location {' '.join(location.args)} exposes Keycloak beyond /sso/realms/ and "
+                    "/sso/resources/ (the admin console must stay private)",
+                    edge.urn,
+                )
             else:
                 proxied.update(p for p in spec.KEYCLOAK_PUBLIC_PREFIXES if path.startswith(p))
     if ctx.is_prod:
@@ -74,5 +84,9 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
                 report(f"nginx does not route {prefix} to Keycloak", edge.urn)
 
 
-POLICY = StackRule(ID, "R-AUTH-2", "Keycloak behind nginx at /sso with proxy headers; only /sso/realms/ and "
-                   "/sso/resources/ public", validate)
+POLICY = StackRule(
+    ID,
+    "R-AUTH-2",
+    "Keycloak behind nginx at /sso with proxy headers; only /sso/realms/ and /sso/resources/ public",
+    validate,
+)

@@ -6,16 +6,16 @@ A routable binding of nginx on another port is allowed only for the DataLens TCP
 
 from __future__ import annotations
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
+from pulumi_policy import ResourceValidationArgs
 
 from policy import context, nginx, spec
 from policy.props import is_unknown
-from policy.rules._base import ResourceRule, container_of
+from policy.rules._base import Report, ResourceRule, container_of
 
 ID = "public-bindings-nginx-only"
 
 
-def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def validate(args: ResourceValidationArgs, report: Report) -> None:
     container = container_of(args)
     if container is None or not context.current().is_prod:
         return
@@ -25,10 +25,8 @@ def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if is_nginx:
         try:
             config = nginx.load(container)
-            stream_ports = {
-                item.port for server in config.stream_servers() for item in server.listens() if item.port
-            }
-        except nginx.ConfigUnavailable:
+            stream_ports = {item.port for server in config.stream_servers() for item in server.listens() if item.port}
+        except nginx.ConfigUnavailableError:
             stream_ports = set()
     for binding in bindings:
         if is_unknown(binding.host_ip) or is_unknown(binding.host_port):
@@ -36,9 +34,13 @@ def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
             continue
         if not spec.is_routable(binding.ip):
             continue
-        allowed = is_nginx and binding.protocol == "tcp" and (
-            binding.host_port in (spec.PUBLIC_HTTPS_PORT, spec.PUBLIC_HTTP_PORT)
-            or binding.container_port in stream_ports
+        allowed = (
+            is_nginx
+            and binding.protocol == "tcp"
+            and (
+                binding.host_port in (spec.PUBLIC_HTTPS_PORT, spec.PUBLIC_HTTP_PORT)
+                or binding.container_port in stream_ports
+            )
         )
         if not allowed:
             report(
@@ -46,13 +48,13 @@ def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
                 "(publish it as operator, i.e. on 127.0.0.1, or not at all)"
             )
     if is_nginx and not any(
-        b.host_port == spec.PUBLIC_HTTPS_PORT and b.protocol == "tcp" and not is_unknown(b.host_ip)
+        b.host_port == spec.PUBLIC_HTTPS_PORT
+        and b.protocol == "tcp"
+        and not is_unknown(b.host_ip)
         and spec.is_routable(b.ip)
         for b in bindings
     ):
         report("nginx does not publish 443/tcp on a routable address; prod is served over HTTPS by nginx only")
 
 
-POLICY = ResourceRule(
-    ID, "R-NET-1", "prod binds only nginx 443/tcp (and 80/tcp) on routable host addresses", validate
-)
+POLICY = ResourceRule(ID, "R-NET-1", "prod binds only nginx 443/tcp (and 80/tcp) on routable host addresses", validate)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
+from pulumi_policy import ResourceValidationArgs
 
 from policy import context, nginx, spec
 from policy.props import is_unknown
-from policy.rules._base import ResourceRule, container_of
+from policy.rules._base import Report, ResourceRule, container_of
 
 ID = "other-bindings-loopback"
 
 
-def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def validate(args: ResourceValidationArgs, report: Report) -> None:
     container = container_of(args)
     if container is None or not context.current().is_prod:
         return
@@ -20,15 +20,19 @@ def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
         try:
             config = nginx.load(container)
             stream_ports = {i.port for s in config.stream_servers() for i in s.listens() if i.port}
-        except nginx.ConfigUnavailable:
+        except nginx.ConfigUnavailableError:
             pass
     for binding in container.bindings():
         if is_unknown(binding.host_ip) or is_unknown(binding.host_port):
             report(f"{binding.service}: a published port is not known at preview; it must be known to be checked")
             continue
-        edge = container.service == spec.PUBLIC_SERVICE and binding.protocol == "tcp" and (
-            binding.host_port in (spec.PUBLIC_HTTPS_PORT, spec.PUBLIC_HTTP_PORT)
-            or binding.container_port in stream_ports  # DataLens proxy, see R-NET-6
+        edge = (
+            container.service == spec.PUBLIC_SERVICE
+            and binding.protocol == "tcp"
+            and (
+                binding.host_port in (spec.PUBLIC_HTTPS_PORT, spec.PUBLIC_HTTP_PORT)
+                or binding.container_port in stream_ports  # DataLens proxy, see R-NET-6
+            )
         )
         if not edge and not spec.is_loopback(binding.ip):
             report(f"{binding.describe()} must bind 127.0.0.1 (operator access) or not be published")

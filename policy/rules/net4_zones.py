@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from pulumi_policy import ReportViolation, StackValidationArgs
+from pulumi_policy import StackValidationArgs
 
-from policy import spec
+from policy import context, spec
 from policy.props import ZONES_LABEL, contains_unknown
-from policy.rules._base import StackRule, StackView
+from policy.rules._base import Report, StackRule, StackView
 
 ID = "zone-membership"
 
 
-def validate(args: StackValidationArgs, report: ReportViolation) -> None:
+def validate(args: StackValidationArgs, report: Report) -> None:
+    ctx = context.current()
     view = StackView.of(args)
     zone_of = view.zone_of_network()
     for container in view.containers():
@@ -30,6 +31,9 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
             report(f"{service} must never be in the {zone} zone", container.urn)
         for zone in sorted(zones):
             members = spec.ZONE_MEMBERS.get(zone)
+            feature = spec.CONDITIONAL_MEMBERS.get((zone, service))
+            if feature is not None and ctx.setting(feature):
+                continue
             if members is not None and service not in members and zone not in spec.NEVER_IN.get(service, ()):
                 report(f"{service} joins the {zone} zone; its members are {', '.join(sorted(members))}", container.urn)
         if "operator" in zones and not any(spec.is_loopback(b.ip) for b in container.bindings()):
@@ -39,5 +43,6 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
             report(f"{service} is labelled with zones {declared!r} but joins {','.join(sorted(zones))}", container.urn)
 
 
-POLICY = StackRule(ID, "R-NET-4", "containers join only their zones; nginx alone in edge; postgres never in edge or app",
-                   validate)
+POLICY = StackRule(
+    ID, "R-NET-4", "containers join only their zones; nginx alone in edge; postgres never in edge or app", validate
+)

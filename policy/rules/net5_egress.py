@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulumi_policy import ReportViolation, StackValidationArgs
+from pulumi_policy import StackValidationArgs
 
 from policy import context, spec
 from policy.props import NETWORK, contains_unknown, labels_of
-from policy.rules._base import StackRule, StackView
+from policy.rules._base import Report, StackRule, StackView
 
 ID = "egress-allow-list"
 
 
-def validate(args: StackValidationArgs, report: ReportViolation) -> None:
+def validate(args: StackValidationArgs, report: Report) -> None:
     ctx = context.current()
     view = StackView.of(args)
     rules: list[Any] = ctx.setting("egress", []) or []
@@ -26,8 +26,10 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         protocol = rule.get("protocol", "tcp")
         ports, protocols = spec.EGRESS_PURPOSES.get(str(purpose), (frozenset(), frozenset()))
         if port not in ports or protocol not in protocols:
-            report(f"egress[{index}]: {rule.get('service')} {purpose} on {port}/{protocol} is not on the allow-list "
-                   "(DNS 53, NTP 123/udp, object storage 443, SMTP 587/465, external IdP 443)")
+            report(
+                f"egress[{index}]: {rule.get('service')} {purpose} on {port}/{protocol} is not on the allow-list "
+                "(DNS 53, NTP 123/udp, object storage 443, SMTP 587/465, external IdP 443)"
+            )
         else:
             allowed_services.add(str(rule.get("service")))
     zone_of = view.zone_of_network()
@@ -47,9 +49,12 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         if zone == "operator":
             options = network.props.get("options") or {}
             if str(options.get("com.docker.network.bridge.enable_ip_masquerade", "true")).lower() != "false":
-                report("the operator zone masquerades outbound traffic; it must only accept loopback publishing",
-                       network.urn)
+                report(
+                    "the operator zone masquerades outbound traffic; it must only accept loopback publishing",
+                    network.urn,
+                )
 
 
-POLICY = StackRule(ID, "R-NET-5", "egress only for allow-listed services and purposes; prod inner zones internal",
-                   validate)
+POLICY = StackRule(
+    ID, "R-NET-5", "egress only for allow-listed services and purposes; prod inner zones internal", validate
+)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
+from pulumi_policy import ResourceValidationArgs
 
 from policy import context, nginx, spec
-from policy.rules._base import ResourceRule, container_of
+from policy.rules._base import Report, ResourceRule, container_of
 
 ID = "datalens-exposure"
 
@@ -22,14 +22,14 @@ def _is_everything(value: str) -> bool:
         return False
 
 
-def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def validate(args: ResourceValidationArgs, report: Report) -> None:
     container = container_of(args)
     if container is None or container.service != spec.PUBLIC_SERVICE:
         return
     ctx = context.current()
     try:
         config = nginx.load(container)
-    except nginx.ConfigUnavailable as error:
+    except nginx.ConfigUnavailableError as error:
         extra = [b for b in container.bindings() if b.host_port not in (spec.PUBLIC_HTTPS_PORT, spec.PUBLIC_HTTP_PORT)]
         if extra:
             report(f"cannot check the DataLens proxy: {error}")

@@ -3,11 +3,11 @@ value, no value derived from a generated secret, no value of a secure config key
 
 from __future__ import annotations
 
-from pulumi_policy import ReportViolation, StackValidationArgs
+from pulumi_policy import StackValidationArgs
 
 from policy import context, spec
 from policy.props import GENERATED_SECRET_TYPES, is_unknown
-from policy.rules._base import StackRule, StackView
+from policy.rules._base import Report, StackRule, StackView
 
 ID = "no-plaintext-secret-env"
 
@@ -17,7 +17,7 @@ def _secret_name(name: str) -> bool:
     return any(part in upper for part in spec.SECRET_NAME_PARTS) and not upper.endswith("_FILE")
 
 
-def validate(args: StackValidationArgs, report: ReportViolation) -> None:
+def validate(args: StackValidationArgs, report: Report) -> None:
     ctx = context.current()
     view = StackView.of(args)
     for container in view.containers():
@@ -25,8 +25,11 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         env = container.env()
         for name, value in sorted(env.items()):
             if _secret_name(name):
-                report(f"{service}: {name} carries a secret in the environment; deliver it as a file "
-                       f"({name}_FILE pointing under the secrets directory)", container.urn)
+                report(
+                    f"{service}: {name} carries a secret in the environment; deliver it as a file "
+                    f"({name}_FILE pointing under the secrets directory)",
+                    container.urn,
+                )
             elif name.upper().endswith("_FILE") and isinstance(value, str) and not value.startswith("/"):
                 report(f"{service}: {name} should name a file, not hold a value", container.urn)
             if isinstance(value, str) and not is_unknown(value):
@@ -37,8 +40,11 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
         sources = resource.property_dependencies.get("envs", []) if resource else []
         for dep in sources:
             if dep.type in GENERATED_SECRET_TYPES:
-                report(f"{service}: the environment is computed from generated secret {dep.name}; mount it as a "
-                       "file instead", container.urn)
+                report(
+                    f"{service}: the environment is computed from generated secret {dep.name}; mount it as a "
+                    "file instead",
+                    container.urn,
+                )
 
 
 POLICY = StackRule(ID, "R-SEC-1", "no secret in container environment: secrets reach containers as files", validate)

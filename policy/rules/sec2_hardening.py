@@ -4,18 +4,34 @@ policy, log rotation and no bind mounts."""
 
 from __future__ import annotations
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
+from pulumi_policy import ResourceValidationArgs
 
 from policy import spec
 from policy.props import contains_unknown
-from policy.rules._base import ResourceRule, container_of
+from policy.rules._base import Report, ResourceRule, container_of
 
 ID = "container-hardening"
-CHECKED = ("user", "privileged", "securityOpts", "capabilities", "readOnly", "memory", "cpus", "ulimits",
-           "healthcheck", "restart", "logDriver", "logOpts", "mounts", "networkMode", "pidMode", "ipcMode")
+CHECKED = (
+    "user",
+    "privileged",
+    "securityOpts",
+    "capabilities",
+    "readOnly",
+    "memory",
+    "cpus",
+    "ulimits",
+    "healthcheck",
+    "restart",
+    "logDriver",
+    "logOpts",
+    "mounts",
+    "networkMode",
+    "pidMode",
+    "ipcMode",
+)
 
 
-def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def validate(args: ResourceValidationArgs, report: Report) -> None:
     container = container_of(args)
     if container is None:
         return
@@ -30,8 +46,9 @@ def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
         report(f"{s}: runs as {user or 'the image default user'}; set a non-root uid:gid")
     if p.get("privileged"):
         report(f"{s}: runs privileged")
-    if not any(str(o).replace("=", ":") in ("no-new-privileges:true", "no-new-privileges")
-               for o in p.get("securityOpts") or []):
+    if not any(
+        str(o).replace("=", ":") in ("no-new-privileges:true", "no-new-privileges") for o in p.get("securityOpts") or []
+    ):
         report(f"{s}: lacks security option no-new-privileges:true")
     caps = p.get("capabilities") or {}
     if "ALL" not in (caps.get("drops") or []):
@@ -59,8 +76,13 @@ def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if driver in (None, "") or (driver in spec.ROTATING_LOG_DRIVERS and not ({"max-size", "max-file"} <= set(opts))):
         report(f"{s}: logs are not rotated; use json-file with max-size and max-file")
     for mount in p.get("mounts") or []:
-        if mount.get("type") == "bind":
+        if mount.get("type") != "bind":
+            continue
+        socket_reader = s in spec.SOCKET_READERS and mount.get("source") == spec.DOCKER_SOCKET
+        if not socket_reader:
             report(f"{s}: bind-mounts {mount.get('source')} from the host")
+        elif mount.get("readOnly") is not True:
+            report(f"{s}: mounts the Docker socket writable")
     for volume in p.get("volumes") or []:
         if volume.get("hostPath"):
             report(f"{s}: bind-mounts {volume.get('hostPath')} from the host")
@@ -69,5 +91,10 @@ def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
             report(f"{s}: shares the host's {key.removesuffix('Mode')} namespace")
 
 
-POLICY = ResourceRule(ID, "R-SEC-2", "containers non-root, unprivileged, no-new-privileges, caps dropped, read-only, "
-                      "limited, health-checked, restarted, log-rotated", validate)
+POLICY = ResourceRule(
+    ID,
+    "R-SEC-2",
+    "containers non-root, unprivileged, no-new-privileges, caps dropped, read-only, "
+    "limited, health-checked, restarted, log-rotated",
+    validate,
+)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import re
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
+from pulumi_policy import ResourceValidationArgs
 
 from policy import context
 from policy.props import is_unknown
-from policy.rules._base import ResourceRule, container_of
+from policy.rules._base import Report, ResourceRule, container_of
 
 ID = "image-digest-pinned"
 _PINNED = re.compile(r"^(?:[^@\s]+@sha256:[0-9a-f]{64}|sha256:[0-9a-f]{64})$")
 
 
-def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def validate(args: ResourceValidationArgs, report: Report) -> None:
     container = container_of(args)
     if container is None or not context.current().is_prod:
         return

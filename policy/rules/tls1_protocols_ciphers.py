@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
+from pulumi_policy import ResourceValidationArgs
 
 from policy import context, spec
-from policy.rules._base import ResourceRule, container_of
+from policy.rules._base import Report, ResourceRule, container_of
 from policy.rules._tls import load_or_report
 
 ID = "tls-protocols-ciphers"
 
 
-def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def validate(args: ResourceValidationArgs, report: Report) -> None:
     container = container_of(args)
     if container is None or container.service != spec.PUBLIC_SERVICE:
         return
@@ -30,8 +30,7 @@ def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
         if not protocols:
             report(f"{where} has no ssl_protocols (nginx's default enables TLSv1 and TLSv1.1)")
         elif not set(protocols) <= spec.TLS_PROTOCOLS:
-            report(f"{where} enables {' '.join(sorted(set(protocols) - spec.TLS_PROTOCOLS))}; "
-                   "only TLSv1.2 TLSv1.3")
+            report(f"{where} enables {' '.join(sorted(set(protocols) - spec.TLS_PROTOCOLS))}; only TLSv1.2 TLSv1.3")
         ciphers = [c for s in server.effective("ssl_ciphers") for a in s["args"] for c in a.split(":") if c]
         if not ciphers:
             report(f"{where} has no ssl_ciphers (nginx's default HIGH:!aNULL:!MD5 is not intermediate)")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
+from pulumi_policy import ResourceValidationArgs
 
 from policy import context, nginx, spec
-from policy.rules._base import ResourceRule, container_of
+from policy.rules._base import Report, ResourceRule, container_of
 from policy.rules._tls import load_or_report
 
 ID = "tls-hsts"
@@ -32,12 +32,13 @@ def hsts_problem(block: nginx.Block) -> str | None:
     return None
 
 
-def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def validate(args: ResourceValidationArgs, report: Report) -> None:
     container = container_of(args)
     if container is None or container.service != spec.PUBLIC_SERVICE:
         return
-    prod = context.current().is_prod
-    config = load_or_report(container, report, required=prod)
+    if not context.current().is_prod:
+        return  # HSTS on a developer's localhost would pin every local port to HTTPS
+    config = load_or_report(container, report, required=True)
     if config is None:
         return
     for server in (s for s in config.http_servers() if s.is_tls):
@@ -47,8 +48,12 @@ def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
             report(f"server {name} {problem}")
         for location in server.locations():
             if location.own("add_header") and (problem := hsts_problem(location)):
-                report(f"server {name} location {' '.join(location.args)} {problem} (its own add_header "
-                       "lines replace the inherited ones)")
+                report(
+                    f"server {name} location {' '.join(location.args)} {problem} (its own add_header "
+                    "lines replace the inherited ones)"
+                )
 
 
-POLICY = ResourceRule(ID, "R-TLS-2", "HSTS max-age >= 31536000 with includeSubDomains on every HTTPS response", validate)
+POLICY = ResourceRule(
+    ID, "R-TLS-2", "prod HSTS max-age >= 31536000 with includeSubDomains on every HTTPS response", validate
+)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from pulumi_policy import ReportViolation, StackValidationArgs
+from pulumi_policy import StackValidationArgs
 
 from policy import context, spec
 from policy.props import is_unknown
-from policy.rules._base import StackRule, StackView
+from policy.rules._base import Report, StackRule, StackView
 
 ID = "tls-keys-renewal"
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 CERTIFICATES = ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert")
 
 
-def validate(args: StackValidationArgs, report: ReportViolation) -> None:
+def validate(args: StackValidationArgs, report: Report) -> None:
     ctx = context.current()
     view = StackView.of(args)
     for key in view.of_type(PRIVATE_KEY):
@@ -38,15 +38,19 @@ def validate(args: StackValidationArgs, report: ReportViolation) -> None:
             report(f"certificate {cert.name}: validity or renewal window not known at preview", cert.urn)
             continue
         if not early or float(early) < spec.MIN_EARLY_RENEWAL_HOURS:
-            report(f"certificate {cert.name}: earlyRenewalHours {early}; renew at least "
-                   f"{spec.MIN_EARLY_RENEWAL_HOURS} h before expiry, ahead of the {spec.EXPIRY_ALERT_DAYS}-day alert",
-                   cert.urn)
+            report(
+                f"certificate {cert.name}: earlyRenewalHours {early}; renew at least "
+                f"{spec.MIN_EARLY_RENEWAL_HOURS} h before expiry, ahead of the {spec.EXPIRY_ALERT_DAYS}-day alert",
+                cert.urn,
+            )
         elif validity is not None and float(early) >= float(validity):
-            report(f"certificate {cert.name}: earlyRenewalHours {early} >= validityPeriodHours {validity}; "
-                   "it would be renewed on every update", cert.urn)
+            report(
+                f"certificate {cert.name}: earlyRenewalHours {early} >= validityPeriodHours {validity}; "
+                "it would be renewed on every update",
+                cert.urn,
+            )
         if not cert.props.get("isCaCertificate") and validity and float(validity) > spec.MAX_LEAF_VALIDITY_HOURS:
-            report(f"certificate {cert.name}: valid {validity} h; server certificates last at most 397 days",
-                   cert.urn)
+            report(f"certificate {cert.name}: valid {validity} h; server certificates last at most 397 days", cert.urn)
     if ctx.is_prod and not certificates and ctx.setting("tls.mode", "internal_ca") != "provided":
         report("prod has no certificate resource although tls.mode is internal_ca")
 

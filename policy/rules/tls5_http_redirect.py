@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from pulumi_policy import ReportViolation, ResourceValidationArgs
+from pulumi_policy import ResourceValidationArgs
 
-from policy import context, nginx, spec
-from policy.rules._base import ResourceRule, container_of
+from policy import context, spec
+from policy.rules._base import Report, ResourceRule, container_of
 from policy.rules._tls import load_or_report
 
 ID = "http-redirect-only"
 # Directives that do not answer requests themselves.
-_INERT = frozenset({"listen", "server_name", "access_log", "error_log", "server_tokens", "log_not_found", "return",
-                    "location"})
+_INERT = frozenset(
+    {"listen", "server_name", "access_log", "error_log", "server_tokens", "log_not_found", "return", "location"}
+)
 
 
 def _redirects(stmt: dict) -> bool:
@@ -19,7 +20,7 @@ def _redirects(stmt: dict) -> bool:
     return stmt["directive"] == "return" and len(args) == 2 and args[0] == "301" and args[1].startswith("https://")
 
 
-def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def validate(args: ResourceValidationArgs, report: Report) -> None:
     container = container_of(args)
     if container is None or container.service != spec.PUBLIC_SERVICE or not context.current().is_prod:
         return
@@ -30,7 +31,7 @@ def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if config is None:
         return
     for server in config.http_servers():
-        plain_ports = {item.port for item in server.listens() if not item.ssl}
+        plain_ports = {item.port for item in server.listens() if not item.ssl and item.port is not None}
         if not plain_ports & http_ports:
             continue
         name = " ".join(a for s in server.own("server_name") for a in s["args"]) or "_"

@@ -6,6 +6,7 @@ Exit status 0 on success, 1 when a backup/restore step fails, 2 on a configurati
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -20,7 +21,7 @@ from .pg import BackupError
 from .pitr import parse_target_time, prepare_recovery, run_pitr_drill
 from .restore import restore_dump, run_restore_drill
 from .retention import prune
-from .service import BackupService, run_job
+from .service import BackupService, check_wal_archive, run_job
 from .wal import archive_command, check_continuity, restore_command
 
 
@@ -45,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--set", dest="stamp", help="dump set (default: newest)")
     rs.add_argument("--replace", action="store_true", help="drop the target database first (WITH FORCE)")
     rs.add_argument("--no-owner", action="store_true", help="skip ownership and ACLs (foreign server)")
+    rs.add_argument("--as", dest="as_user", help="connect as this role (e.g. postgres) instead of the backup role")
+    rs.add_argument("--password-stdin", action="store_true", help="read that role's password from stdin")
     pt = sub.add_parser("pitr", help="prepare a data directory that recovers to --target-time on start")
     pt.add_argument("--target-time", help="ISO 8601, e.g. 2025-01-31T13:45:00Z (default: replay all WAL)")
     pt.add_argument("--data-dir", required=True, type=Path, help="empty directory to become PGDATA")
@@ -104,6 +107,8 @@ def _dispatch(args: argparse.Namespace, settings: BackupSettings) -> int:
         sys.stdout.write(render(collect(settings)))
         return 0
     if cmd == "check-wal":
+        if not run_job(settings, "wal_check", lambda: check_wal_archive(settings)):
+            return 1
         base = base_backup_for(settings, None)
         report = check_continuity(settings.wal_archive_dir, base.start_segment, settings.wal_segment_bytes)
         print(
@@ -114,6 +119,10 @@ def _dispatch(args: argparse.Namespace, settings: BackupSettings) -> int:
         )
         return 0 if report.ok else 1
     if cmd == "restore":
+        if args.as_user or args.password_stdin:
+            password = sys.stdin.readline().strip() if args.password_stdin else None
+            pg = dataclasses.replace(settings.pg, user=args.as_user or settings.pg.user, password=password)
+            settings = dataclasses.replace(settings, pg=pg)
         dump_set = load_dump_set(settings.dumps_dir / args.stamp) if args.stamp else latest_dump_set(settings)
         restore_dump(settings, dump_set, args.database, args.into, replace=args.replace, no_owner=args.no_owner)
         print(f"restored {args.database} from dump set {dump_set.stamp} into {args.into}")

@@ -19,6 +19,16 @@ log = logging.getLogger("backup")
 
 MANIFEST = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
+ARCHIVE_WAIT_SECONDS = 60
+
+
+def _wait_archived(archive_dir: Path, segment: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (archive_dir / f"{segment}.gz").exists() or (archive_dir / segment).exists():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 @dataclass(frozen=True)
@@ -76,9 +86,15 @@ def take_base_backup(settings: BackupSettings, *, now: float | None = None) -> B
         }
         write_json_atomic(partial / MANIFEST, manifest)
         os.rename(partial, final)
+        end_segment = segment_name(timeline, parse_lsn(wal_range["End-LSN"]), settings.wal_segment_bytes)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    # pg_basebackup does not wait for the archive; the WAL check right after it would see a false gap.
+    if not _wait_archived(settings.wal_archive_dir, end_segment, ARCHIVE_WAIT_SECONDS):
+        log.warning(
+            "WAL segment %s of base backup %s is not archived after %d s", end_segment, stamp, ARCHIVE_WAIT_SECONDS
+        )
     log.info(
         "base backup %s complete: %d bytes, starts at WAL %s",
         stamp,

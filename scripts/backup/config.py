@@ -10,10 +10,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 # R-DB-2 (admin manual, "Политики"): dumps are kept 14–30 days, WAL 7–14 days.
 DUMP_RETENTION_RANGE = (14, 30)
 WAL_RETENTION_RANGE = (7, 14)
+DEFAULT_BACKUP_DIR = "/var/backups/fly-potato"
+# The archive volume is mounted at the same path in the postgres and backup containers, so the
+# restore_command written by `python3 -m backup pitr` is valid for the server as is.
+DEFAULT_WAL_ARCHIVE_DIR = "/var/lib/postgresql/wal-archive"
 DEFAULT_METRICS_PORT = 9481  # components/catalog.py: listener "backup_metrics"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -102,6 +107,8 @@ class BackupSettings:
     metrics_textfile: Path | None = None
     retry_minutes: int = 60
     pg_bin: Path | None = None  # server binaries (postgres, pg_ctl) for the PITR drill; optional
+    # Without superuser the drill cannot CREATE EXTENSION postgis, so it clones this template instead.
+    drill_template: str = "template_postgis"
 
     def __post_init__(self) -> None:
         check_retention("BACKUP_DUMP_RETENTION_DAYS", self.dump_retention_days, DUMP_RETENTION_RANGE)
@@ -126,27 +133,33 @@ class BackupSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BackupSettings:
         env = dict(os.environ if env is None else env)
-        password = None
-        if env.get("BACKUP_PGPASSWORD_FILE"):
-            password = _read_secret("BACKUP_PGPASSWORD_FILE", env["BACKUP_PGPASSWORD_FILE"])
-        pg = PgTarget(
-            host=env.get("PGHOST", "postgres"),
-            port=_int(env, "PGPORT", 5433),
-            user=env.get("PGUSER", "postgres"),
-            password=password,
-            maintenance_db=env.get("PGDATABASE", "postgres"),
-        )
+        if env.get("BACKUP_DATABASE_URL_FILE"):
+            pg = _target_from_url(_read_secret("BACKUP_DATABASE_URL_FILE", env["BACKUP_DATABASE_URL_FILE"]))
+        else:
+            password = None
+            if env.get("BACKUP_PGPASSWORD_FILE"):
+                password = _read_secret("BACKUP_PGPASSWORD_FILE", env["BACKUP_PGPASSWORD_FILE"])
+            pg = PgTarget(
+                host=env.get("PGHOST", "postgres"),
+                port=_int(env, "PGPORT", 5433),
+                user=env.get("PGUSER", "backup"),
+                password=password,
+                maintenance_db=env.get("PGDATABASE", "postgres"),
+            )
         token_file = env.get("BACKUP_METRICS_TOKEN_FILE")
         textfile = env.get("BACKUP_METRICS_TEXTFILE")
         pg_bin = env.get("BACKUP_PG_BIN")
         return cls(
             pg=pg,
-            backup_dir=Path(env.get("BACKUP_DIR", "/backups")),
-            wal_archive_dir=Path(env.get("BACKUP_WAL_ARCHIVE_DIR", "/wal-archive")),
+            backup_dir=Path(env.get("BACKUP_DIR", DEFAULT_BACKUP_DIR)),
+            wal_archive_dir=Path(env.get("BACKUP_WAL_ARCHIVE_DIR", DEFAULT_WAL_ARCHIVE_DIR)),
             dump_retention_days=_int(env, "BACKUP_DUMP_RETENTION_DAYS", 14),
             wal_retention_days=_int(env, "BACKUP_WAL_RETENTION_DAYS", 7),
-            daily_at=DailyAt.parse("BACKUP_DAILY_AT", env.get("BACKUP_DAILY_AT", "02:30")),
-            drill_at=DailyAt.parse("BACKUP_DRILL_AT", env.get("BACKUP_DRILL_AT", "sun 04:00"), weekly=True),
+            daily_at=DailyAt.parse("BACKUP_SCHEDULE_UTC", env.get("BACKUP_SCHEDULE_UTC", "02:30")),
+            drill_at=DailyAt.parse(
+                "BACKUP_DRILL_SCHEDULE_UTC", env.get("BACKUP_DRILL_SCHEDULE_UTC", "sun 04:00"), weekly=True
+            ),
+            drill_template=env.get("BACKUP_DRILL_TEMPLATE", "template_postgis"),
             exclude_databases=frozenset(
                 name.strip() for name in env.get("BACKUP_EXCLUDE_DATABASES", "").split(",") if name.strip()
             ),
@@ -173,6 +186,26 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int | None
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}={value} is below {minimum}; set it to at least {minimum}.")
     return value
+
+
+def _target_from_url(url: str) -> PgTarget:
+    """A libpq URL (postgresql://user:password@host:port/dbname) as a :class:`PgTarget`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql") or not parts.hostname or not parts.username:
+        raise ConfigError(
+            "BACKUP_DATABASE_URL_FILE must hold a URL like postgresql://backup:PASSWORD@postgres:5433/postgres."
+        )
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise ConfigError("BACKUP_DATABASE_URL_FILE holds a URL whose port is not a number.") from None
+    return PgTarget(
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username),
+        password=unquote(parts.password) if parts.password is not None else None,
+        maintenance_db=unquote(parts.path.lstrip("/")) or "postgres",
+    )
 
 
 def _read_secret(name: str, path: str) -> str:

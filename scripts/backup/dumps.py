@@ -24,9 +24,12 @@ from typing import Any
 from .config import BackupSettings, PgTarget
 from .pg import (
     DRILL_DB_PREFIX,
+    EXTENSION_TABLES_SQL,
+    EXTENSIONS_SQL,
     GEOMETRY_COLUMNS_SQL,
     TABLE_COUNTS_SQL,
     BackupError,
+    is_superuser,
     list_databases,
     psql,
     quote_literal,
@@ -111,9 +114,13 @@ def snapshot_facts(target: PgTarget, dbname: str, snapshot: str) -> dict[str, An
         what=f"counting rows of database {dbname}",
     )
     geometry = psql(target, GEOMETRY_COLUMNS_SQL, dbname, what=f"listing geometry columns of database {dbname}")
+    extensions = psql(target, EXTENSIONS_SQL, dbname, what=f"listing extensions of database {dbname}")
+    extension_tables = psql(target, EXTENSION_TABLES_SQL, dbname, what=f"listing extension tables of {dbname}")
     return {
         "row_counts": {name: int(count) for name, count in rows},
         "geometry_columns": [{"schema": s, "table": t, "column": c} for s, t, c in geometry],
+        "extensions": [row[0] for row in extensions],
+        "extension_tables": [row[0] for row in extension_tables],
     }
 
 
@@ -173,7 +180,13 @@ def run_dump_set(settings: BackupSettings, *, now: float | None = None, database
         if not names:
             raise BackupError(f"no database to dump on {settings.pg.host}:{settings.pg.port}.")
         globals_file = partial / "globals.sql"
-        run(["pg_dumpall", "--globals-only", "-f", str(globals_file)], settings.pg, what="pg_dumpall --globals-only")
+        # Only a superuser may read pg_authid; role passwords are re-applied by `pulumi up` anyway.
+        privileged = is_superuser(settings.pg)
+        run(
+            ["pg_dumpall", "--globals-only", "-f", str(globals_file)] + ([] if privileged else ["--no-role-passwords"]),
+            settings.pg,
+            what="pg_dumpall --globals-only",
+        )
         entries: dict[str, Any] = {}
         for name in names:
             log.info("dumping database %s", name)
@@ -185,7 +198,11 @@ def run_dump_set(settings: BackupSettings, *, now: float | None = None, database
             "server": f"{settings.pg.host}:{settings.pg.port}",
             "started_at": started,
             "finished_at": time.time(),
-            "globals": {"file": globals_file.name, "sha256": sha256_of(globals_file)},
+            "globals": {
+                "file": globals_file.name,
+                "sha256": sha256_of(globals_file),
+                "role_passwords": privileged,
+            },
             "databases": {
                 name: {
                     "dump": e["dump"],

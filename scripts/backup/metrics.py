@@ -23,7 +23,7 @@ from .wal import wal_files
 
 log = logging.getLogger("backup")
 
-JOBS = ("dump", "basebackup", "prune", "drill", "pitr_drill")
+JOBS = ("dump", "basebackup", "prune", "wal_check", "drill", "pitr_drill")
 
 HELP = {
     "backup_last_success_timestamp_seconds": "Unix time the newest complete backup of this kind finished (0: none).",

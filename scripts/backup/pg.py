@@ -80,6 +80,11 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def is_superuser(target: PgTarget) -> bool:
+    rows = psql(target, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user;", what="checking the role")
+    return rows == [["t"]]
+
+
 def list_databases(target: PgTarget) -> list[str]:
     rows = psql(
         target,
@@ -99,6 +104,16 @@ SELECT n.nspname || '.' || c.relname,
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
   AND n.nspname NOT LIKE 'pg_temp%'
+ORDER BY 1;
+"""
+
+# Extensions (a restore needs them) and their configuration tables (data pg_dump includes for them).
+EXTENSIONS_SQL = "SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1;"
+EXTENSION_TABLES_SQL = """
+SELECT n.nspname || '.' || c.relname
+FROM pg_extension e CROSS JOIN LATERAL unnest(e.extconfig) AS cfg(oid)
+JOIN pg_class c ON c.oid = cfg.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
 ORDER BY 1;
 """
 

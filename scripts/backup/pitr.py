@@ -213,7 +213,10 @@ def run_pitr_drill(
             f"the WAL archive {settings.wal_archive_dir} has gaps after base backup {base.path.name}: "
             f"missing {', '.join(continuity.missing[:5])}{' …' if len(continuity.missing) > 5 else ''}"
         )
-    scratch_parent = Path(tempfile.mkdtemp(prefix="pitr-drill-", dir=workdir))
+    # The restored copy is as large as the cluster: it goes on the backup volume, not on /tmp.
+    scratch_root = workdir or settings.backup_dir / "scratch"
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    scratch_parent = Path(tempfile.mkdtemp(prefix="pitr-drill-", dir=scratch_root))
     if run_as:
         _chown_tree(scratch_parent, run_as)
     try:

@@ -10,24 +10,33 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .config import BackupSettings, PgTarget
 from .dumps import DumpSet, latest_dump_set, load_dump_set
 from .pg import (
     DRILL_DB_PREFIX,
+    EXTENSIONS_SQL,
     TABLE_COUNTS_SQL,
     BackupError,
+    is_superuser,
     psql,
     quote_ident,
+    quote_literal,
     run,
     sha256_of,
     write_json_atomic,
 )
 
 log = logging.getLogger("backup")
+
+# "<dump id>; <catalog oid> <oid> <description…>": the format of `pg_restore --list`.
+TOC_LINE_RE = re.compile(r"^\d+; \d+ \d+ (.*)$")
 
 
 def verify_files(dump_set: DumpSet, databases: list[str] | None = None) -> None:
@@ -46,14 +55,66 @@ def verify_files(dump_set: DumpSet, databases: list[str] | None = None) -> None:
             raise BackupError(f"the dump of database {name} is corrupt: {path} differs from its checksum.")
 
 
-def create_database(target: PgTarget, name: str, *, replace: bool = False) -> None:
+def create_database(target: PgTarget, name: str, *, replace: bool = False, template: str = "template0") -> None:
     if replace:
         psql(target, f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE);", what=f"dropping database {name}")
-    psql(target, f"CREATE DATABASE {quote_ident(name)} TEMPLATE template0;", what=f"creating database {name}")
+    psql(
+        target,
+        f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(template)};",
+        what=f"creating database {name} from {template}",
+    )
 
 
 def drop_database(target: PgTarget, name: str) -> None:
     psql(target, f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE);", what=f"dropping database {name}")
+
+
+def _needs_superuser(line: str, extension_tables: set[str]) -> bool:
+    """A TOC line (``pg_restore --list``) only a superuser can restore: extensions, their comments and data."""
+    match = TOC_LINE_RE.match(line)
+    if not match:
+        return False
+    desc = match.group(1)
+    if desc.startswith(("EXTENSION ", "COMMENT - EXTENSION ")):
+        return True
+    data = re.match(r"TABLE DATA (\S+) (\S+) ", desc)
+    return bool(data and f"{data.group(1)}.{data.group(2)}" in extension_tables)
+
+
+def _unprivileged_setup(
+    settings: BackupSettings, dump_set: DumpSet, database: str, into: str, replace: bool, workdir: Path
+) -> list[str]:
+    """Clone the extension template and return pg_restore options that skip what needs a superuser."""
+    db_manifest = json.loads((dump_set.path / dump_set.manifest["databases"][database]["manifest"]).read_text())
+    extensions: list[str] = db_manifest.get("extensions", [])
+    template = settings.drill_template if extensions else "template0"
+    if template != "template0":
+        found = psql(
+            settings.pg,
+            f"SELECT datistemplate FROM pg_database WHERE datname = {quote_literal(template)};",  # noqa: S608
+            what=f"looking up template database {template}",
+        )
+        if found != [["t"]]:
+            state = "is not marked IS_TEMPLATE" if found else "does not exist"
+            raise BackupError(
+                f"role {settings.pg.user} is not a superuser, so it restores by cloning template database "
+                f"{template} with the extensions {', '.join(extensions)} installed, and {template} {state}; "
+                f"as a superuser run CREATE DATABASE {template} IS_TEMPLATE true; and in it CREATE EXTENSION "
+                "for each (or set BACKUP_DRILL_TEMPLATE to another template)."
+            )
+    create_database(settings.pg, into, replace=replace, template=template)
+    present = {row[0] for row in psql(settings.pg, EXTENSIONS_SQL, into, what=f"listing extensions of {into}")}
+    missing = sorted(set(extensions) - present)
+    if missing:
+        raise BackupError(
+            f"template database {template} lacks the extensions {', '.join(missing)} that database {database} "
+            f"uses; as a superuser run CREATE EXTENSION in {template} for each."
+        )
+    toc = run(["pg_restore", "--list", str(dump_set.dump_path(database))], settings.pg, what="listing the dump")
+    extension_tables = set(db_manifest.get("extension_tables", []))
+    listing = workdir / "restore.list"
+    listing.write_text("\n".join(line for line in toc.splitlines() if not _needs_superuser(line, extension_tables)))
+    return ["--no-owner", "--no-acl", "--use-list", str(listing)]
 
 
 def restore_dump(
@@ -65,13 +126,26 @@ def restore_dump(
     replace: bool = False,
     no_owner: bool = False,
 ) -> None:
-    """Restore ``database`` from ``dump_set`` into a new database ``into`` (``replace`` drops it first)."""
+    """Restore ``database`` from ``dump_set`` into a new database ``into`` (``replace`` drops it first).
+
+    As a superuser the restore is faithful (owners, grants, extensions). As an unprivileged role (the
+    backup role: pg_read_all_data, CREATEDB) it clones ``settings.drill_template``, which must hold the
+    extensions, and restores without owners and grants: enough for the drill, not for production.
+    """
     verify_files(dump_set, [database])
-    create_database(settings.pg, into, replace=replace)
     argv = ["pg_restore", "--exit-on-error", "-j", str(settings.restore_jobs), "-d", into]
-    if no_owner:
-        argv += ["--no-owner", "--no-acl"]
-    run([*argv, str(dump_set.dump_path(database))], settings.pg, what=f"pg_restore of database {database} into {into}")
+    with tempfile.TemporaryDirectory(prefix="restore-") as tmp:
+        if is_superuser(settings.pg):
+            create_database(settings.pg, into, replace=replace)
+            if no_owner:
+                argv += ["--no-owner", "--no-acl"]
+        else:
+            argv += _unprivileged_setup(settings, dump_set, database, into, replace, Path(tmp))
+        run(
+            [*argv, str(dump_set.dump_path(database))],
+            settings.pg,
+            what=f"pg_restore of database {database} into {into}",
+        )
 
 
 @dataclass

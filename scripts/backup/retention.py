@@ -81,6 +81,13 @@ def plan_prune(settings: BackupSettings, now: float | None = None) -> PrunePlan:
                 for p in parent.iterdir()
                 if p.name.startswith(PARTIAL_PREFIX) and p.stat().st_mtime < now - STALE_PARTIAL_SECONDS
             ]
+    if settings.wal_archive_dir.is_dir():
+        # archive_command writes <name>.gz.tmp and renames it; a crash can leave one behind.
+        plan.partials += [
+            p
+            for p in sorted(settings.wal_archive_dir.glob("*.gz.tmp"))
+            if p.stat().st_mtime < now - STALE_PARTIAL_SECONDS
+        ]
     return plan
 
 

@@ -1,6 +1,6 @@
 """The long-running backup service: its own scheduler (no cron), metrics server, job bookkeeping.
 
-Daily at ``BACKUP_DAILY_AT`` (UTC): dump set, base backup, retention. Weekly at ``BACKUP_DRILL_AT``:
+Daily at ``BACKUP_SCHEDULE_UTC``: dump set, base backup, retention. Weekly at ``BACKUP_DRILL_SCHEDULE_UTC``:
 restore drill (and the PITR drill when server binaries are configured). A job whose last success is
 older than its period is due at start-up, so a container that was down catches up. A failed job is
 retried after ``BACKUP_RETRY_MINUTES``.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .basebackup import list_base_backups, take_base_backup
+from .basebackup import base_backup_for, list_base_backups, take_base_backup
 from .config import BackupSettings, DailyAt
 from .dumps import latest_complete_dump_set, run_dump_set
 from .metrics import collect, failure_path, render, serve, success_path, write_textfile
@@ -27,6 +27,7 @@ from .pg import BackupError, iso_utc, write_json_atomic
 from .pitr import run_pitr_drill
 from .restore import run_restore_drill
 from .retention import prune
+from .wal import check_continuity
 
 log = logging.getLogger("backup")
 
@@ -44,6 +45,19 @@ def next_run(at: DailyAt, after: float) -> float:
     while candidate.timestamp() <= after:
         candidate += step
     return candidate.timestamp()
+
+
+def check_wal_archive(settings: BackupSettings) -> dict[str, Any]:
+    """No gap in the WAL archive from the newest base backup on: otherwise PITR would stop at the gap."""
+    base = base_backup_for(settings, None)
+    report = check_continuity(settings.wal_archive_dir, base.start_segment, settings.wal_segment_bytes)
+    if not report.ok:
+        shown = ", ".join(report.missing[:5]) + (" …" if len(report.missing) > 5 else "")
+        raise BackupError(
+            f"the WAL archive {settings.wal_archive_dir} misses {len(report.missing)} segment(s) after base backup "
+            f"{base.path.name}: {shown}; check archive_command in the postgres log (pg_stat_archiver)."
+        )
+    return {"base_backup": base.path.name, "first": report.first, "last": report.last}
 
 
 def run_job(
@@ -93,6 +107,7 @@ class BackupService:
             Job("dump", s.daily_at, DAY, lambda: run_dump_set(s), self._last_dump),
             Job("basebackup", s.daily_at, DAY, lambda: take_base_backup(s), self._last_base),
             Job("prune", s.daily_at, DAY, lambda: prune(s, self.clock()), lambda: self._success_at("prune")),
+            Job("wal_check", s.daily_at, DAY, lambda: check_wal_archive(s), lambda: self._success_at("wal_check")),
             Job("drill", s.drill_at, WEEK, lambda: run_restore_drill(s), lambda: self._success_at("drill")),
         ]
         if s.pg_bin is not None:

@@ -15,10 +15,12 @@ def archive_command(archive_dir: str | Path) -> str:
 
     A file that is already archived with identical content counts as success (Postgres retries after
     a crash between copy and acknowledgement); different content fails, as the documentation asks.
+    ``sync FILE`` makes the copy durable before the rename publishes it.
     """
     f = f"{archive_dir}/%f.gz"
+    # umask 027: the backup service (postgres' group) must read the files and the drill replays them.
     return (
-        f'if [ -f "{f}" ]; then gzip -dc "{f}" | cmp -s - "%p"; '
+        f'umask 027; if [ -f "{f}" ]; then gzip -dc "{f}" | cmp -s - "%p"; '
         f'else gzip -1 -c "%p" > "{f}.tmp" && sync "{f}.tmp" && mv "{f}.tmp" "{f}"; fi'
     )
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install Debian bookworm's Prometheus tools for tests/monitoring: prometheus + promtool (package
 # prometheus), alertmanager + amtool (package prometheus-alertmanager), blackbox_exporter (its
-# --config.check validates the probe modules). The versions match the images of the stacks
+# --config.check validates the probe modules) and sql_exporter (prometheus-sql-exporter: the live scrape
+# runs the rendered custom queries). The versions match the images of the stacks
 # (prometheus 2.42, alertmanager 0.25, blackbox_exporter 0.23).
 # Idempotent: returns at once when every binary is present; runs apt-get update at most once.
 set -euo pipefail
@@ -12,6 +13,7 @@ declare -A PACKAGE_OF=(
   [prometheus-alertmanager]=prometheus-alertmanager
   [amtool]=prometheus-alertmanager
   [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
+  [prometheus-sql-exporter]=prometheus-sql-exporter
 )
 
 missing=()
@@ -20,7 +22,7 @@ for binary in "${!PACKAGE_OF[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "prometheus, promtool, alertmanager, amtool and blackbox_exporter already installed"
+  echo "prometheus, promtool, alertmanager, amtool, blackbox_exporter and sql_exporter already installed"
   exit 0
 fi
 

@@ -36,7 +36,7 @@ STACK_LABEL = "org.flypotato.stack"
 SERVICE_LABEL = "org.flypotato.service"
 
 
-class DockerUnavailable(RuntimeError):
+class DockerUnavailableError(RuntimeError):
     """The Docker API did not answer as expected."""
 
 
@@ -66,11 +66,11 @@ class DockerReader:
             response = connection.getresponse()
             body = response.read()
         except OSError as exc:
-            raise DockerUnavailable(f"Docker API at {self.socket_path}: {exc}") from exc
+            raise DockerUnavailableError(f"Docker API at {self.socket_path}: {exc}") from exc
         finally:
             connection.close()
         if response.status != 200:
-            raise DockerUnavailable(f"Docker API GET {path.split('?')[0]} answered {response.status}")
+            raise DockerUnavailableError(f"Docker API GET {path.split('?')[0]} answered {response.status}")
         return json.loads(body)
 
     def containers(self, stack: str) -> list[dict[str, Any]]:
@@ -112,7 +112,7 @@ def render(containers: list[dict[str, Any]]) -> str:
 
 def make_server(address: str, port: int, reader: DockerReader, stack: str, token: str | None) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        def do_GET(self) -> None:
             if self.path == "/healthz":
                 self._send(200, "ok\n")
                 return
@@ -126,7 +126,7 @@ def make_server(address: str, port: int, reader: DockerReader, stack: str, token
                     return
             try:
                 body = render(reader.containers(stack))
-            except DockerUnavailable as exc:  # a failed scrape (up == 0) is the signal
+            except DockerUnavailableError as exc:  # a failed scrape (up == 0) is the signal
                 log.warning("%s", exc)
                 self._send(503, f"{exc}\n")
                 return
@@ -140,7 +140,7 @@ def make_server(address: str, port: int, reader: DockerReader, stack: str, token
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("http: " + format, *args)
 
     return ThreadingHTTPServer((address, port), Handler)
@@ -163,7 +163,7 @@ def main(environ: dict[str, str] | None = None) -> int:
             return 2
     port = int(env.get("EXPORTER_PORT", "9417"))
     reader = DockerReader(env.get("EXPORTER_DOCKER_SOCKET", "/var/run/docker.sock"))
-    server = make_server(env.get("EXPORTER_ADDRESS", "0.0.0.0"), port, reader, stack, token)  # noqa: S104
+    server = make_server(env.get("EXPORTER_ADDRESS", "0.0.0.0"), port, reader, stack, token)
     log.info("serving restart counts of stack %s on :%d", stack, port)
     server.serve_forever()
     return 0

@@ -10,48 +10,19 @@ import httpx
 import pytest
 import pytest_asyncio
 from alembic import command
-from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from app.config import Settings
 from app.db import create_engine
 from app.main import create_app
 from tests.app.oidc import FakeKeycloak, new_rsa_key, private_pem
+from tests.app.platform import REPO_ROOT, alembic_config, prepare_database
 from tests.support.postgres import PostgresCluster, postgis_available, postgres_cluster_factory, start_cluster_or_fail
 
-__all__ = ["postgres_cluster_factory"]
+__all__ = ["REPO_ROOT", "alembic_config", "postgres_cluster_factory", "prepare_database"]
 
-REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 METRICS_TOKEN = "m" * 40
 DATABASE = "flypotato"
-
-
-def alembic_config(url: str) -> Config:
-    cfg = Config(str(REPO_ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(REPO_ROOT / "migrations"))
-    cfg.set_main_option("sqlalchemy.url", url)
-    cfg.attributes["configure_logger"] = False
-    return cfg
-
-
-def prepare_database(pg: PostgresCluster, name: str) -> None:
-    """What the Pulumi program does for a stack: roles, database, PostGIS, schemas owned by the migrator,
-    and default privileges giving the app role DML on what the migrator creates."""
-    pg.psql(
-        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'migrator') THEN CREATE ROLE migrator LOGIN; END IF;"
-        " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') THEN CREATE ROLE app LOGIN; END IF;"
-        " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'datalens') THEN CREATE ROLE datalens LOGIN; END IF; END $$;"
-    )
-    pg.psql(f'CREATE DATABASE "{name}"')
-    pg.psql(
-        "CREATE EXTENSION postgis;"
-        " CREATE SCHEMA app AUTHORIZATION migrator; CREATE SCHEMA analytics AUTHORIZATION migrator;"
-        " GRANT USAGE ON SCHEMA app TO app; GRANT USAGE ON SCHEMA analytics TO datalens;"
-        " ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA app GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app;"
-        " ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA app GRANT USAGE, SELECT ON SEQUENCES TO app;"
-        " ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA analytics GRANT SELECT ON TABLES TO datalens;",
-        name,
-    )
 
 
 @dataclass(frozen=True)
@@ -101,7 +72,9 @@ def embed_key_pem() -> str:
     return private_pem(new_rsa_key())
 
 
-def make_settings(database_url: str, keycloak: FakeKeycloak, embed_key_pem: str | None = None, **overrides: object) -> Settings:
+def make_settings(
+    database_url: str, keycloak: FakeKeycloak, embed_key_pem: str | None = None, **overrides: object
+) -> Settings:
     values: dict[str, object] = {
         "profile": "dev",
         "database_url": database_url,

@@ -55,9 +55,13 @@ async def test_missing_group_gets_403(client: httpx.AsyncClient, keycloak: FakeK
 
 
 async def test_analysts_cannot_import_admins_can(client: httpx.AsyncClient, keycloak: FakeKeycloak) -> None:
-    denied = await client.post("/api/imports/flights", files=csv_file(FLIGHTS_CSV), headers=keycloak.headers(["analysts"]))
+    denied = await client.post(
+        "/api/imports/flights", files=csv_file(FLIGHTS_CSV), headers=keycloak.headers(["analysts"])
+    )
     assert denied.status_code == 403
-    allowed = await client.post("/api/imports/flights", files=csv_file(FLIGHTS_CSV), headers=keycloak.headers(["/admins"]))
+    allowed = await client.post(
+        "/api/imports/flights", files=csv_file(FLIGHTS_CSV), headers=keycloak.headers(["/admins"])
+    )
     assert allowed.status_code == 200
 
 

@@ -64,7 +64,10 @@ def test_stack_outputs_file_with_secret_files(tmp_path: Path, monkeypatch: pytes
 
 
 def test_environment_beats_secret_files_beats_stack_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(contract.STACK_OUTPUTS_FILE_ENV, write(tmp_path, "o.json", json.dumps({"oidc_client_id": "from-stack", "public_url": "http://stack"})))
+    monkeypatch.setenv(
+        contract.STACK_OUTPUTS_FILE_ENV,
+        write(tmp_path, "o.json", json.dumps({"oidc_client_id": "from-stack", "public_url": "http://stack"})),
+    )
     monkeypatch.setenv("FLY_POTATO_OIDC_CLIENT_ID_FILE", write(tmp_path, "cid", "from-file"))
     monkeypatch.setenv("FLY_POTATO_CORS_ORIGINS", "https://a.example, https://b.example/")
     settings = Settings()
@@ -117,7 +120,9 @@ def test_missing_metrics_token_names_the_file_variable() -> None:
 
 
 def test_placeholders_allowed_in_dev() -> None:
-    assert Settings(database_url="postgresql://app:postgres@localhost:5433/flypotato", metrics_token="x").profile == "dev"
+    assert (
+        Settings(database_url="postgresql://app:postgres@localhost:5433/flypotato", metrics_token="x").profile == "dev"
+    )
 
 
 def test_unreadable_secret_file_is_a_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,6 +134,7 @@ def test_unreadable_secret_file_is_a_sentence(monkeypatch: pytest.MonkeyPatch) -
 def test_app_reads_only_keys_the_program_exports() -> None:
     """``components/outputs.py`` is the program's half of the contract (DESIGN: checked on both sides)."""
     from components import outputs
+
     exported = {value for name, value in vars(outputs).items() if name.isupper() and isinstance(value, str)}
     assert set(contract.APP_STACK_OUTPUT_KEYS) <= exported, set(contract.APP_STACK_OUTPUT_KEYS) - exported
     assert contract.SECRET_STACK_OUTPUT_KEYS <= getattr(outputs, "SECRET_KEYS", contract.SECRET_STACK_OUTPUT_KEYS)

@@ -10,7 +10,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.app.data import FLIGHTS_CSV, HEADER, KM_PER_DEGREE_AT_EQUATOR, REGIONS_GEOJSON, csv_file, geojson_file, xlsx_file
+from tests.app.data import (
+    FLIGHTS_CSV,
+    HEADER,
+    KM_PER_DEGREE_AT_EQUATOR,
+    REGIONS_GEOJSON,
+    csv_file,
+    geojson_file,
+    xlsx_file,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -22,17 +30,27 @@ async def count(connection: AsyncConnection, table: str) -> int:
 async def test_flights_csv_happy_path_derives_distance_duration_region(
     client: httpx.AsyncClient, admin: dict[str, str], connection: AsyncConnection
 ) -> None:
-    assert (await client.post("/api/imports/regions", files=geojson_file(REGIONS_GEOJSON), headers=admin)).status_code == 200
+    assert (
+        await client.post("/api/imports/regions", files=geojson_file(REGIONS_GEOJSON), headers=admin)
+    ).status_code == 200
     response = await client.post("/api/imports/flights", files=csv_file(FLIGHTS_CSV), headers=admin)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["kind"], body["received"], body["inserted"], body["updated"], body["unchanged"]) == ("flights", 5, 5, 0, 0)
+    assert (body["kind"], body["received"], body["inserted"], body["updated"], body["unchanged"]) == (
+        "flights",
+        5,
+        5,
+        0,
+        0,
+    )
     rows = {
         r.external_id: r
-        for r in await connection.execute(text(
-            "SELECT f.external_id, f.duration_s, f.distance_km, r.code, f.departed_at "
-            "FROM app.flights f LEFT JOIN app.regions r ON r.id = f.region_id"
-        ))
+        for r in await connection.execute(
+            text(
+                "SELECT f.external_id, f.duration_s, f.distance_km, r.code, f.departed_at "
+                "FROM app.flights f LEFT JOIN app.regions r ON r.id = f.region_id"
+            )
+        )
     }
     assert rows["F1"].duration_s == 3600 and rows["F1"].code == "A"
     assert rows["F1"].distance_km == pytest.approx(KM_PER_DEGREE_AT_EQUATOR, rel=1e-6)
@@ -62,7 +80,9 @@ async def test_reimport_changes_nothing_and_changed_rows_update(
     assert hourly == 3600 * 2 + 7200 + 1800 + 1200 + 1800
 
 
-async def test_xlsx_with_native_cells(client: httpx.AsyncClient, admin: dict[str, str], connection: AsyncConnection) -> None:
+async def test_xlsx_with_native_cells(
+    client: httpx.AsyncClient, admin: dict[str, str], connection: AsyncConnection
+) -> None:
     rows = [
         HEADER.split(","),
         [1001, datetime(2024, 6, 1, 8, 0), datetime(2024, 6, 1, 9, 15), 37.6, 55.7, 30.3, 59.9, None],
@@ -86,28 +106,42 @@ async def test_wrong_columns_are_named(client: httpx.AsyncClient, admin: dict[st
     response = await client.post("/api/imports/flights", files=csv_file(content), headers=admin)
     assert response.status_code == 422
     errors = {(e["row"], e["column"], e["message"]) for e in response.json()["detail"]["errors"]}
-    assert (1, "departed", "unknown column; expected external_id, departed_at, landed_at, start_lon, start_lat, end_lon, end_lat, track") in errors
+    assert (
+        1,
+        "departed",
+        "unknown column; expected external_id, departed_at, landed_at, start_lon, start_lat, end_lon, end_lat, track",
+    ) in errors
     assert (1, "departed_at", "required column is missing") in errors
 
 
 async def test_bad_rows_reject_the_whole_file(
     client: httpx.AsyncClient, admin: dict[str, str], connection: AsyncConnection
 ) -> None:
-    content = "\n".join([
-        HEADER,
-        "G1,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,1,1,2,2,",
-        "G2,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,181,1,2,2,",
-        "G3,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,1,-91,abc,2,",
-        "G4,yesterday,2024-01-01T01:00:00Z,1,1,2,2,",
-        "G5,2024-01-01T02:00:00Z,2024-01-01T01:00:00Z,1,1,2,2,",
-        "G6,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,1,1,2,2,LINESTRING(1 1)",
-        ",2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,1,1,2,2,",
-    ]) + "\n"
+    content = (
+        "\n".join(
+            [
+                HEADER,
+                "G1,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,1,1,2,2,",
+                "G2,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,181,1,2,2,",
+                "G3,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,1,-91,abc,2,",
+                "G4,yesterday,2024-01-01T01:00:00Z,1,1,2,2,",
+                "G5,2024-01-01T02:00:00Z,2024-01-01T01:00:00Z,1,1,2,2,",
+                "G6,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,1,1,2,2,LINESTRING(1 1)",
+                ",2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,1,1,2,2,",
+            ]
+        )
+        + "\n"
+    )
     response = await client.post("/api/imports/flights", files=csv_file(content), headers=admin)
     assert response.status_code == 422
     got = {(e["row"], e["column"]) for e in response.json()["detail"]["errors"]}
     assert got == {
-        (3, "start_lon"), (4, "start_lat"), (4, "end_lon"), (5, "departed_at"), (6, "landed_at"), (7, "track"),
+        (3, "start_lon"),
+        (4, "start_lat"),
+        (4, "end_lon"),
+        (5, "departed_at"),
+        (6, "landed_at"),
+        (7, "track"),
         (8, "external_id"),
     }
     assert await count(connection, "flights") == 0  # G1 was valid but nothing is written
@@ -131,24 +165,47 @@ async def test_oversize_file_and_too_many_rows(client: httpx.AsyncClient, admin:
 
 
 async def test_empty_and_binary_files(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
-    for content, name in ((b"", "flights.csv"), (b"\xff\xfe\x00garbage", "flights.csv"), (b"PK\x03\x04broken", "f.xlsx")):
+    for content, name in (
+        (b"", "flights.csv"),
+        (b"\xff\xfe\x00garbage", "flights.csv"),
+        (b"PK\x03\x04broken", "f.xlsx"),
+    ):
         response = await client.post("/api/imports/flights", files={"file": (name, content, "text/csv")}, headers=admin)
         assert response.status_code == 422, (name, response.text)
 
 
 async def test_regions_geojson_validation(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
     bowtie = [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]
-    document = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"code": "OK", "name": "fine"},
-         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}},
-        {"type": "Feature", "properties": {"code": "BAD", "name": "self-intersecting"},
-         "geometry": {"type": "Polygon", "coordinates": bowtie}},
-        {"type": "Feature", "properties": {"name": "no code"},
-         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}},
-        {"type": "Feature", "properties": {"code": "PT", "name": "a point"}, "geometry": {"type": "Point", "coordinates": [0, 0]}},
-        {"type": "Feature", "properties": {"code": "FAR", "name": "off the globe"},
-         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [200, 0], [1, 1], [0, 0]]]}},
-    ]}
+    document = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"code": "OK", "name": "fine"},
+                "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]},
+            },
+            {
+                "type": "Feature",
+                "properties": {"code": "BAD", "name": "self-intersecting"},
+                "geometry": {"type": "Polygon", "coordinates": bowtie},
+            },
+            {
+                "type": "Feature",
+                "properties": {"name": "no code"},
+                "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]},
+            },
+            {
+                "type": "Feature",
+                "properties": {"code": "PT", "name": "a point"},
+                "geometry": {"type": "Point", "coordinates": [0, 0]},
+            },
+            {
+                "type": "Feature",
+                "properties": {"code": "FAR", "name": "off the globe"},
+                "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [200, 0], [1, 1], [0, 0]]]},
+            },
+        ],
+    }
     response = await client.post("/api/imports/regions", files=geojson_file(document), headers=admin)
     assert response.status_code == 422
     got = {(e["row"], e["column"]) for e in response.json()["detail"]["errors"]}
@@ -159,10 +216,14 @@ async def test_regions_reimport_is_idempotent_and_rejoins_flights(
     client: httpx.AsyncClient, admin: dict[str, str], connection: AsyncConnection
 ) -> None:
     await client.post("/api/imports/flights", files=csv_file(FLIGHTS_CSV), headers=admin)
-    assert (await connection.execute(text("SELECT count(*) FROM app.flights WHERE region_id IS NOT NULL"))).scalar() == 0
+    assert (
+        await connection.execute(text("SELECT count(*) FROM app.flights WHERE region_id IS NOT NULL"))
+    ).scalar() == 0
     first = (await client.post("/api/imports/regions", files=geojson_file(REGIONS_GEOJSON), headers=admin)).json()
     assert (first["inserted"], first["updated"]) == (2, 0)
-    assert (await connection.execute(text("SELECT count(*) FROM app.flights WHERE region_id IS NOT NULL"))).scalar() == 4
+    assert (
+        await connection.execute(text("SELECT count(*) FROM app.flights WHERE region_id IS NOT NULL"))
+    ).scalar() == 4
     again = (await client.post("/api/imports/regions", files=geojson_file(REGIONS_GEOJSON), headers=admin)).json()
     assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 0, 2)
 
@@ -171,7 +232,9 @@ async def test_import_is_recorded_in_flow_events(
     client: httpx.AsyncClient, admin: dict[str, str], connection: AsyncConnection
 ) -> None:
     await client.post("/api/imports/flights", files=csv_file(FLIGHTS_CSV), headers=admin)
-    payload = (await connection.execute(text(
-        "SELECT payload FROM app.flow_events WHERE event_type = 'import' ORDER BY id DESC LIMIT 1"
-    ))).scalar()
+    payload = (
+        await connection.execute(
+            text("SELECT payload FROM app.flow_events WHERE event_type = 'import' ORDER BY id DESC LIMIT 1")
+        )
+    ).scalar()
     assert payload["kind"] == "flights" and payload["inserted"] == 5 and len(payload["sha256"]) == 64

@@ -11,16 +11,19 @@ from alembic import command
 from tests.app.conftest import REPO_ROOT, alembic_config, prepare_database
 from tests.support.postgres import PostgresCluster
 
-APP_TABLES = "alembic_version,flight_daily_region_stats,flight_hourly_stats,flights,flow_events,regions"
+APP_TABLES = "alembic_version,flight_daily_region_stats,flight_hourly_stats,flight_monthly_region_stats,flights,flow_events,regions"
 VIEWS = "flights,hourly_stats,region_daily_stats,regions"
 
 
 def objects(pg: PostgresCluster, db: str) -> tuple[str, str, str]:
     tables = pg.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'app'", db)
-    views = pg.psql("SELECT string_agg(viewname, ',' ORDER BY viewname) FROM pg_views WHERE schemaname = 'analytics'", db)
+    views = pg.psql(
+        "SELECT string_agg(viewname, ',' ORDER BY viewname) FROM pg_views WHERE schemaname = 'analytics'", db
+    )
     gist = pg.psql(
         "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes "
-        "WHERE schemaname = 'app' AND indexdef LIKE '%USING gist%'", db,
+        "WHERE schemaname = 'app' AND indexdef LIKE '%USING gist%'",
+        db,
     )
     return tables, views, gist
 
@@ -31,7 +34,8 @@ def test_up_down_up_as_migrator(pg: PostgresCluster) -> None:
     command.upgrade(cfg, "head")
     first = objects(pg, "migrations_cycle")
     assert first == (
-        APP_TABLES, VIEWS,
+        APP_TABLES,
+        VIEWS,
         "ix_flights_end_point,ix_flights_start_point,ix_flights_track,ix_regions_geom",
     )
     owners = pg.psql("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'app'", "migrations_cycle")
@@ -57,10 +61,15 @@ def test_alembic_cli_reads_the_migrator_url_from_settings(pg: PostgresCluster, t
     secret.write_text(pg.dsn("migrations_cli", user="migrator") + "\n")
     env = {"PATH": "/usr/bin:/bin", "FLY_POTATO_MIGRATOR_URL_FILE": str(secret)}
     result = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False,
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert pg.psql("SELECT version_num FROM app.alembic_version", "migrations_cli") == "0002"
+    assert pg.psql("SELECT version_num FROM app.alembic_version", "migrations_cli") == "0003"
 
 
 def test_missing_postgis_is_explained(pg: PostgresCluster) -> None:
@@ -68,7 +77,12 @@ def test_missing_postgis_is_explained(pg: PostgresCluster) -> None:
     pg.psql("DROP EXTENSION postgis", "migrations_nopostgis")
     env = {"PATH": "/usr/bin:/bin", "FLY_POTATO_MIGRATOR_URL": pg.dsn("migrations_nopostgis", user="migrator")}
     result = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False,
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode != 0
     assert "CREATE EXTENSION postgis" in result.stderr

@@ -25,7 +25,7 @@ async def test_liveness(client: httpx.AsyncClient) -> None:
 async def test_readiness_reports_migration(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "database": "ok", "migration": "0002"}
+    assert response.json() == {"status": "ready", "database": "ok", "migration": "0003"}
 
 
 async def test_metrics_need_the_bearer_token(client: httpx.AsyncClient, analyst: dict[str, str]) -> None:
@@ -54,7 +54,9 @@ async def test_docs_in_dev_only(
     assert (await client.get("/openapi.json")).status_code == 200
     assert (await client.get("/docs")).status_code == 200
     prod = settings.model_copy(update={"profile": "prod"})  # validators skipped: only the docs switch matters here
-    app = create_app(prod, engine=engine, sessionmaker=async_sessionmaker(bind=connection, join_transaction_mode="create_savepoint"))
+    app = create_app(
+        prod, engine=engine, sessionmaker=async_sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as prod_client:
         assert (await prod_client.get("/openapi.json")).status_code == 404
         assert (await prod_client.get("/docs")).status_code == 404
@@ -77,19 +79,25 @@ async def test_csp_limits_framing_to_datalens(client: httpx.AsyncClient) -> None
 async def test_startup_records_flow_events_with_secrets_masked(app, connection: AsyncConnection) -> None:  # type: ignore[no-untyped-def]
     async with app.router.lifespan_context(app):
         pass
-    rows = (await connection.execute(text(
-        "SELECT event_type, payload FROM app.flow_events WHERE event_type IN ('startup', 'migration_version') ORDER BY id"
-    ))).all()
+    rows = (
+        await connection.execute(
+            text(
+                "SELECT event_type, payload FROM app.flow_events WHERE event_type IN ('startup', 'migration_version') ORDER BY id"
+            )
+        )
+    ).all()
     assert [r.event_type for r in rows] == ["startup", "migration_version"]
     startup = rows[0].payload
     dumped = str(startup)
     assert startup["settings"]["metrics_token"] == "***"
     assert METRICS_TOKEN not in dumped and "BEGIN PRIVATE KEY" not in dumped
-    assert rows[1].payload == {"revision": "0002"}
+    assert rows[1].payload == {"revision": "0003"}
 
 
 async def test_datalens_embed_token(client: httpx.AsyncClient, analyst: dict[str, str], embed_key_pem: str) -> None:
-    response = await client.post("/api/embeds/datalens", json={"dashboard": "regions", "params": {"region": "A"}}, headers=analyst)
+    response = await client.post(
+        "/api/embeds/datalens", json={"dashboard": "regions", "params": {"region": "A"}}, headers=analyst
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert jwt.get_unverified_header(body["token"]) == {"alg": "PS256", "kid": "embed-key-2025", "typ": "JWT"}

@@ -23,8 +23,9 @@ async def test_ready_turns_503_when_the_database_stops(
 ) -> None:
     pg = postgres_cluster_factory()
     prepare_database(pg, "ready")
-    from alembic import command
     import asyncio
+
+    from alembic import command
 
     await asyncio.to_thread(command.upgrade, alembic_config(pg.dsn("ready", user="migrator")), "head")
     settings = make_settings(pg.dsn("ready", user="app"), keycloak, ready_timeout_seconds=1.0)
@@ -44,9 +45,11 @@ async def test_ready_turns_503_when_the_database_stops(
             back = await client.get("/health/ready")
             assert back.status_code == 200
         async with engine.connect() as conn:
-            events = (await conn.execute(text(
-                "SELECT payload FROM app.flow_events WHERE event_type = 'readiness'"
-            ))).scalars().all()
-        assert events == [{"ready": True, "was_ready": False, "migration": "0002"}]
+            events = (
+                (await conn.execute(text("SELECT payload FROM app.flow_events WHERE event_type = 'readiness'")))
+                .scalars()
+                .all()
+            )
+        assert events == [{"ready": True, "was_ready": False, "migration": "0003"}]
     finally:
         await engine.dispose()

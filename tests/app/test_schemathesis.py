@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ import schemathesis
 from alembic import command
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy.pool import NullPool
+
 with warnings.catch_warnings():  # starlette prefers httpx2 for its TestClient; httpx is what schemathesis uses
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
@@ -23,7 +25,7 @@ from tests.app.data import FLIGHTS_CSV, REGIONS_GEOJSON
 from tests.app.oidc import FakeKeycloak
 from tests.support.postgres import PostgresCluster
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = int(os.environ.get("FLY_POTATO_FUZZ_EXAMPLES", "25"))
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +37,18 @@ def fuzz_app(pg: PostgresCluster, keycloak: FakeKeycloak, embed_key_pem: str) ->
     app = create_app(app_settings, engine=create_engine(app_settings, poolclass=NullPool))
     with TestClient(app) as client:
         headers = keycloak.headers(["admins"])
-        assert client.post("/api/imports/regions", files={"file": ("r.geojson", REGIONS_GEOJSON)}, headers=headers).status_code == 200
-        assert client.post("/api/imports/flights", files={"file": ("f.csv", FLIGHTS_CSV.encode())}, headers=headers).status_code == 200
+        assert (
+            client.post(
+                "/api/imports/regions", files={"file": ("r.geojson", REGIONS_GEOJSON)}, headers=headers
+            ).status_code
+            == 200
+        )
+        assert (
+            client.post(
+                "/api/imports/flights", files={"file": ("f.csv", FLIGHTS_CSV.encode())}, headers=headers
+            ).status_code
+            == 200
+        )
     yield app
 
 
@@ -64,6 +76,8 @@ def test_no_server_errors(method: str, path: str, api_schema: Any, admin_headers
     @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def run(case: Any) -> None:
         response = case.call(headers=admin_headers)
-        assert response.status_code < 500, f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"
+        assert response.status_code < 500, (
+            f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}"
+        )
 
     run()

@@ -17,7 +17,9 @@ KM = KM_PER_DEGREE_AT_EQUATOR
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def seeded(client: httpx.AsyncClient, admin: dict[str, str]) -> httpx.AsyncClient:
-    assert (await client.post("/api/imports/regions", files=geojson_file(REGIONS_GEOJSON), headers=admin)).status_code == 200
+    assert (
+        await client.post("/api/imports/regions", files=geojson_file(REGIONS_GEOJSON), headers=admin)
+    ).status_code == 200
     assert (await client.post("/api/imports/flights", files=csv_file(FLIGHTS_CSV), headers=admin)).status_code == 200
     return client
 
@@ -61,7 +63,9 @@ async def test_regions_dashboard(seeded: httpx.AsyncClient, analyst: dict[str, s
 async def test_time_dashboard_by_day(seeded: httpx.AsyncClient, analyst: dict[str, str]) -> None:
     body = (await seeded.get("/api/stats/time", headers=analyst)).json()
     assert [(b["start"], b["flights"]) for b in body["series"]] == [
-        ("2024-05-01T00:00:00Z", 2), ("2024-05-02T00:00:00Z", 2), ("2024-05-03T00:00:00Z", 1),
+        ("2024-05-01T00:00:00Z", 2),
+        ("2024-05-02T00:00:00Z", 2),
+        ("2024-05-03T00:00:00Z", 1),
     ]
     hours = {b["key"]: b["flights"] for b in body["by_hour_of_day"] if b["flights"]}
     assert hours == {10: 2, 12: 1, 23: 1, 5: 1}
@@ -70,11 +74,16 @@ async def test_time_dashboard_by_day(seeded: httpx.AsyncClient, analyst: dict[st
 
 
 async def test_time_dashboard_by_hour_and_region(seeded: httpx.AsyncClient, analyst: dict[str, str]) -> None:
-    hourly = (await seeded.get("/api/stats/time?granularity=hour&date_from=2024-05-01&date_to=2024-05-01", headers=analyst)).json()
+    hourly = (
+        await seeded.get("/api/stats/time?granularity=hour&date_from=2024-05-01&date_to=2024-05-01", headers=analyst)
+    ).json()
     assert [(b["start"], b["flights"]) for b in hourly["series"]] == [("2024-05-01T10:00:00Z", 2)]
     assert hourly["series"][0]["avg_duration_min"] == pytest.approx(90.0)
     region = (await seeded.get("/api/stats/time?region=A", headers=analyst)).json()
-    assert [(b["start"], b["flights"]) for b in region["series"]] == [("2024-05-01T00:00:00Z", 2), ("2024-05-02T00:00:00Z", 1)]
+    assert [(b["start"], b["flights"]) for b in region["series"]] == [
+        ("2024-05-01T00:00:00Z", 2),
+        ("2024-05-02T00:00:00Z", 1),
+    ]
     too_long = await seeded.get("/api/stats/time?granularity=hour", headers=analyst)
     assert too_long.status_code == 422
 
@@ -122,17 +131,44 @@ async def test_flight_and_region_detail(seeded: httpx.AsyncClient, analyst: dict
 async def test_analytics_views_match_the_api(seeded: httpx.AsyncClient, connection: AsyncConnection) -> None:
     """The DataLens role reads the views (not the tables) and sees what the API reports."""
     await connection.execute(text("SET LOCAL ROLE datalens"))
-    rows = (await connection.execute(text(
-        "SELECT region_code, sum(flights) FROM analytics.region_daily_stats GROUP BY 1 ORDER BY 1"
-    ))).all()
+    rows = (
+        await connection.execute(
+            text("SELECT region_code, sum(flights) FROM analytics.region_daily_stats GROUP BY 1 ORDER BY 1")
+        )
+    ).all()
     assert [(r[0], int(r[1])) for r in rows] == [("", 1), ("A", 3), ("B", 1)]
     assert (await connection.execute(text("SELECT sum(flights) FROM analytics.hourly_stats"))).scalar() == 5
-    flights = (await connection.execute(text(
-        "SELECT departure_hour, departure_weekday, region_code FROM analytics.flights WHERE external_id = 'F4'"
-    ))).one()
+    flights = (
+        await connection.execute(
+            text(
+                "SELECT departure_hour, departure_weekday, region_code FROM analytics.flights WHERE external_id = 'F4'"
+            )
+        )
+    ).one()
     assert tuple(flights) == (5, 5, None)
-    regions = (await connection.execute(text("SELECT region_code, area_km2 > 0 FROM analytics.regions ORDER BY 1"))).all()
+    regions = (
+        await connection.execute(text("SELECT region_code, area_km2 > 0 FROM analytics.regions ORDER BY 1"))
+    ).all()
     assert [tuple(r) for r in regions] == [("A", True), ("B", True)]
     with pytest.raises(DBAPIError, match="permission denied"):
         async with connection.begin_nested():
             await connection.execute(text("SELECT count(*) FROM app.flights"))
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("date_from=2024-04-15&date_to=2024-06-10", 5),  # a whole month plus partial months at both ends
+        ("date_from=2024-05-02", 3),  # a partial month, then whole months
+        ("date_to=2024-05-01", 2),  # whole months, then a partial one
+        ("date_from=2024-05-01&date_to=2024-05-31", 5),  # exactly one month
+        ("date_from=2024-05-03&date_to=2024-05-03", 1),  # one day
+    ],
+)
+async def test_date_ranges_across_month_boundaries(
+    seeded: httpx.AsyncClient, analyst: dict[str, str], query: str, expected: int
+) -> None:
+    overview = (await seeded.get(f"/api/stats/overview?{query}", headers=analyst)).json()
+    regions = (await seeded.get(f"/api/stats/regions?{query}", headers=analyst)).json()
+    assert overview["flights"] == expected
+    assert sum(r["flights"] for r in regions["regions"]) == expected

@@ -12,7 +12,9 @@ from tests.support.postgres import PostgresCluster
 
 
 def test_extra_settings_and_writable_dirs(postgres_cluster_factory: Callable[..., PostgresCluster]) -> None:
-    pg = postgres_cluster_factory(fast=False, settings={"wal_level": "replica", "archive_mode": "on", "archive_command": "/bin/true"})
+    pg = postgres_cluster_factory(
+        fast=False, settings={"wal_level": "replica", "archive_mode": "on", "archive_command": "/bin/true"}
+    )
     assert pg.psql("SHOW wal_level") == "replica"
     assert pg.psql("SHOW archive_mode") == "on"
     assert pg.psql("SHOW fsync") == "on"

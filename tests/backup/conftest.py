@@ -50,12 +50,13 @@ def settings(archiving_cluster: PostgresCluster, tmp_path: Path) -> BackupSettin
     )
 
 
-@pytest.fixture
-def flights_db(archiving_cluster: PostgresCluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A PostGIS database with a small flights table (valid geometries) and a second schema."""
-    name = f"flights_{request.node.name[:40].lower().replace('[', '_').replace(']', '_')}"
-    archiving_cluster.drop_database(name)
-    archiving_cluster.create_database(name)
+FLIGHTS_TEMPLATE = "flights_template"
+
+
+@pytest.fixture(scope="session")
+def flights_template(archiving_cluster: PostgresCluster) -> str:
+    """A PostGIS database with a small flights table (valid geometries) and a second schema, built once."""
+    archiving_cluster.create_database(FLIGHTS_TEMPLATE)
     archiving_cluster.psql(
         """
         CREATE EXTENSION postgis;
@@ -73,8 +74,21 @@ def flights_db(archiving_cluster: PostgresCluster, request: pytest.FixtureReques
         CREATE TABLE ops.notes (id serial PRIMARY KEY, body text);
         INSERT INTO ops.notes (body) VALUES ('one'), ('two'), ('three');
         """,
-        dbname=name,
+        dbname=FLIGHTS_TEMPLATE,
     )
+    # A template is not dumped (datistemplate), so only the per-test copies appear in dump sets.
+    archiving_cluster.psql(f"ALTER DATABASE {FLIGHTS_TEMPLATE} IS_TEMPLATE true")
+    return FLIGHTS_TEMPLATE
+
+
+@pytest.fixture
+def flights_db(
+    archiving_cluster: PostgresCluster, flights_template: str, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh copy of the flights database for one test."""
+    name = f"flights_{request.node.name[:40].lower().replace('[', '_').replace(']', '_')}"
+    archiving_cluster.drop_database(name)
+    archiving_cluster.create_database(name, template=flights_template)
     yield name
     archiving_cluster.drop_database(name)
 

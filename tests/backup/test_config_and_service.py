@@ -48,18 +48,35 @@ def test_defaults_and_secret_file(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("s3cret\n")
     s = BackupSettings.from_env(_env(tmp_path, BACKUP_PGPASSWORD_FILE=str(secret)))
-    assert (s.pg.host, s.pg.port, s.pg.user) == ("postgres", 5433, "postgres")
+    assert (s.pg.host, s.pg.port, s.pg.user) == ("postgres", 5433, "backup")
     assert s.pg.env({})["PGPASSWORD"] == "s3cret"
     assert "s3cret" not in repr(s)
     assert (s.dump_retention_days, s.wal_retention_days, s.metrics_port) == (14, 7, 9481)
     assert s.daily_at == DailyAt(2, 30) and s.drill_at == DailyAt(4, 0, 6)
 
 
+def test_connection_from_a_url_file(tmp_path: Path) -> None:
+    url = tmp_path / "backup_url"
+    url.write_text("postgresql://backup:p%40ss@postgres:5433/postgres\n")
+    pg = BackupSettings.from_env(_env(tmp_path, BACKUP_DATABASE_URL_FILE=str(url))).pg
+    assert (pg.host, pg.port, pg.user, pg.password, pg.maintenance_db) == (
+        "postgres",
+        5433,
+        "backup",
+        "p@ss",
+        "postgres",
+    )
+    url.write_text("postgres:5433")
+    with pytest.raises(ConfigError, match="must hold a URL like postgresql://"):
+        BackupSettings.from_env(_env(tmp_path, BACKUP_DATABASE_URL_FILE=str(url)))
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"BACKUP_DAILY_AT": "25:00"}, "BACKUP_DAILY_AT='25:00' is not a UTC time"),
-        ({"BACKUP_DRILL_AT": "04:00"}, "BACKUP_DRILL_AT='04:00' is not a weekday and UTC time"),
+        ({"BACKUP_SCHEDULE_UTC": "25:00"}, "BACKUP_SCHEDULE_UTC='25:00' is not a UTC time"),
+        ({"BACKUP_DRILL_SCHEDULE_UTC": "04:00"}, "BACKUP_DRILL_SCHEDULE_UTC='04:00' is not a weekday and UTC time"),
+        ({"BACKUP_DATABASE_URL_FILE": "/nonexistent/url"}, "BACKUP_DATABASE_URL_FILE=/nonexistent/url cannot be read"),
         ({"PGPORT": "five"}, "PGPORT='five' is not a whole number"),
         ({"BACKUP_PGPASSWORD_FILE": "/nonexistent/pw"}, "BACKUP_PGPASSWORD_FILE=/nonexistent/pw cannot be read"),
     ],
@@ -107,11 +124,12 @@ def test_scheduler_catches_up_runs_daily_and_retries_failures(tmp_path: Path, mo
     monkeypatch.setattr(service_module, "take_base_backup", fake("basebackup"))
     monkeypatch.setattr(service_module, "prune", fake("prune"))
     monkeypatch.setattr(service_module, "run_restore_drill", fake("drill"))
+    monkeypatch.setattr(service_module, "check_wal_archive", fake("wal_check"))
     clock = FakeClock(_epoch("2027-01-15T12:00:00"))
     svc = BackupService(s, clock=clock)
 
     # Nothing has ever succeeded: everything is overdue at start-up, dump before drill.
-    assert svc.tick() == ["dump", "basebackup", "prune", "drill"]
+    assert svc.tick() == ["dump", "basebackup", "prune", "wal_check", "drill"]
     assert (s.state_dir / "basebackup.failure.json").is_file()
 
     clock.now += 30 * 60
@@ -122,11 +140,11 @@ def test_scheduler_catches_up_runs_daily_and_retries_failures(tmp_path: Path, mo
 
     calls.clear()
     clock.now = _epoch("2027-01-16T02:30:00")
-    assert svc.tick() == ["dump", "basebackup", "prune"]
+    assert svc.tick() == ["dump", "basebackup", "prune", "wal_check"]
     clock.now = _epoch("2027-01-16T12:00:00")
     assert svc.tick() == []
     clock.now = _epoch("2027-01-17T04:00:00")  # Sunday: the weekly drill follows the daily jobs
-    assert svc.tick() == ["dump", "basebackup", "prune", "drill"]
+    assert svc.tick() == ["dump", "basebackup", "prune", "wal_check", "drill"]
     assert 'backup_job_last_run_ok{job="basebackup"} 1' in render(collect(s, clock.now))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import shutil
@@ -17,6 +18,7 @@ from scripts.backup.basebackup import take_base_backup
 from scripts.backup.config import BackupSettings
 from scripts.backup.pg import BackupError
 from scripts.backup.pitr import parse_target_time, prepare_recovery, recovered_server, run_pitr_drill
+from scripts.backup.service import check_wal_archive
 from scripts.backup.wal import check_continuity
 from tests.backup.conftest import wait_archived
 from tests.support.postgres import PostgresCluster
@@ -27,6 +29,7 @@ RUN_AS = "postgres" if os.geteuid() == 0 else None  # the server refuses to run 
 
 
 def _switch_and_wait(cluster: PostgresCluster) -> None:
+    cluster.psql("SELECT txid_current()")  # some WAL, or pg_switch_wal() has nothing to switch away from
     segment = cluster.psql("SELECT pg_walfile_name(pg_switch_wal())")
     wait_archived(cluster, segment)
 
@@ -73,14 +76,16 @@ def test_pitr_between_two_inserts_gives_exactly_the_first(
     archiving_cluster.drop_database(db)
 
 
-def test_pitr_drill_records_its_result(settings: BackupSettings, archiving_cluster: PostgresCluster) -> None:
+def test_pitr_drill_records_its_result(
+    settings: BackupSettings, archiving_cluster: PostgresCluster, server_dir: Path
+) -> None:
     take_base_backup(settings)
     archiving_cluster.psql(
         "CREATE TABLE IF NOT EXISTS drill_marker (at timestamptz); INSERT INTO drill_marker VALUES (now())"
     )
     _switch_and_wait(archiving_cluster)
 
-    result = run_pitr_drill(settings, run_as=RUN_AS)
+    result = run_pitr_drill(settings, run_as=RUN_AS, workdir=server_dir)
     assert result["ok"] and result["databases"] >= 1
     assert (settings.drills_dir / "pitr.json").is_file()
 
@@ -94,11 +99,29 @@ def test_pitr_to_a_time_before_any_base_backup_is_refused(settings: BackupSettin
 
 
 def test_pitr_to_a_time_after_the_archive_fails_loudly(
-    settings: BackupSettings, archiving_cluster: PostgresCluster
+    settings: BackupSettings, archiving_cluster: PostgresCluster, server_dir: Path
 ) -> None:
     base = take_base_backup(settings)
     _switch_and_wait(archiving_cluster)
     future = parse_target_time(archiving_cluster.psql("SELECT now()")) + timedelta(hours=1)
     assert base.finished_at < future.timestamp()
     with pytest.raises(BackupError, match="no commit after the target time"):
-        run_pitr_drill(settings, future, run_as=RUN_AS)
+        run_pitr_drill(settings, future, run_as=RUN_AS, workdir=server_dir)
+
+
+def test_a_gap_in_the_wal_archive_fails_the_daily_check(
+    settings: BackupSettings, archiving_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    base = take_base_backup(settings)
+    for _ in range(3):
+        _switch_and_wait(archiving_cluster)
+    copy = tmp_path / "archive-copy"
+    shutil.copytree(settings.wal_archive_dir, copy)
+    checked = dataclasses.replace(settings, wal_archive_dir=copy)
+    assert check_wal_archive(checked)["first"] == base.start_segment
+
+    segments = sorted(p for p in copy.iterdir() if p.name.endswith(".gz") and "." not in p.name[:-3])
+    hole = next(p for p in segments if p.name[:24] > base.start_segment)
+    hole.unlink()
+    with pytest.raises(BackupError, match=f"misses 1 segment\\(s\\) after base backup .*{hole.name[:24]}"):
+        check_wal_archive(checked)

@@ -129,9 +129,13 @@ def test_stale_partial_runs_are_removed_and_fresh_ones_left(tmp_path: Path) -> N
         path.mkdir()
         _age(path, age)
 
+    stale_tmp = _wal(s, "000000010000000000000001.gz.tmp", 3)
+    fresh_tmp = _wal(s, "000000010000000000000002.gz.tmp", 0)
+
     plan = prune(s, now=NOW)
 
-    assert plan.partials == [stale] and fresh.exists() and not stale.exists()
+    assert plan.partials == [stale, stale_tmp]
+    assert fresh.exists() and fresh_tmp.exists() and not stale.exists() and not stale_tmp.exists()
 
 
 def test_dry_run_deletes_nothing(tmp_path: Path) -> None:

@@ -76,9 +76,13 @@ def find_pg_bin() -> Path:
 def postgis_available(pg_bin: Path | None = None) -> bool:
     """True when the PostGIS extension is installed for this PostgreSQL."""
     bindir = pg_bin or find_pg_bin()
-    sharedir = subprocess.run(
-        [str(bindir / "pg_config"), "--sharedir"], capture_output=True, text=True, check=False
-    ).stdout.strip() if (bindir / "pg_config").exists() else f"/usr/share/postgresql/{PG_MAJOR}"
+    sharedir = (
+        subprocess.run(
+            [str(bindir / "pg_config"), "--sharedir"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if (bindir / "pg_config").exists()
+        else f"/usr/share/postgresql/{PG_MAJOR}"
+    )
     return (Path(sharedir) / "extension" / "postgis.control").exists()
 
 
@@ -148,7 +152,17 @@ class PostgresCluster:
                 self.port = free_port()
             self._write_runtime_conf()
             result = self._run_server_tool(
-                [str(self.pg_bin / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60", "start"],
+                [
+                    str(self.pg_bin / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
             )
             if result.returncode == 0:
                 self._running = True
@@ -198,8 +212,14 @@ class PostgresCluster:
 
     # -- connecting --------------------------------------------------------------------
 
-    def dsn(self, dbname: str = "postgres", *, user: str | None = None, password: str | None = None,
-            driver: str = "postgresql") -> str:
+    def dsn(
+        self,
+        dbname: str = "postgres",
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        driver: str = "postgresql",
+    ) -> str:
         """A URL over TCP loopback, e.g. ``postgresql://postgres@127.0.0.1:PORT/postgres``.
 
         ``driver`` is the URL scheme (``postgresql+asyncpg`` for SQLAlchemy's asyncpg dialect).
@@ -212,9 +232,30 @@ class PostgresCluster:
     def psql(self, sql: str, dbname: str = "postgres", *, user: str | None = None) -> str:
         """Run SQL with psql (ON_ERROR_STOP; statements autocommit one by one); return unaligned, tuples-only output."""
         result = subprocess.run(
-            [str(self.pg_bin / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-             "-h", self.host, "-p", str(self.port), "-U", user or self.superuser, "-d", dbname, "-f", "-"],
-            input=sql, capture_output=True, text=True, check=False, env=self._client_env(),
+            [
+                str(self.pg_bin / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                user or self.superuser,
+                "-d",
+                dbname,
+                "-f",
+                "-",
+            ],
+            input=sql,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=self._client_env(),
         )
         if result.returncode != 0:
             raise RuntimeError(f"psql failed ({result.returncode}): {result.stderr.strip()}\nSQL: {sql}")
@@ -251,8 +292,19 @@ class PostgresCluster:
         self._chown(self.base_dir)
         self._chown(self.socket_dir)
         result = self._run_server_tool(
-            [str(self.pg_bin / "initdb"), "-D", str(self.data_dir), "-U", self.superuser, "--auth=trust",
-             "-E", "UTF8", "--locale=C", "--no-sync", *self.initdb_args],
+            [
+                str(self.pg_bin / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.superuser,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                *self.initdb_args,
+            ],
         )
         if result.returncode != 0:
             raise PostgresStartError(f"initdb failed: {result.stderr.strip() or result.stdout.strip()}")

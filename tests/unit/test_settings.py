@@ -73,8 +73,8 @@ BROKEN: list[tuple[str, dict[str, Any], str]] = [
     (
         "prod",
         {"datalens.allow_list": ["203.0.113.0/24"]},
-        "fly-potato:host_ports.datalens = 5433 collides with postgres on 127.0.0.1:5433; choose another host port "
-        "for one of them",
+        "fly-potato:host_ports.datalens = 5433 collides with postgres on 127.0.0.1:5433; set public_bind_address "
+        "to the server's public IP, or choose another host port",
     ),
     (
         "prod",

@@ -36,6 +36,7 @@ def test_each_container_joins_only_its_zones(dev_graph: ProgramGraph, prod_graph
         "postgres_exporter": {"monitoring", "data"},
         "sql_exporter": {"monitoring", "data"},
         "blackbox_exporter": {"monitoring", "app"},
+        "container_exporter": {"monitoring"},
     }
     prod = memberships(prod_graph)
     # Operator binds need a non-internal bridge; only the loopback-published services join it.

@@ -1,0 +1,39 @@
+"""What the Pulumi program sets up in PostgreSQL for a stack, reproduced for tests and the benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+
+from tests.support.postgres import PostgresCluster
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config(str(REPO_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url)
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+def prepare_database(pg: PostgresCluster, name: str) -> None:
+    """Roles (migrator, app, datalens), the database, PostGIS, schemas owned by the migrator, and
+    default privileges giving the app role DML and the DataLens role SELECT on what the migrator creates."""
+    pg.psql(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'migrator') THEN CREATE ROLE migrator LOGIN; END IF;"
+        " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') THEN CREATE ROLE app LOGIN; END IF;"
+        " IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'datalens') THEN CREATE ROLE datalens LOGIN; END IF; END $$;"
+    )
+    pg.psql(f'CREATE DATABASE "{name}"')
+    pg.psql(
+        "CREATE EXTENSION postgis;"
+        " CREATE SCHEMA app AUTHORIZATION migrator; CREATE SCHEMA analytics AUTHORIZATION migrator;"
+        " GRANT USAGE ON SCHEMA app TO app; GRANT USAGE ON SCHEMA analytics TO datalens;"
+        " ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA app GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app;"
+        " ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA app GRANT USAGE, SELECT ON SEQUENCES TO app;"
+        " ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA analytics GRANT SELECT ON TABLES TO datalens;",
+        name,
+    )

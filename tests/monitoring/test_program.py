@@ -1,0 +1,77 @@
+"""The monitoring group in the real program's resource graph (mocked engine): exposure, files, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from components.container import CONFIG_DIR
+from components.monitoring_config import PATHS
+from policy.program import ProgramGraph, evaluate_program, is_secret
+
+
+def graph(stack: str, **overrides: object) -> ProgramGraph:
+    # The mocked engine runs on the current event loop; an earlier asyncio.run (alembic) leaves none.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    result = evaluate_program(stack, {"monitoring.docker_socket_gid": 4242, **overrides})
+    assert result.error is None, result.error
+    return result
+
+
+def uploads(container: object) -> dict[str, dict]:
+    """Uploaded files by path. The provider input holds them as one list, secret as a whole once any
+    file is secret, so per-file secrecy shows as the 0400 mode the secret files get."""
+    assert is_secret(container.inputs["uploads"])  # type: ignore[attr-defined]
+    return {item["file"]: item for item in container.prop("uploads")}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_prometheus_is_never_public(stack: str) -> None:
+    ports = graph(stack).containers()["prometheus"].prop("ports", [])
+    if stack == "prod":
+        assert ports == []
+    else:
+        assert [(p["ip"], p["external"]) for p in ports] == [("127.0.0.1", 9090)]
+
+
+def test_retention_and_files_come_from_the_stack_config() -> None:
+    g = graph("prod", **{"monitoring.retention_days": 30})
+    prometheus = g.containers()["prometheus"]
+    assert "--storage.tsdb.retention.time=30d" in prometheus.prop("command")
+    files = uploads(prometheus)
+    assert {PATHS.prometheus_config, PATHS.rules, PATHS.metrics_token} <= set(files)
+    assert files[PATHS.metrics_token]["permissions"] == "0400"
+    assert "alert: ContainerRestarts" in files[PATHS.rules]["content"]
+    assert "--storage.tsdb.retention.time=30d" in prometheus.prop("command")
+
+
+def test_alertmanager_credentials_are_files() -> None:
+    g = graph("prod", alerting={"email_to": ["oncall@example.com"], "smtp_smarthost": "smtp.example.com:587",
+                                "smtp_from": "alerts@example.com", "smtp_password": "smtp-secret-value",
+                                "webhook_url": "https://hooks.example.com/secret-path"})
+    alertmanager = g.containers()["alertmanager"]
+    files = uploads(alertmanager)
+    assert files[PATHS.smtp_password]["permissions"] == "0400"
+    # Alertmanager 0.25 has no url_file: with a webhook the whole config is a secret file.
+    assert files[PATHS.alertmanager_secret_config]["permissions"] == "0400"
+    assert PATHS.alertmanager_config not in files
+    assert "smtp-secret-value" not in files[PATHS.alertmanager_secret_config]["content"]
+    assert f"--config.file={PATHS.alertmanager_secret_config}" in alertmanager.prop("command")
+    envs = " ".join(alertmanager.prop("envs", []))
+    assert "smtp-secret-value" not in envs and "secret-path" not in envs
+
+
+def test_container_exporter_reads_the_socket_read_only_and_publishes_nothing() -> None:
+    container = graph("prod").containers()["container_exporter"]
+    mounts = container.prop("mounts")
+    socket = [m for m in mounts if m["type"] == "bind"]
+    assert socket == [{"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock",
+                       "readOnly": True}]
+    assert container.prop("user") == "10056:4242"
+    assert container.prop("ports", []) == []
+    assert container.prop("privileged") is False
+    assert container.prop("readOnly") is True
+    labels = {item["label"]: item["value"] for item in container.prop("labels")}
+    assert labels["org.flypotato.zones"] == "monitoring"
+    assert container.prop("entrypoints") == ["python3", f"{CONFIG_DIR}/container_exporter.py"]
