@@ -54,6 +54,14 @@ docs: venv ## Regenerate docs/ (ports, topology, config reference, policies) fro
 bench-plan: venv ## Time the offline prod plan and the policies (goals: < 2 s, < 200 ms)
 	$(PYTHON) scripts/bench_plan.py
 
+.PHONY: bench-app
+bench-app: deps ## Backend benchmark: 1,000,000 flights + 300 regions; P50/P95/P99 per stats endpoint, import rows/s
+	$(PYTHON) scripts/bench_app.py
+
+.PHONY: migrate
+migrate: venv ## alembic upgrade head against FLY_POTATO_MIGRATOR_URL (or the stack outputs)
+	$(VENV)/bin/alembic upgrade head
+
 .PHONY: bench-backup
 bench-backup: deps ## Backup benchmark on 1,000,000 flights: dump time, restore time (RTO), worst-case RPO
 	$(PYTHON) scripts/bench_backup.py --natural

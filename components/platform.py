@@ -13,9 +13,11 @@ from components.catalog import Zone
 from components.data import DataServices
 from components.database import PlatformDatabases
 from components.edge import EdgeServices
+from components.host_guardrails import DockerHost, HostGuardrails
 from components.monitoring import MonitoringServices
 from components.network import NetworkZones
 from components.preflight import require_ready
+from components.release import ReleaseOrder
 from components.secrets import generated_password
 from components.settings import Settings
 
@@ -31,6 +33,11 @@ class Platform(pulumi.ComponentResource):
         port = settings.ports["postgres"]
 
         self.zones = NetworkZones("zones", settings, opts=child)
+        # DOCKER-USER allow-lists on the Docker host first (R-NET-5, R-NET-6): they match the zones' fixed
+        # subnets, so no container reaches out before they hold, and `pulumi destroy` removes them last.
+        self.docker_host = DockerHost.of(settings)
+        self.guardrails = HostGuardrails("host-guardrails", settings, self.docker_host, opts=child)
+        child = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.guardrails]))
         self.data = DataServices("data", settings, self.zones, opts=child)
         # Roles, databases and grants (R-DB-1); everything that logs in to Postgres waits for them.
         self.database = PlatformDatabases(
@@ -55,7 +62,18 @@ class Platform(pulumi.ComponentResource):
         )
         self.metrics_token = generated_password("metrics-token", settings, length=40, parent=self)
 
-        migration = self.data.add_migration(settings, self.zones, self.migrator_url, after_postgres)
+        # Release order (R-OPS-2): pre-deploy backup -> migration (exit 0) -> backend -> smoke (components/release.py).
+        self.release = ReleaseOrder("release", settings, self.docker_host, opts=child)
+        backup = (
+            self.data.add_backup(settings, self.zones, self.database.url("backup", port=port), after_postgres)
+            if settings.features.backups
+            else None
+        )
+        after_backup = self.release.pre_deploy_backup(backup)
+        migration = self.data.add_migration(
+            settings, self.zones, self.migrator_url, pulumi.ResourceOptions.merge(after_postgres, after_backup)
+        )
+        migrated = self.release.migration_gate(migration)
         self.app = AppServices(
             "app",
             settings,
@@ -69,7 +87,7 @@ class Platform(pulumi.ComponentResource):
                 "FLY_POTATO_DATALENS_EMBED_ORIGINS": ",".join(settings.raw.datalens.embed_origins),
             },
             secret_files={"database_url": self.database_url, "metrics_token": self.metrics_token.result},
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[migration.container])),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[migration.container, migrated])),
         )
         self.edge = EdgeServices(
             "edge",
@@ -79,8 +97,7 @@ class Platform(pulumi.ComponentResource):
                 child, pulumi.ResourceOptions(depends_on=[self.app.backend.container, self.auth.oauth2_proxy.container])
             ),
         )
-        if settings.features.backups:
-            self.data.add_backup(settings, self.zones, self.database.url("backup", port=port), after_postgres)
+        self.release.smoke_step(self.app.backend, self.edge.nginx, self.edge.certificate.ca_cert_pem)
         self.monitoring = (
             MonitoringServices(
                 "monitoring",

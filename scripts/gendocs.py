@@ -176,12 +176,37 @@ def render_config() -> str:
     return "".join(out)
 
 
-def render_policies() -> str | None:
-    try:
-        from policy import catalog as policy_catalog  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return str(policy_catalog.render_markdown(HEADER))
+def render_policies() -> str:
+    from policy import context, pack
+
+    levels = {stack: context.make(stack, stack_config(stack)) for stack in STACKS}
+    out = [
+        HEADER,
+        "# Policies\n\n",
+        "The CrossGuard pack in `policy/` (`pulumi preview --policy-pack policy`, or offline: `make plan`).\n",
+        "Levels are per stack; policy config can override them (`{\"all\": \"advisory\"}`).\n\n",
+        "| id | requirement | what it checks | " + " | ".join(STACKS) + " |\n",
+        "|---|---|---|" + "---|" * len(STACKS) + "\n",
+    ]
+    for policy in pack.POLICIES:
+        cells = " | ".join(pack.level_of(policy, levels[stack]).value for stack in STACKS)
+        title = getattr(policy, "title", policy.description)
+        out.append(f"| `{policy.name}` | {getattr(policy, 'requirement', '')} | {title} | {cells} |\n")
+    return "".join(out)
+
+
+README_BEGIN = "<!-- BEGIN generated: prod topology (make docs) -->\n"
+README_END = "<!-- END generated: prod topology -->\n"
+
+
+def render_readme(current: str) -> str:
+    """The README with its prod-topology block replaced by the generated diagram."""
+    block = f"{README_BEGIN}```mermaid\n{render_topology('prod')}```\n{README_END}"
+    if README_BEGIN in current and README_END in current:
+        head, _, rest = current.partition(README_BEGIN)
+        _, _, tail = rest.partition(README_END)
+        return head + block + tail
+    return current
 
 
 def documents() -> dict[str, str]:
@@ -190,9 +215,10 @@ def documents() -> dict[str, str]:
         "docs/topology.md": render_topology_doc(),
         "docs/config.md": render_config(),
     }
-    policies = render_policies()
-    if policies is not None:
-        docs["docs/policies.md"] = policies
+    docs["docs/policies.md"] = render_policies()
+    readme = ROOT / "README.md"
+    if readme.exists():
+        docs["README.md"] = render_readme(readme.read_text())
     return docs
 
 
