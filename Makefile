@@ -93,3 +93,13 @@ destroy: venv toolchain ## Remove every container, network and volume of STACK
 .PHONY: outputs
 outputs: ## Stack outputs of STACK as JSON (secrets shown)
 	bash scripts/stack.sh outputs $(STACK)
+
+.PHONY: rollback
+rollback: venv ## Roll STACK back: TO=<git ref of the previous release> (or IMAGE=… REVISION=…); DRY_RUN=1 plans, YES=1 skips the prompt
+	bash scripts/rollback.sh $(STACK) $(if $(TO),--to $(TO),) $(if $(IMAGE),--image $(IMAGE),) $(if $(REVISION),--revision $(REVISION),) $(if $(DRY_RUN),--dry-run,) $(if $(YES),--yes,)
+
+.PHONY: test-host
+test-host: venv ## Host-side release and firewall scripts for real: network namespaces (root), stub docker, PostgreSQL
+	bash scripts/deps/host.sh
+	bash scripts/deps/postgres.sh
+	$(PYTHON) -m pytest -q tests/host

@@ -27,6 +27,8 @@ SUPERUSER = "postgres"
 APP_DATABASE = "flypotato"
 KEYCLOAK_DATABASE = "keycloak"
 MAINTENANCE_DATABASE = "postgres"
+# PostGIS preinstalled, IS_TEMPLATE: the backup role (no superuser) clones it for its restore drills.
+POSTGIS_TEMPLATE_DATABASE = "template_postgis"
 APP_SCHEMA = "app"
 ANALYTICS_SCHEMA = "analytics"
 POSTGIS = "postgis"
@@ -232,6 +234,27 @@ class PlatformDatabases(pulumi.ComponentResource):
             schema="public",
             opts=on_server,
         )
+        # The restore drill runs as the backup role, which may not CREATE EXTENSION postgis; it clones this
+        # template instead (scripts/backup/restore.py, BACKUP_DRILL_TEMPLATE). Owned by the superuser.
+        self.template_database = postgresql.Database(
+            f"{name}-{POSTGIS_TEMPLATE_DATABASE}",
+            name=POSTGIS_TEMPLATE_DATABASE,
+            owner=SUPERUSER,
+            template="template0",
+            encoding="UTF8",
+            lc_collate="C.UTF-8",
+            lc_ctype="C.UTF-8",
+            is_template=True,
+            allow_connections=True,
+            opts=on_server,
+        )
+        self.template_postgis = postgresql.Extension(
+            f"{name}-{POSTGIS_TEMPLATE_DATABASE}-postgis",
+            name=POSTGIS,
+            database=self.template_database.name,
+            schema="public",
+            opts=on_server,
+        )
         self.schemas = {
             schema: postgresql.Schema(
                 f"{name}-schema-{schema}",
@@ -291,6 +314,7 @@ class PlatformDatabases(pulumi.ComponentResource):
             APP_DATABASE: self.app_database.name,
             KEYCLOAK_DATABASE: self.keycloak_database.name,
             MAINTENANCE_DATABASE: MAINTENANCE_DATABASE,
+            POSTGIS_TEMPLATE_DATABASE: self.template_database.name,
         }
         app_db = databases[APP_DATABASE]
         schema: dict[str, pulumi.Input[str]] = {"public": "public", **{k: v.name for k, v in self.schemas.items()}}
@@ -318,7 +342,8 @@ class PlatformDatabases(pulumi.ComponentResource):
         )
 
         # CONNECT where each role needs it (owners have it implicitly: migrator, keycloak). The backup role
-        # dumps every database ("all" in pg_hba), so it connects to each of them.
+        # dumps every database ("all" in pg_hba), so it connects to each of them, and to template_postgis,
+        # which its restore drills clone.
         owners = {("migrator", APP_DATABASE), ("keycloak", KEYCLOAK_DATABASE)}
         for spec in self.specs.values():
             wanted = list(databases) if spec.name == "backup" else [d for d in spec.databases if d in databases]

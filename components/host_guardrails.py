@@ -138,7 +138,7 @@ def chain_name(settings: Settings, purpose: str) -> str:
 def stack_subnets(settings: Settings) -> list[str]:
     """The stack's own networks, collapsed: traffic inside them is Docker's business, not the allow-list's."""
     nets = [ipaddress.ip_network(cidr) for cidr in settings.zone_subnets.values()]
-    return [str(net) for net in ipaddress.collapse_addresses(nets)]  # type: ignore[arg-type]
+    return [str(net) for net in ipaddress.collapse_addresses(nets)]  # type: ignore[type-var]
 
 
 def egress_allow_list(settings: Settings) -> list[str]:

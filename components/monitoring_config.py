@@ -72,6 +72,9 @@ class ScrapeJob:
     listener: str
     metrics_path: str = "/metrics"
     bearer_token: bool = False  # R-SEC-5: the endpoint wants the metrics token
+    # The target labels its own series with `job` (the backup service: job="drill", "dump", ...). Prometheus
+    # renames a scraped `job` to `exported_job`; this puts it back, so rules read the target's own name.
+    series_job_label: bool = False
 
 
 def scrape_jobs(settings: Settings) -> list[ScrapeJob]:
@@ -89,7 +92,7 @@ def scrape_jobs(settings: Settings) -> list[ScrapeJob]:
         ScrapeJob("container_exporter", "container_exporter", "container_exporter", bearer_token=True),
     ]
     if settings.features.backups:
-        jobs.append(ScrapeJob("backup", "backup", "backup_metrics", bearer_token=True))
+        jobs.append(ScrapeJob("backup", "backup", "backup_metrics", bearer_token=True, series_job_label=True))
     return jobs
 
 
@@ -116,6 +119,12 @@ def render_prometheus_config(settings: Settings, paths: MonitoringPaths = PATHS)
         if job.bearer_token:
             entry["authorization"] = {"type": "Bearer", "credentials_file": paths.metrics_token}
         entry["static_configs"] = [{"targets": [target], "labels": {"service": job.service}}]
+        if job.series_job_label:
+            # Series without their own job keep the scrape job's; the `service` label still names the target.
+            entry["metric_relabel_configs"] = [
+                {"source_labels": ["exported_job"], "regex": "(.+)", "target_label": "job"},
+                {"action": "labeldrop", "regex": "exported_job"},
+            ]
         configs.append(entry)
     probe = certificate_probe_target(settings)
     if probe is not None:
@@ -198,7 +207,7 @@ def render_alertmanager_config(settings: Settings, paths: MonitoringPaths = PATH
         "inhibit_rules": [
             # The database is down: the API's errors, latency and backups are consequences.
             {"source_matchers": ['alertname="DbDown"'],
-             "target_matchers": ['alertname=~"Api5xxRate|LatencyP95|BackupTooOld"'],
+             "target_matchers": ['alertname=~"Api5xxRate|LatencyP95|BackupTooOld|BackupJobFailed"'],
              "equal": ["stack"]},
             # A target that cannot be scraped: its other alerts are stale or consequences.
             {"source_matchers": ['alertname="InstanceDown"'],

@@ -65,7 +65,13 @@ class Platform(pulumi.ComponentResource):
         # Release order (R-OPS-2): pre-deploy backup -> migration (exit 0) -> backend -> smoke (components/release.py).
         self.release = ReleaseOrder("release", settings, self.docker_host, opts=child)
         backup = (
-            self.data.add_backup(settings, self.zones, self.database.url("backup", port=port), after_postgres)
+            self.data.add_backup(
+                settings,
+                self.zones,
+                self.database.url("backup", port=port),
+                self.metrics_token.result,
+                after_postgres,
+            )
             if settings.features.backups
             else None
         )
@@ -87,7 +93,9 @@ class Platform(pulumi.ComponentResource):
                 "FLY_POTATO_DATALENS_EMBED_ORIGINS": ",".join(settings.raw.datalens.embed_origins),
             },
             secret_files={"database_url": self.database_url, "metrics_token": self.metrics_token.result},
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[migration.container, migrated])),
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(depends_on=[migration.container, migrated])
+            ),
         )
         self.edge = EdgeServices(
             "edge",

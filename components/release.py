@@ -154,7 +154,16 @@ class ReleaseOrder(pulumi.ComponentResource):
         timeout = self._settings.raw.host.smoke_timeout_seconds
         url, resolve, https = smoke_target(self._settings)
         trust = https and ca_cert_pem is not None
-        args = ["--url", url, "--resolve", resolve, "--timeout", str(timeout), "--interval", str(SMOKE_INTERVAL_SECONDS)]
+        args = [
+            "--url",
+            url,
+            "--resolve",
+            resolve,
+            "--timeout",
+            str(timeout),
+            "--interval",
+            str(SMOKE_INTERVAL_SECONDS),
+        ]
         if trust:
             args.append("--cacert-stdin")
         self.smoke = self._host.command(

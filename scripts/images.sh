@@ -282,13 +282,14 @@ build_dockerfile() {  # build_dockerfile NAME
         dockerfile="$ROOT/app/Dockerfile"
         [ -f "$dockerfile" ] || { log "      backend: app/Dockerfile does not exist yet"; SKIPPED+=("$name"); return 0; }
         context="$ROOT"
-        inputs="$(hash_text "$(image_id "$base") $(backend_inputs)")"
-        extra=(--build-arg "BASE_IMAGE=$base")
+        # APP_UID: the backend's uid in components/catalog.py.
+        extra=(--build-arg "BASE_IMAGE=$base" --build-arg "APP_UID=10020")
+        inputs="$(hash_text "$(image_id "$base") ${extra[*]} $(backend_inputs)")"
     else
         ctx="$(stage_context "$name")"
         dockerfile="$ctx/Dockerfile"; context="$ctx"
-        inputs="$(hash_text "$(image_id "$base") ${VERSION[$name]} $(hash_dir "$ctx")")"
         extra=(--build-arg "BASE=$base" --build-arg "VERSION=${VERSION[$name]}")
+        inputs="$(hash_text "$(image_id "$base") ${extra[*]} $(hash_dir "$ctx")")"
     fi
     if up_to_date "$ref" "$inputs"; then return 0; fi
     # The classic builder: it needs no buildx plugin and these Dockerfiles use no BuildKit syntax.
@@ -307,18 +308,16 @@ backend_inputs() {
             for (i = 1; i < n; i++) print a[i]; delete a }' "$ROOT/app/Dockerfile" | sort -u)"
     {
         sha256sum < "$ROOT/app/Dockerfile"
-        [ -f "$ROOT/.dockerignore" ] && sha256sum < "$ROOT/.dockerignore"
-        local src
+        if [ -f "$ROOT/.dockerignore" ]; then sha256sum < "$ROOT/.dockerignore"; fi
+        local src path
         for src in $sources; do
             src="${src%/}"; src="${src#./}"
-            if [ "$src" = "." ] || [ -z "$src" ]; then src=.; fi
-            if [ -d "$ROOT/$src" ]; then
-                (cd "$ROOT" && find "$src" \( -name __pycache__ -o -name '*.pyc' -o -name .git -o -name .venv \
-                    -o -name '.env*' -o -name .secrets -o -name .pytest_cache -o -name .mypy_cache -o -name .ruff_cache \) -prune \
-                    -o -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
-            elif compgen -G "$ROOT/$src" >/dev/null; then
-                (cd "$ROOT" && sha256sum $src)
-            fi
+            # Each source may be a glob (e.g. build/wheels*) naming files or directories.
+            for path in $(cd "$ROOT" && compgen -G "${src:-.}" || true); do
+                (cd "$ROOT" && find "$path" \( -name __pycache__ -o -name '*.pyc' -o -name .git -o -name .venv \
+                    -o -name '.env*' -o -name .secrets -o -name .pytest_cache -o -name .mypy_cache -o -name .ruff_cache \) \
+                    -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+            done
         done
     } | sha256sum | cut -c1-64
 }

@@ -29,7 +29,7 @@ if [[ "$code" == 0 ]]; then
   exit 0
 fi
 echo "--- last log lines of ${container} ---" >&2
-timeout 30 "${DOCKER:-docker}" logs --tail 60 "$container" >&2 2>&1 || echo "(no logs: the container is gone or docker is unreachable)" >&2
+timeout --foreground 30 "${DOCKER:-docker}" logs --tail 60 "$container" >&2 2>&1 || echo "(no logs: the container is gone or docker is unreachable)" >&2
 echo "---" >&2
 if [[ -z "$code" || "$code" == null || ! "$code" =~ ^[0-9]+$ ]]; then
   fail "migration ${container} reported no exit code ('${code}'); the backend was not replaced. Check \`docker inspect ${container}\`" 1

@@ -28,12 +28,12 @@ if [[ $dry_run == 1 ]]; then
   echo "would run (timeout ${timeout_s}s): ${cmd[*]}"
   exit 0
 fi
-state="$(timeout 30 "$docker" inspect --format '{{.State.Running}}' "$container" 2>/dev/null || true)"
+state="$(timeout --foreground 30 "$docker" inspect --format '{{.State.Running}}' "$container" 2>/dev/null || true)"
 [[ "$state" == true ]] || fail "backup container ${container} is not running (state: '${state:-absent}'); the release stops before migrations. Check \`docker logs ${container}\`" 1
 echo "pre-deploy backup (${reason}): ${cmd[*]}"
 started=$(date +%s)
 set +e
-timeout --kill-after=30 "$timeout_s" "${cmd[@]}"
+timeout --foreground --kill-after=30 "$timeout_s" "${cmd[@]}"
 status=$?
 set -e
 elapsed=$(( $(date +%s) - started ))

@@ -15,7 +15,7 @@ from tests.monitoring.support import REPO, run, tool
 
 RULES_TEST = REPO / "tests" / "monitoring" / "rules_test.yml"
 REQUIRED_ALERTS = {"Api5xxRate", "LatencyP95", "DbDown", "CertExpirySoon", "OAuth2ErrorsSpike", "ContainerRestarts",
-                   "InstanceDown", "BackupTooOld"}
+                   "InstanceDown", "BackupTooOld", "BackupJobFailed", "WalArchiveFailing"}
 
 
 def settings_for(stack: str, **overrides: object) -> Settings:
@@ -151,7 +151,9 @@ def test_alertmanager_groups_and_inhibits() -> None:
     assert parsed["route"]["group_by"] == ["alertname", "stack", "job"]
     inhibit = {(tuple(rule["source_matchers"]), tuple(rule["target_matchers"])): rule["equal"]
                for rule in parsed["inhibit_rules"]}
-    assert inhibit[(('alertname="DbDown"',), ('alertname=~"Api5xxRate|LatencyP95|BackupTooOld"',))] == ["stack"]
+    assert inhibit[(('alertname="DbDown"',), ('alertname=~"Api5xxRate|LatencyP95|BackupTooOld|BackupJobFailed"',))] == [
+        "stack"
+    ]
     assert inhibit[(('alertname="InstanceDown"',), ('alertname!="InstanceDown"',))] == ["stack", "job"]
 
 

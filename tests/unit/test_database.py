@@ -112,16 +112,17 @@ def test_databases_extension_and_schemas(stack: str) -> None:
     assert {name: db.prop("owner") for name, db in databases.items()} == {
         "flypotato": "migrator",
         "keycloak": "keycloak",
+        "template_postgis": "postgres",  # the restore drill's template (tests/unit/test_backup_wiring.py)
     }
     for db in databases.values():
         assert db.prop("template") == "template0"
         assert db.prop("encoding") == "UTF8"
-    (postgis,) = g.of_type(f"{PG}/extension:Extension")
-    assert (postgis.prop("name"), postgis.prop("database"), postgis.prop("schema")) == (
-        "postgis",
-        "flypotato",
-        "public",
-    )
+    assert [name for name, db in databases.items() if db.prop("isTemplate")] == ["template_postgis"]
+    extensions = {r.prop("database"): r for r in g.of_type(f"{PG}/extension:Extension")}
+    assert {db: (e.prop("name"), e.prop("schema")) for db, e in extensions.items()} == {
+        "flypotato": ("postgis", "public"),
+        "template_postgis": ("postgis", "public"),
+    }
     schemas = {r.prop("name"): r for r in g.of_type(f"{PG}/schema:Schema")}
     assert {name: (s.prop("database"), s.prop("owner")) for name, s in schemas.items()} == {
         "app": ("flypotato", "migrator"),
@@ -136,6 +137,7 @@ EXPECTED_GRANTS = {
     ("public", "database", "flypotato", None, ()),
     ("public", "database", "keycloak", None, ()),
     ("public", "database", "postgres", None, ()),
+    ("public", "database", "template_postgis", None, ()),
     ("public", "schema", "flypotato", "public", ()),
     # CONNECT (owners migrator and keycloak have it implicitly)
     ("app", "database", "flypotato", None, ("CONNECT",)),
@@ -145,6 +147,7 @@ EXPECTED_GRANTS = {
     ("backup", "database", "flypotato", None, ("CONNECT",)),
     ("backup", "database", "keycloak", None, ("CONNECT",)),
     ("backup", "database", "postgres", None, ("CONNECT",)),
+    ("backup", "database", "template_postgis", None, ("CONNECT",)),
     # schemas
     ("app", "schema", "flypotato", "public", ("USAGE",)),
     ("datalens", "schema", "flypotato", "public", ("USAGE",)),

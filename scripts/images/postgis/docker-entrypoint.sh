@@ -67,8 +67,9 @@ initialise() {
         pg_ctl --pgdata="$PGDATA" --wait --silent -o "-c listen_addresses='' -c port=$PGPORT" start
         export PGPASSWORD="$password" PGHOST=/var/run/postgresql PGUSER="$POSTGRES_USER"
         if [ -n "${POSTGRES_DB:-}" ] && [ "$POSTGRES_DB" != postgres ]; then
-            psql -v ON_ERROR_STOP=1 --quiet --dbname=postgres --set db="$POSTGRES_DB" \
-                -c 'CREATE DATABASE :"db"' >/dev/null
+            # psql interpolates :"db" (quoted identifier) only in scripts, not in -c.
+            printf 'CREATE DATABASE :"db";\n' \
+                | psql -v ON_ERROR_STOP=1 --quiet --dbname=postgres --set db="$POSTGRES_DB" >/dev/null
         fi
         local f
         for f in /docker-entrypoint-initdb.d/*; do
