@@ -150,6 +150,15 @@ def test_api_without_a_session_answers_401_json(edge: RunningEdge) -> None:
     assert len(edge.stubs["backend"].seen) == before
 
 
+def test_readiness_reaches_the_backend_without_a_session(edge: RunningEdge) -> None:
+    before = len(edge.stubs["backend"].seen)
+    response = https(edge, "GET", "/health/ready")
+    assert response.status == 200
+    assert edge.stubs["backend"].seen[before:][-1].path == "/health/ready"
+    # Only the exact path: anything below it is still behind sign-in.
+    assert https(edge, "GET", "/health/ready/x").status == 302
+
+
 def test_pages_without_a_session_redirect_to_sign_in(edge: RunningEdge) -> None:
     response = https(edge, "GET", "/dashboard?tab=2")
     assert response.status == 302
