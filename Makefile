@@ -41,6 +41,7 @@ lint: venv ## ruff and mypy
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
+	cd scripts && ../$(PYTHON) -m mypy --strict -p backup  # the backup package, as its image imports it
 
 .PHONY: plan
 plan: venv ## Offline policy plan of STACK under mocks (JSON=1 for JSON); exit 1 on mandatory violations

@@ -167,7 +167,7 @@ class Settings(BaseSettings):
 
     # -- the process ---------------------------------------------------------------------
     app_title: str = "Fly Potato"
-    listen_host: str = "0.0.0.0"  # noqa: S104 - the container's only interface is its zone network
+    listen_host: str = "0.0.0.0"
     port: int | None = Field(default=None, ge=1, le=65535, description="dev 8000, prod 80 unless set")
     log_level: str = "info"
 
@@ -316,7 +316,7 @@ def to_asyncpg_url(url: str) -> str:
 def mask_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a malformed URL is still masked entirely
+    except Exception:
         return "***"
 
 

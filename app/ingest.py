@@ -151,7 +151,7 @@ def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[Any]]]:
         sheet = workbook.worksheets[0]
         for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
             yield number, list(values)
-    except Exception as exc:  # noqa: BLE001 - openpyxl raises many types on corrupt sheets
+    except Exception as exc:
         raise ImportRejected([RowError(None, None, "the XLSX workbook could not be read")]) from exc
     finally:
         workbook.close()

@@ -55,7 +55,7 @@ async def _migration_version(maker: async_sessionmaker[AsyncSession]) -> str | N
         async with maker() as session:
             if (await session.execute(text("SELECT to_regclass('app.alembic_version') IS NOT NULL"))).scalar():
                 return (await session.execute(text("SELECT version_num FROM app.alembic_version"))).scalar()
-    except Exception as exc:  # noqa: BLE001 - startup must not fail because the DB is late
+    except Exception as exc:
         log.warning("could not read the migration version: %s", exc.__class__.__name__)
     return None
 

@@ -122,5 +122,5 @@ async def record_event(
         async with maker() as session:
             session.add(FlowEvent(event_type=event_type, message=mask(message), payload=mask(payload or {})))
             await session.commit()
-    except Exception as exc:  # noqa: BLE001 - ops events are best effort
+    except Exception as exc:
         log.warning("flow_event %s not recorded: %s", event_type, exc.__class__.__name__)

@@ -42,7 +42,7 @@ class RegionFeatureOut(BaseModel):
     geometry: dict[str, Any]
 
 
-class ImportError_(BaseModel):
+class RowProblem(BaseModel):
     row: int | None
     column: str | None
     message: str

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components import oauth2_proxy
 from components.catalog import Zone
 from components.container import (
     CONFIG_DIR,
@@ -21,7 +22,6 @@ from components.container import (
 from components.database import KEYCLOAK_DATABASE
 from components.identity import IdentityRealm
 from components.network import NetworkZones
-from components import oauth2_proxy
 from components.oauth2_proxy import oauth2_proxy_files
 from components.secrets import generated_bytes, generated_password
 from components.settings import Settings

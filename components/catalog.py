@@ -167,8 +167,9 @@ LISTENERS: dict[str, Listener] = {
             description="certificate and HTTP probes",
         ),
         Listener("backup_metrics", "backup", _M, 9481, 9481, _NO, _NO, description="backup freshness metrics"),
-        Listener("container_exporter", "container_exporter", _M, 9417, 9417, _NO, _NO,
-                 description="container restart counts"),
+        Listener(
+            "container_exporter", "container_exporter", _M, 9417, 9417, _NO, _NO, description="container restart counts"
+        ),
     )
 }
 

@@ -50,7 +50,15 @@ class Healthcheck:
     timeout: str = "5s"
     retries: int = 6
     start_period: str = "20s"
-    start_interval: str = "2s"
+    # Needs Docker API 1.44 (Docker 25); Debian 12's Docker 20.10 refuses containers that set it.
+    start_interval: str | None = None
+
+
+def _owned(options: str, uid: str, gid: str) -> str:
+    """tmpfs options owned by the service's user: Docker copies a tmpfs' mode from the image, not its owner."""
+    if not (uid.isdigit() and gid.isdigit()) or "uid=" in options:
+        return options
+    return f"{options},uid={uid},gid={gid}"
 
 
 def http_probe(port: int, path: str, *, expect: str = "200", **timing: str | int) -> Healthcheck:
@@ -161,7 +169,7 @@ class HardenedContainer(pulumi.ComponentResource):
             envs=[pulumi.Output.concat(k, "=", v) for k, v in sorted(args.env.items())],
             user=user,
             read_only=args.read_only,
-            tmpfs=dict(args.tmpfs),
+            tmpfs={path: _owned(options, uid, gid) for path, options in args.tmpfs.items()},
             privileged=False,
             security_opts=["no-new-privileges:true"],
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=sorted(args.cap_add)),

@@ -54,15 +54,17 @@ __all__ = [
 
 def archive_settings(settings: Settings) -> str:
     """postgresql.conf lines for WAL archiving: what `python3 -m backup show-config` prints for the stack."""
-    return "\n".join([
-        f"# WAL archiving of {settings.project}-{settings.stack} (R-DB-2), generated from the stack settings.",
-        "wal_level = replica",
-        "archive_mode = on",
-        f"archive_command = '{wal.archive_command(WAL_ARCHIVE_MOUNT)}'",
-        f"archive_timeout = {settings.raw.backup.archive_timeout_seconds}",
-        f"# restore_command (PITR): '{wal.restore_command(WAL_ARCHIVE_MOUNT)}'",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# WAL archiving of {settings.project}-{settings.stack} (R-DB-2), generated from the stack settings.",
+            "wal_level = replica",
+            "archive_mode = on",
+            f"archive_command = '{wal.archive_command(WAL_ARCHIVE_MOUNT)}'",
+            f"archive_timeout = {settings.raw.backup.archive_timeout_seconds}",
+            f"# restore_command (PITR): '{wal.restore_command(WAL_ARCHIVE_MOUNT)}'",
+            "",
+        ]
+    )
 
 
 class DataServices(pulumi.ComponentResource):

@@ -93,23 +93,26 @@ class MonitoringServices(pulumi.ComponentResource):
             )
 
         self.prometheus_data = volume("prometheus")
-        self.prometheus = make("prometheus", HardenedContainerArgs(
-            service="prometheus",
-            image=settings.images["prometheus"],
-            command=[
-                f"--config.file={paths.prometheus_config}",
-                "--storage.tsdb.path=/prometheus",
-                f"--storage.tsdb.retention.time={retention}d",
-                f"--web.listen-address=0.0.0.0:{p['prometheus']}",
-            ],
-            files=[
-                ContainerFile(paths.prometheus_config, mc.render_prometheus_config(settings, paths)),
-                ContainerFile(paths.rules, mc.render_rules(settings)),
-                token_file,
-            ],
-            volumes=[VolumeMount(self.prometheus_data, "/prometheus")],
-            healthcheck=http_probe(p["prometheus"], "/-/ready"),
-        ))
+        self.prometheus = make(
+            "prometheus",
+            HardenedContainerArgs(
+                service="prometheus",
+                image=settings.images["prometheus"],
+                command=[
+                    f"--config.file={paths.prometheus_config}",
+                    "--storage.tsdb.path=/prometheus",
+                    f"--storage.tsdb.retention.time={retention}d",
+                    f"--web.listen-address=0.0.0.0:{p['prometheus']}",
+                ],
+                files=[
+                    ContainerFile(paths.prometheus_config, mc.render_prometheus_config(settings, paths)),
+                    ContainerFile(paths.rules, mc.render_rules(settings)),
+                    token_file,
+                ],
+                volumes=[VolumeMount(self.prometheus_data, "/prometheus")],
+                healthcheck=http_probe(p["prometheus"], "/-/ready"),
+            ),
+        )
 
         alerting = settings.raw.alerting
         if not alerting.email_to and alerting.webhook_url is None:
@@ -119,70 +122,96 @@ class MonitoringServices(pulumi.ComponentResource):
             )
         am_secret = mc.alertmanager_config_is_secret(settings)
         am_config = paths.alertmanager_secret_config if am_secret else paths.alertmanager_config
-        am_files = [ContainerFile(am_config, mc.render_alertmanager_config(settings, paths),
-                                  secret=am_secret, mode="0400" if am_secret else "0440")]
+        am_files = [
+            ContainerFile(
+                am_config,
+                mc.render_alertmanager_config(settings, paths),
+                secret=am_secret,
+                mode="0400" if am_secret else "0440",
+            )
+        ]
         if alerting.email_to and alerting.smtp_password is not None:
-            am_files.append(ContainerFile(paths.smtp_password, alerting.smtp_password.get_secret_value(),
-                                          secret=True, mode="0400"))
+            am_files.append(
+                ContainerFile(paths.smtp_password, alerting.smtp_password.get_secret_value(), secret=True, mode="0400")
+            )
         self.alertmanager_data = volume("alertmanager")
-        self.alertmanager = make("alertmanager", HardenedContainerArgs(
-            service="alertmanager",
-            image=settings.images["alertmanager"],
-            command=[
-                f"--config.file={am_config}",
-                "--storage.path=/alertmanager",
-                f"--web.listen-address=0.0.0.0:{p['alertmanager']}",
-                "--cluster.listen-address=",
-            ],
-            files=am_files,
-            volumes=[VolumeMount(self.alertmanager_data, "/alertmanager")],
-            healthcheck=http_probe(p["alertmanager"], "/-/ready"),
-        ))
-        self.node_exporter = make("node_exporter", HardenedContainerArgs(
-            service="node_exporter",
-            image=settings.images["node_exporter"],
-            command=[f"--web.listen-address=0.0.0.0:{p['node_exporter']}"],
-            healthcheck=http_probe(p["node_exporter"], "/metrics"),
-        ))
-        self.postgres_exporter = make("postgres_exporter", HardenedContainerArgs(
-            service="postgres_exporter",
-            image=settings.images["postgres_exporter"],
-            command=[f"--web.listen-address=0.0.0.0:{p['postgres_exporter']}"],
-            env={
-                "DATA_SOURCE_URI": f"postgres:{p['postgres']}/postgres?sslmode=disable",
-                "DATA_SOURCE_USER": "exporter",
-                "DATA_SOURCE_PASS_FILE": f"{SECRETS_DIR}/exporter_password",
-            },
-            files=[ContainerFile(f"{SECRETS_DIR}/exporter_password", exporter_password, secret=True, mode="0400")],
-            healthcheck=http_probe(p["postgres_exporter"], "/metrics"),
-        ))
-        self.sql_exporter = make("sql_exporter", HardenedContainerArgs(
-            service="sql_exporter",
-            image=settings.images["sql_exporter"],
-            command=[
-                f"-web.listen-address=0.0.0.0:{p['sql_exporter']}",
-                f"-config.file={paths.sql_exporter_config}",
-            ],
-            files=[ContainerFile(
-                paths.sql_exporter_config,
-                pulumi.Output.from_input(exporter_password).apply(
-                    lambda password: mc.render_sql_exporter_config(settings, mc.sql_exporter_dsn(settings, password))
-                ),
-                secret=True,
-                mode="0400",
-            )],
-            healthcheck=http_probe(p["sql_exporter"], "/metrics"),
-        ))
-        self.blackbox_exporter = make("blackbox_exporter", HardenedContainerArgs(
-            service="blackbox_exporter",
-            image=settings.images["blackbox_exporter"],
-            command=[
-                f"--web.listen-address=0.0.0.0:{p['blackbox_exporter']}",
-                f"--config.file={paths.blackbox_config}",
-            ],
-            files=[ContainerFile(paths.blackbox_config, mc.render_blackbox_config(settings))],
-            healthcheck=http_probe(p["blackbox_exporter"], "/-/healthy"),
-        ))
+        self.alertmanager = make(
+            "alertmanager",
+            HardenedContainerArgs(
+                service="alertmanager",
+                image=settings.images["alertmanager"],
+                command=[
+                    f"--config.file={am_config}",
+                    "--storage.path=/alertmanager",
+                    f"--web.listen-address=0.0.0.0:{p['alertmanager']}",
+                    "--cluster.listen-address=",
+                ],
+                files=am_files,
+                volumes=[VolumeMount(self.alertmanager_data, "/alertmanager")],
+                healthcheck=http_probe(p["alertmanager"], "/-/ready"),
+            ),
+        )
+        self.node_exporter = make(
+            "node_exporter",
+            HardenedContainerArgs(
+                service="node_exporter",
+                image=settings.images["node_exporter"],
+                command=[f"--web.listen-address=0.0.0.0:{p['node_exporter']}"],
+                healthcheck=http_probe(p["node_exporter"], "/metrics"),
+            ),
+        )
+        self.postgres_exporter = make(
+            "postgres_exporter",
+            HardenedContainerArgs(
+                service="postgres_exporter",
+                image=settings.images["postgres_exporter"],
+                command=[f"--web.listen-address=0.0.0.0:{p['postgres_exporter']}"],
+                env={
+                    "DATA_SOURCE_URI": f"postgres:{p['postgres']}/postgres?sslmode=disable",
+                    "DATA_SOURCE_USER": "exporter",
+                    "DATA_SOURCE_PASS_FILE": f"{SECRETS_DIR}/exporter_password",
+                },
+                files=[ContainerFile(f"{SECRETS_DIR}/exporter_password", exporter_password, secret=True, mode="0400")],
+                healthcheck=http_probe(p["postgres_exporter"], "/metrics"),
+            ),
+        )
+        self.sql_exporter = make(
+            "sql_exporter",
+            HardenedContainerArgs(
+                service="sql_exporter",
+                image=settings.images["sql_exporter"],
+                command=[
+                    f"-web.listen-address=0.0.0.0:{p['sql_exporter']}",
+                    f"-config.file={paths.sql_exporter_config}",
+                ],
+                files=[
+                    ContainerFile(
+                        paths.sql_exporter_config,
+                        pulumi.Output.from_input(exporter_password).apply(
+                            lambda password: mc.render_sql_exporter_config(
+                                settings, mc.sql_exporter_dsn(settings, password)
+                            )
+                        ),
+                        secret=True,
+                        mode="0400",
+                    )
+                ],
+                healthcheck=http_probe(p["sql_exporter"], "/metrics"),
+            ),
+        )
+        self.blackbox_exporter = make(
+            "blackbox_exporter",
+            HardenedContainerArgs(
+                service="blackbox_exporter",
+                image=settings.images["blackbox_exporter"],
+                command=[
+                    f"--web.listen-address=0.0.0.0:{p['blackbox_exporter']}",
+                    f"--config.file={paths.blackbox_config}",
+                ],
+                files=[ContainerFile(paths.blackbox_config, mc.render_blackbox_config(settings))],
+                healthcheck=http_probe(p["blackbox_exporter"], "/-/healthy"),
+            ),
+        )
 
         self.container_exporter: HardenedContainer | None = None
         gid = docker_socket_gid(settings)
@@ -194,20 +223,23 @@ class MonitoringServices(pulumi.ComponentResource):
             )
         else:
             script = f"{CONFIG_DIR}/container_exporter.py"
-            self.container_exporter = make("container_exporter", HardenedContainerArgs(
-                service="container_exporter",
-                image=settings.images["container_exporter"],
-                entrypoint=["python3", script],
-                command=[],
-                env={
-                    "EXPORTER_STACK": settings.stack,
-                    "EXPORTER_PORT": str(p["container_exporter"]),
-                    "EXPORTER_DOCKER_SOCKET": DOCKER_SOCKET_IN_CONTAINER,
-                    "EXPORTER_TOKEN_FILE": paths.metrics_token,
-                },
-                files=[ContainerFile(script, CONTAINER_EXPORTER_SOURCE.read_text()), token_file],
-                user=f"{SERVICES['container_exporter'].uid}:{gid}",
-                host_binds=[HostBind(settings.raw.monitoring.docker_socket, DOCKER_SOCKET_IN_CONTAINER)],
-                healthcheck=http_probe(p["container_exporter"], "/healthz"),
-            ))
+            self.container_exporter = make(
+                "container_exporter",
+                HardenedContainerArgs(
+                    service="container_exporter",
+                    image=settings.images["container_exporter"],
+                    entrypoint=["python3", script],
+                    command=[],
+                    env={
+                        "EXPORTER_STACK": settings.stack,
+                        "EXPORTER_PORT": str(p["container_exporter"]),
+                        "EXPORTER_DOCKER_SOCKET": DOCKER_SOCKET_IN_CONTAINER,
+                        "EXPORTER_TOKEN_FILE": paths.metrics_token,
+                    },
+                    files=[ContainerFile(script, CONTAINER_EXPORTER_SOURCE.read_text()), token_file],
+                    user=f"{SERVICES['container_exporter'].uid}:{gid}",
+                    host_binds=[HostBind(settings.raw.monitoring.docker_socket, DOCKER_SOCKET_IN_CONTAINER)],
+                    healthcheck=http_probe(p["container_exporter"], "/healthz"),
+                ),
+            )
         self.register_outputs({"prometheus": self.prometheus.name})

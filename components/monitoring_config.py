@@ -129,17 +129,21 @@ def render_prometheus_config(settings: Settings, paths: MonitoringPaths = PATHS)
     probe = certificate_probe_target(settings)
     if probe is not None:
         blackbox = f"{_host('blackbox_exporter')}:{settings.ports['blackbox_exporter']}"
-        configs.append({
-            "job_name": "blackbox_tls",
-            "metrics_path": "/probe",
-            "params": {"module": [BLACKBOX_TLS_MODULE]},
-            "static_configs": [{"targets": [probe], "labels": {"service": "nginx", "endpoint": settings.public_url}}],
-            "relabel_configs": [
-                {"source_labels": ["__address__"], "target_label": "__param_target"},
-                {"source_labels": ["__param_target"], "target_label": "instance"},
-                {"target_label": "__address__", "replacement": blackbox},
-            ],
-        })
+        configs.append(
+            {
+                "job_name": "blackbox_tls",
+                "metrics_path": "/probe",
+                "params": {"module": [BLACKBOX_TLS_MODULE]},
+                "static_configs": [
+                    {"targets": [probe], "labels": {"service": "nginx", "endpoint": settings.public_url}}
+                ],
+                "relabel_configs": [
+                    {"source_labels": ["__address__"], "target_label": "__param_target"},
+                    {"source_labels": ["__param_target"], "target_label": "instance"},
+                    {"target_label": "__address__", "replacement": blackbox},
+                ],
+            }
+        )
     config = {
         "global": {
             "scrape_interval": interval,
@@ -176,18 +180,25 @@ def render_alertmanager_config(settings: Settings, paths: MonitoringPaths = PATH
     receiver: dict[str, Any] = {"name": "platform"}
     global_: dict[str, Any] = {"resolve_timeout": "5m"}
     if alerting.email_to:
-        global_.update({
-            "smtp_smarthost": alerting.smtp_smarthost,
-            "smtp_from": alerting.smtp_from,
-            "smtp_require_tls": alerting.smtp_require_tls,
-        })
+        global_.update(
+            {
+                "smtp_smarthost": alerting.smtp_smarthost,
+                "smtp_from": alerting.smtp_from,
+                "smtp_require_tls": alerting.smtp_require_tls,
+            }
+        )
         if alerting.smtp_username:
             global_["smtp_auth_username"] = alerting.smtp_username
         if alerting.smtp_password is not None:
             global_["smtp_auth_password_file"] = paths.smtp_password
         receiver["email_configs"] = [
-            {"to": ", ".join(alerting.email_to), "send_resolved": True,
-             "headers": {"Subject": f"[{settings.stack}] " + "{{ .Status | toUpper }} {{ .CommonLabels.alertname }}"}}
+            {
+                "to": ", ".join(alerting.email_to),
+                "send_resolved": True,
+                "headers": {
+                    "Subject": f"[{settings.stack}] " + "{{ .Status | toUpper }} {{ .CommonLabels.alertname }}"
+                },
+            }
         ]
     if alerting.webhook_url is not None:
         receiver["webhook_configs"] = [{"url": alerting.webhook_url.get_secret_value(), "send_resolved": True}]
@@ -200,26 +211,38 @@ def render_alertmanager_config(settings: Settings, paths: MonitoringPaths = PATH
             "group_interval": "5m",
             "repeat_interval": "4h",
             "routes": [
-                {"matchers": ['severity="critical"'], "receiver": "platform", "group_wait": "10s",
-                 "repeat_interval": "1h"},
+                {
+                    "matchers": ['severity="critical"'],
+                    "receiver": "platform",
+                    "group_wait": "10s",
+                    "repeat_interval": "1h",
+                },
             ],
         },
         "inhibit_rules": [
             # The database is down: the API's errors, latency and backups are consequences.
-            {"source_matchers": ['alertname="DbDown"'],
-             "target_matchers": ['alertname=~"Api5xxRate|LatencyP95|BackupTooOld|BackupJobFailed"'],
-             "equal": ["stack"]},
+            {
+                "source_matchers": ['alertname="DbDown"'],
+                "target_matchers": ['alertname=~"Api5xxRate|LatencyP95|BackupTooOld|BackupJobFailed"'],
+                "equal": ["stack"],
+            },
             # A target that cannot be scraped: its other alerts are stale or consequences.
-            {"source_matchers": ['alertname="InstanceDown"'],
-             "target_matchers": ['alertname!="InstanceDown"'],
-             "equal": ["stack", "job"]},
+            {
+                "source_matchers": ['alertname="InstanceDown"'],
+                "target_matchers": ['alertname!="InstanceDown"'],
+                "equal": ["stack", "job"],
+            },
             # The certificate cannot be probed: its expiry is unknown, say it once.
-            {"source_matchers": ['alertname="CertProbeFailed"'],
-             "target_matchers": ['alertname="CertExpirySoon"'],
-             "equal": ["stack"]},
-            {"source_matchers": ['severity="critical"'],
-             "target_matchers": ['severity="warning"'],
-             "equal": ["stack", "alertname", "job"]},
+            {
+                "source_matchers": ['alertname="CertProbeFailed"'],
+                "target_matchers": ['alertname="CertExpirySoon"'],
+                "equal": ["stack"],
+            },
+            {
+                "source_matchers": ['severity="critical"'],
+                "target_matchers": ['severity="warning"'],
+                "equal": ["stack", "alertname", "job"],
+            },
         ],
         "receivers": [receiver],
     }
@@ -234,8 +257,8 @@ def sql_exporter_queries() -> list[dict[str, Any]]:
             "help": "Flights ingested (rows of app.flights): all, and created in the last hour.",
             "values": ["total", "last_hour"],
             "query": "SELECT count(*)::float8 AS total,"
-                     " count(*) FILTER (WHERE created_at > now() - interval '1 hour')::float8 AS last_hour"
-                     " FROM app.flights",
+            " count(*) FILTER (WHERE created_at > now() - interval '1 hour')::float8 AS last_hour"
+            " FROM app.flights",
         },
         {
             "name": "flypotato_flow_events",
@@ -243,45 +266,53 @@ def sql_exporter_queries() -> list[dict[str, Any]]:
             "labels": ["event_type"],
             "values": ["total", "last_hour"],
             "query": "SELECT event_type, count(*)::float8 AS total,"
-                     " count(*) FILTER (WHERE created_at > now() - interval '1 hour')::float8 AS last_hour"
-                     " FROM app.flow_events GROUP BY event_type",
+            " count(*) FILTER (WHERE created_at > now() - interval '1 hour')::float8 AS last_hour"
+            " FROM app.flow_events GROUP BY event_type",
         },
     ]
 
 
 def sql_exporter_dsn(settings: Settings, password: str, host: str | None = None, port: int | None = None) -> str:
-    return (f"postgres://exporter:{password}@{host or _host('postgres')}:{port or settings.ports['postgres']}"
-            f"/{APP_DATABASE}?sslmode=disable")
+    return (
+        f"postgres://exporter:{password}@{host or _host('postgres')}:{port or settings.ports['postgres']}"
+        f"/{APP_DATABASE}?sslmode=disable"
+    )
 
 
 def render_sql_exporter_config(settings: Settings, dsn: str) -> str:
     """justwatchcom/sql_exporter jobs; the DSN carries the exporter role's password, so the file is secret."""
-    return _dump({
-        "jobs": [{
-            "name": "flypotato",
-            "interval": "5m",
-            "connections": [dsn],
-            "startup_sql": ["SET statement_timeout = '20s'", "SET lock_timeout = '2s'"],
-            "queries": sql_exporter_queries(),
-        }]
-    })
+    return _dump(
+        {
+            "jobs": [
+                {
+                    "name": "flypotato",
+                    "interval": "5m",
+                    "connections": [dsn],
+                    "startup_sql": ["SET statement_timeout = '20s'", "SET lock_timeout = '2s'"],
+                    "queries": sql_exporter_queries(),
+                }
+            ]
+        }
+    )
 
 
 def render_blackbox_config(settings: Settings) -> str:
     """Certificate probe: a TLS handshake with the public name. The internal CA of dev-like stacks is not
     in the probe's trust store, so verification is skipped there; expiry is read either way."""
-    return _dump({
-        "modules": {
-            BLACKBOX_TLS_MODULE: {
-                "prober": "tcp",
-                "timeout": "5s",
-                "tcp": {
-                    "tls": True,
-                    "tls_config": {
-                        "server_name": settings.domain,
-                        "insecure_skip_verify": settings.raw.tls.mode == "internal_ca",
+    return _dump(
+        {
+            "modules": {
+                BLACKBOX_TLS_MODULE: {
+                    "prober": "tcp",
+                    "timeout": "5s",
+                    "tcp": {
+                        "tls": True,
+                        "tls_config": {
+                            "server_name": settings.domain,
+                            "insecure_skip_verify": settings.raw.tls.mode == "internal_ca",
+                        },
                     },
-                },
+                }
             }
         }
-    })
+    )

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +23,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -144,11 +145,17 @@ def _service_fields(kind: Any) -> dict[str, Any]:
 
 # Per-listener and per-service maps are models with one optional field each, so an unknown key is an
 # error that names the key (and suggests the closest known one) instead of being ignored.
-from pydantic import create_model  # noqa: E402
-
-PortsConfig = create_model("PortsConfig", __base__=_Strict, **_listener_fields(Port))  # type: ignore[call-overload]
-PublishConfig = create_model("PublishConfig", __base__=_Strict, **_listener_fields(Exposure))  # type: ignore[call-overload]
-ImagesConfig = create_model("ImagesConfig", __base__=_Strict, **_service_fields(str))  # type: ignore[call-overload]
+# Type checkers see them as plain models; at run time each has one field per listener/service/zone.
+if TYPE_CHECKING:
+    PortsConfig: TypeAlias = BaseModel
+    PublishConfig: TypeAlias = BaseModel
+    ImagesConfig: TypeAlias = BaseModel
+    ResourcesConfig: TypeAlias = BaseModel
+    ZonesConfig: TypeAlias = BaseModel
+else:
+    PortsConfig = create_model("PortsConfig", __base__=_Strict, **_listener_fields(Port))
+    PublishConfig = create_model("PublishConfig", __base__=_Strict, **_listener_fields(Exposure))
+    ImagesConfig = create_model("ImagesConfig", __base__=_Strict, **_service_fields(str))
 
 
 class ResourceConfig(_Strict):
@@ -157,7 +164,8 @@ class ResourceConfig(_Strict):
     pids: Pids | None = None
 
 
-ResourcesConfig = create_model("ResourcesConfig", __base__=_Strict, **_service_fields(ResourceConfig))  # type: ignore[call-overload]
+if not TYPE_CHECKING:
+    ResourcesConfig = create_model("ResourcesConfig", __base__=_Strict, **_service_fields(ResourceConfig))
 
 
 class ZoneConfig(_Strict):
@@ -169,9 +177,8 @@ class ZoneConfig(_Strict):
     )
 
 
-ZonesConfig = create_model(  # type: ignore[call-overload]
-    "ZonesConfig", __base__=_Strict, **{z.value: (ZoneConfig | None, None) for z in Zone}
-)
+if not TYPE_CHECKING:
+    ZonesConfig = create_model("ZonesConfig", __base__=_Strict, **{z.value: (ZoneConfig | None, None) for z in Zone})
 
 
 class EgressRule(_Strict):
@@ -221,8 +228,17 @@ class TlsConfig(_Strict):
 
 
 CspDirective = Literal[
-    "default-src", "script-src", "style-src", "img-src", "font-src", "connect-src", "frame-src",
-    "worker-src", "media-src", "manifest-src", "form-action",
+    "default-src",
+    "script-src",
+    "style-src",
+    "img-src",
+    "font-src",
+    "connect-src",
+    "frame-src",
+    "worker-src",
+    "media-src",
+    "manifest-src",
+    "form-action",
 ]
 # One CSP source per item: no whitespace, separators or nginx variables ('self' and https://x are fine).
 CspSource = Annotated[str, Field(pattern=r"^[^\s;,\"$\\{}]+$")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
 from geoalchemy2 import alembic_helpers
@@ -53,7 +54,7 @@ def _prepare(connection: Connection) -> None:
     connection.commit()
 
 
-def _configure(connection: Connection | None = None, **kwargs: object) -> None:
+def _configure(connection: Connection | None = None, **kwargs: Any) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

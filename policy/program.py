@@ -7,6 +7,7 @@ replaced by placeholders.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -187,6 +188,7 @@ def evaluate_program(
     from pulumi.runtime import settings as runtime_settings
     from pulumi.runtime.sync_await import _sync_await
 
+    _ensure_event_loop()
     raw = dict(config) if config is not None else stack_config(stack, overrides)
     recorded: list[PlannedResource] = []
 
@@ -268,6 +270,17 @@ def evaluate_program(
     return ProgramGraph(
         stack=stack, config=raw, resources=recorded, outputs=resolved if error is None else {}, error=error
     )
+
+
+def _ensure_event_loop() -> None:
+    """The Pulumi runtime needs a current event loop; an async test runner may have closed or unset it."""
+    try:
+        loop = asyncio.get_event_loop()
+        if not loop.is_closed():
+            return
+    except RuntimeError:
+        pass
+    asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def _sync_await_deserialize(rpc: Any, obj: Any) -> dict[str, Any]:

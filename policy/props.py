@@ -9,7 +9,6 @@ values are the :data:`UNKNOWN` marker and report them as violations themselves.
 from __future__ import annotations
 
 import shlex
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any

@@ -1,7 +1,7 @@
 """Generate docs/ from the program itself: port matrix, topology diagrams, config reference, policies.
 
-    python scripts/gendocs.py          # write docs/*.md
-    python scripts/gendocs.py --check  # exit 1 when a committed doc differs from what the program generates
+python scripts/gendocs.py          # write docs/*.md
+python scripts/gendocs.py --check  # exit 1 when a committed doc differs from what the program generates
 """
 
 from __future__ import annotations
@@ -60,10 +60,8 @@ def render_topology(stack: str) -> str:
     lines = ["flowchart LR"]
     homes: dict[Zone, list[str]] = {}
     for service in SERVICES:
-        zones = s.zones_of(service)
-        home = Zone.EDGE if Zone.EDGE in zones else SERVICES[service].zones and sorted(
-            SERVICES[service].zones, key=list(Zone).index
-        )[0]
+        # Draw each service in its first zone of DESIGN.md's order (nginx: edge).
+        home = sorted(SERVICES[service].zones, key=list(Zone).index)[0]
         homes.setdefault(home, []).append(service)
     for zone in Zone:
         members = homes.get(zone, [])
@@ -79,12 +77,12 @@ def render_topology(stack: str) -> str:
         if not row.published:
             continue
         source = "users" if s.exposure[row.listener] is Exposure.PUBLIC else "operator"
-        lines.append(f"    {source} -- \"{row.host_ip}:{row.host_port}\" --> {_node(row.service)}")
+        lines.append(f'    {source} -- "{row.host_ip}:{row.host_port}" --> {_node(row.service)}')
     for flow in FLOWS:
         if not s.flow_active(flow):
             continue
         target = LISTENERS[flow.target_listener]
-        lines.append(f"    {_node(flow.source)} -. \"{flow.purpose}\" .-> {_node(target.service)}")
+        lines.append(f'    {_node(flow.source)} -. "{flow.purpose}" .-> {_node(target.service)}')
     return "\n".join(lines) + "\n"
 
 
@@ -118,11 +116,7 @@ def _walk(model: type[BaseModel], prefix: str, rows: list[tuple[str, str, str, s
         key = f"{prefix}{name}"
         annotation = field.annotation
         nested = next(
-            (
-                a
-                for a in (annotation, *typing.get_args(annotation))
-                if isinstance(a, type) and issubclass(a, BaseModel)
-            ),
+            (a for a in (annotation, *typing.get_args(annotation)) if isinstance(a, type) and issubclass(a, BaseModel)),
             None,
         )
         if field.is_required():
@@ -142,8 +136,10 @@ def _walk(model: type[BaseModel], prefix: str, rows: list[tuple[str, str, str, s
                 z.value for z in Zone
             }:
                 inner = next(iter(nested.model_fields.values()))
-                kind = "listener" if set(nested.model_fields) <= set(LISTENERS) else (
-                    "service" if set(nested.model_fields) <= set(SERVICES) else "zone"
+                kind = (
+                    "listener"
+                    if set(nested.model_fields) <= set(LISTENERS)
+                    else ("service" if set(nested.model_fields) <= set(SERVICES) else "zone")
                 )
                 inner_nested = next(
                     (a for a in typing.get_args(inner.annotation) if isinstance(a, type) and issubclass(a, BaseModel)),
@@ -184,7 +180,7 @@ def render_policies() -> str:
         HEADER,
         "# Policies\n\n",
         "The CrossGuard pack in `policy/` (`pulumi preview --policy-pack policy`, or offline: `make plan`).\n",
-        "Levels are per stack; policy config can override them (`{\"all\": \"advisory\"}`).\n\n",
+        'Levels are per stack; policy config can override them (`{"all": "advisory"}`).\n\n',
         "| id | requirement | what it checks | " + " | ".join(STACKS) + " |\n",
         "|---|---|---|" + "---|" * len(STACKS) + "\n",
     ]

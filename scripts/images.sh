@@ -32,6 +32,9 @@ BLACKBOX_EXPORTER_VERSION=0.23.0
 SQL_EXPORTER_VERSION=0.4.5
 POSTGRES_MAJOR=15
 POSTGIS_MAJOR=3
+# The backend and backup images carry the project's code: they take its version (pyproject.toml).
+PROJECT_VERSION="$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' "$ROOT/pyproject.toml" 2>/dev/null | head -n 1)"
+PROJECT_VERSION="${PROJECT_VERSION:-0.0.0}"
 
 ORDER=(base-bookworm base-trixie python postgis nginx prometheus alertmanager node-exporter
        postgres-exporter blackbox-exporter sql-exporter keycloak oauth2-proxy backup backend)
@@ -49,17 +52,21 @@ declare -A REF=(
     [sql-exporter]=fly-potato/sql-exporter:$SQL_EXPORTER_VERSION
     [keycloak]=fly-potato/keycloak:$KEYCLOAK_VERSION
     [oauth2-proxy]=fly-potato/oauth2-proxy:$OAUTH2_PROXY_VERSION
-    [backup]=fly-potato/backup:${POSTGRES_MAJOR}
-    [backend]=fly-potato/backend:local
+    [backup]=fly-potato/backup:$PROJECT_VERSION
+    [backend]=fly-potato/backend:$PROJECT_VERSION
 )
 declare -A VERSION=(
     [base-bookworm]=12 [base-trixie]=13 [python]=3.11 [postgis]="${POSTGRES_MAJOR}-${POSTGIS_MAJOR}"
     [nginx]=$NGINX_VERSION [prometheus]=$PROMETHEUS_VERSION [alertmanager]=$ALERTMANAGER_VERSION
     [node-exporter]=$NODE_EXPORTER_VERSION [postgres-exporter]=$POSTGRES_EXPORTER_VERSION
     [blackbox-exporter]=$BLACKBOX_EXPORTER_VERSION [sql-exporter]=$SQL_EXPORTER_VERSION
-    [keycloak]=$KEYCLOAK_VERSION [oauth2-proxy]=$OAUTH2_PROXY_VERSION [backup]=$POSTGRES_MAJOR
-    [backend]=local
+    [keycloak]=$KEYCLOAK_VERSION [oauth2-proxy]=$OAUTH2_PROXY_VERSION [backup]=$PROJECT_VERSION
+    [backend]=$PROJECT_VERSION
 )
+# Upstream-versioned images are also tagged MAJOR and MAJOR.MINOR (prometheus:2, prometheus:2.42), so
+# stack config may follow a series; the manifest and prod pins use the full tag and the image id.
+ALIASED=(nginx prometheus alertmanager node-exporter postgres-exporter blackbox-exporter sql-exporter
+         keycloak oauth2-proxy)
 declare -A FROM=(
     [python]=base-bookworm [postgis]=base-bookworm [nginx]=base-bookworm [prometheus]=base-bookworm
     [alertmanager]=base-bookworm [node-exporter]=base-bookworm [postgres-exporter]=base-bookworm
@@ -68,12 +75,13 @@ declare -A FROM=(
 )
 # Stack service → image (the keys of the stacks' image settings).
 SERVICES=(postgres migration backend nginx keycloak oauth2_proxy prometheus alertmanager node_exporter
-          postgres_exporter sql_exporter blackbox_exporter backup)
+          postgres_exporter sql_exporter blackbox_exporter backup container_exporter)
 declare -A SERVICE_IMAGE=(
     [postgres]=postgis [migration]=backend [backend]=backend [nginx]=nginx [keycloak]=keycloak
     [oauth2_proxy]=oauth2-proxy [prometheus]=prometheus [alertmanager]=alertmanager
     [node_exporter]=node-exporter [postgres_exporter]=postgres-exporter [sql_exporter]=sql-exporter
     [blackbox_exporter]=blackbox-exporter [backup]=backup
+    [container_exporter]=backup  # a stdlib Python script; runs on the backup image's Python
 )
 
 # --- small helpers --------------------------------------------------------------------------------
@@ -98,6 +106,7 @@ apt_install() {  # apt_install PACKAGE… — host tools the build needs
 
 # Hash a directory's file names, modes and contents (stable order).
 hash_dir() {
+    # shellcheck disable=SC2016  # the inner script expands its own "$f"
     (cd "$1" && find . \( -name __pycache__ -o -name '*.pyc' \) -prune -o -type f -print0 | LC_ALL=C sort -z \
         | xargs -0 -r sh -c 'for f; do printf "%s %s\n" "$(stat -c %a "$f")" "$f"; sha256sum < "$f"; done' _) \
         | sha256sum | cut -c1-64
@@ -313,6 +322,7 @@ backend_inputs() {
         for src in $sources; do
             src="${src%/}"; src="${src#./}"
             # Each source may be a glob (e.g. build/wheels*) naming files or directories.
+            # shellcheck disable=SC2015  # no match is an empty list, whichever part failed
             for path in $(cd "$ROOT" && compgen -G "${src:-.}" || true); do
                 (cd "$ROOT" && find "$path" \( -name __pycache__ -o -name '*.pyc' -o -name .git -o -name .venv \
                     -o -name '.env*' -o -name .secrets -o -name .pytest_cache -o -name .mypy_cache -o -name .ruff_cache \) \
@@ -320,6 +330,15 @@ backend_inputs() {
             done
         done
     } | sha256sum | cut -c1-64
+}
+
+alias_tags() {  # alias_tags NAME — point REPO:MAJOR and REPO:MAJOR.MINOR at the image
+    local name=$1 n repo version
+    for n in "${ALIASED[@]}"; do [ "$n" = "$name" ] || continue
+        repo="${REF[$name]%:*}"; version="${VERSION[$name]}"
+        if [ "${version%%.*}" != 0 ]; then docker tag "${REF[$name]}" "$repo:${version%%.*}"; fi
+        docker tag "${REF[$name]}" "$repo:${version%.*}"
+    done
 }
 
 up_to_date() {  # up_to_date REF INPUTS — true when REF exists with these inputs (and not --force)
@@ -358,7 +377,7 @@ for arg in "$@"; do
             [ -f "$MANIFEST" ] || die "no manifest yet: run scripts/images.sh"
             cat "$MANIFEST"; exit 0 ;;
         --list) for n in "${ORDER[@]}"; do printf '%-18s %s\n' "$n" "${REF[$n]}"; done; exit 0 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $arg (see --help)" ;;
         *) [ -n "${REF[$arg]:-}" ] || die "unknown image '$arg'; one of: ${ORDER[*]}"; WANT+=("$arg") ;;
     esac
@@ -395,6 +414,7 @@ for name in "${TODO[@]}"; do
         *) build_dockerfile "$name" ;;
     esac || { write_manifest; die "${REF[$name]} failed after $(elapsed "$start") (log: $CACHE_DIR/logs/$name.log)"; }
     after="$(image_id "${REF[$name]}")"
+    if [ -n "$after" ]; then alias_tags "$name"; fi
     if [ -z "$after" ]; then state="not built"
     elif [ "$before" = "$after" ]; then state="up to date"
     else state="built"; fi

@@ -47,7 +47,7 @@ async def ready(request: Request, settings: SettingsDep) -> JSONResponse:
         version = await asyncio.wait_for(_database_version(request), timeout=settings.ready_timeout_seconds)
         body = Readiness(status="ready", database="ok", migration=version)
         code = status.HTTP_200_OK
-    except Exception:  # noqa: BLE001 - any failure means not ready
+    except Exception:
         body = Readiness(status="not ready", database="unavailable")
         code = status.HTTP_503_SERVICE_UNAVAILABLE
     previous = getattr(request.app.state, "ready", None)

@@ -87,7 +87,10 @@ def render(containers: list[dict[str, Any]]) -> str:
     """Exposition text for the inspected containers."""
     families: dict[str, tuple[str, str, list[str]]] = {
         "flypotato_container_restarts_total": (
-            "counter", "Times the restart policy restarted the container (Docker RestartCount).", []),
+            "counter",
+            "Times the restart policy restarted the container (Docker RestartCount).",
+            [],
+        ),
         "flypotato_container_running": ("gauge", "1 if the container is running.", []),
         "flypotato_container_healthy": ("gauge", "1 if the container's healthcheck passes (only with one).", []),
         "flypotato_container_oom_killed": ("gauge", "1 if the container's last exit was an OOM kill.", []),
@@ -151,8 +154,7 @@ def main(environ: dict[str, str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stack = env.get("EXPORTER_STACK", "")
     if not stack:
-        print("EXPORTER_STACK is not set; set it to the stack whose containers to report (e.g. prod).",
-              file=sys.stderr)
+        print("EXPORTER_STACK is not set; set it to the stack whose containers to report (e.g. prod).", file=sys.stderr)
         return 2
     token = None
     token_file = env.get("EXPORTER_TOKEN_FILE")

@@ -42,7 +42,7 @@ class FakeKeycloak:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 outer.requests += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ MAX_EXAMPLES = int(os.environ.get("FLY_POTATO_FUZZ_EXAMPLES", "25"))
 
 
 @pytest.fixture(scope="session")
-def fuzz_app(pg: PostgresCluster, keycloak: FakeKeycloak, embed_key_pem: str) -> Iterator[Any]:
+def fuzz_app(pg: PostgresCluster, keycloak: FakeKeycloak, embed_key_pem: str) -> Any:
     prepare_database(pg, "fuzz")
     command.upgrade(alembic_config(pg.dsn("fuzz", user="migrator")), "head")
     app_settings = make_settings(pg.dsn("fuzz", user="app"), keycloak, embed_key_pem)
@@ -49,7 +48,7 @@ def fuzz_app(pg: PostgresCluster, keycloak: FakeKeycloak, embed_key_pem: str) ->
             ).status_code
             == 200
         )
-    yield app
+    return app
 
 
 @pytest.fixture(scope="session")

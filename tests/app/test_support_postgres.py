@@ -40,5 +40,5 @@ def test_stop_start_keeps_port_and_remove_cleans_up() -> None:
 
 def test_missing_binaries_fail_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PG_BIN", "/nonexistent/bin")
-    with pytest.raises(support.PostgresNotInstalled, match="scripts/deps/postgres.sh"):
+    with pytest.raises(support.PostgresNotInstalled, match=r"scripts/deps/postgres\.sh"):
         support.find_pg_bin()

@@ -102,7 +102,7 @@ def table_digest(cluster: PostgresCluster, dbname: str) -> dict[str, str]:
     ).splitlines()
     return {
         t: cluster.psql(
-            f"SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x",  # noqa: S608
+            f"SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x",
             dbname=dbname,
         )
         for t in tables

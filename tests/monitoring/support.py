@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DEPS_HINT = ("run scripts/deps/monitoring.sh to install Debian's prometheus, prometheus-alertmanager, "
-             "blackbox and sql exporters")
+DEPS_HINT = (
+    "run scripts/deps/monitoring.sh to install Debian's prometheus, prometheus-alertmanager, blackbox and sql exporters"
+)
 BINARIES = {
     "prometheus": "prometheus",
     "promtool": "prometheus",
@@ -26,8 +27,11 @@ BINARIES = {
     "blackbox_exporter": "prometheus-blackbox-exporter",
     "sql_exporter": "prometheus-sql-exporter",
 }
-EXECUTABLES = {"alertmanager": "prometheus-alertmanager", "blackbox_exporter": "prometheus-blackbox-exporter",
-               "sql_exporter": "prometheus-sql-exporter"}
+EXECUTABLES = {
+    "alertmanager": "prometheus-alertmanager",
+    "blackbox_exporter": "prometheus-blackbox-exporter",
+    "sql_exporter": "prometheus-sql-exporter",
+}
 
 
 def tool(name: str) -> str:
@@ -70,4 +74,3 @@ def prometheus_query(base: str, expr: str) -> list[dict[str, Any]]:
     status, body = http_get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
     assert status == 200, body
     return json.loads(body)["data"]["result"]
-

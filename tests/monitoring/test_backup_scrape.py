@@ -49,13 +49,22 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         (job,) = [j for j in rendered["scrape_configs"] if j["job_name"] == "backup"]
         job["static_configs"][0]["targets"] = [f"127.0.0.1:{settings.metrics_port}"]
         fast = {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
-        (root / "prometheus.yml").write_text(yaml.safe_dump({"global": rendered["global"] | fast,
-                                                             "scrape_configs": [job]}))
+        (root / "prometheus.yml").write_text(
+            yaml.safe_dump({"global": rendered["global"] | fast, "scrape_configs": [job]})
+        )
         port = free_port()
         log = (root / "prometheus.log").open("wb")
-        process = subprocess.Popen([tool("prometheus"), f"--config.file={root / 'prometheus.yml'}",
-                                    f"--storage.tsdb.path={root / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-                                   stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        process = subprocess.Popen(
+            [
+                tool("prometheus"),
+                f"--config.file={root / 'prometheus.yml'}",
+                f"--storage.tsdb.path={root / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_for("prometheus", lambda: http_get(f"{url}/-/ready")[0] == 200)
@@ -75,8 +84,10 @@ def test_the_backup_target_needs_the_token_and_is_scraped_with_it(prometheus: st
 
 
 def test_job_failures_keep_the_backup_job_name_the_alert_matches(prometheus: str) -> None:
-    failed = wait_for("BackupJobFailed's expression", lambda: prometheus_query(
-        prometheus, 'backup_job_last_run_ok{job=~"drill|wal_check|basebackup"} == 0'))
+    failed = wait_for(
+        "BackupJobFailed's expression",
+        lambda: prometheus_query(prometheus, 'backup_job_last_run_ok{job=~"drill|wal_check|basebackup"} == 0'),
+    )
     assert [(s["metric"]["job"], s["metric"]["service"]) for s in failed] == [("drill", "backup")]
     assert "exported_job" not in failed[0]["metric"]
     ok = prometheus_query(prometheus, 'backup_job_last_run_ok{job=~"wal_check|basebackup"} == 1')

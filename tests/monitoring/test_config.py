@@ -14,8 +14,18 @@ from policy.program import stack_config
 from tests.monitoring.support import REPO, run, tool
 
 RULES_TEST = REPO / "tests" / "monitoring" / "rules_test.yml"
-REQUIRED_ALERTS = {"Api5xxRate", "LatencyP95", "DbDown", "CertExpirySoon", "OAuth2ErrorsSpike", "ContainerRestarts",
-                   "InstanceDown", "BackupTooOld", "BackupJobFailed", "WalArchiveFailing"}
+REQUIRED_ALERTS = {
+    "Api5xxRate",
+    "LatencyP95",
+    "DbDown",
+    "CertExpirySoon",
+    "OAuth2ErrorsSpike",
+    "ContainerRestarts",
+    "InstanceDown",
+    "BackupTooOld",
+    "BackupJobFailed",
+    "WalArchiveFailing",
+}
 
 
 def settings_for(stack: str, **overrides: object) -> Settings:
@@ -74,8 +84,19 @@ def test_scrape_jobs_cover_the_platform_with_the_token_where_needed() -> None:
     settings = settings_for("prod")
     config = yaml.safe_load(mc.render_prometheus_config(settings))
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "alertmanager", "backend", "postgres_exporter", "sql_exporter",
-                         "node_exporter", "oauth2_proxy", "keycloak", "container_exporter", "backup", "blackbox_tls"}
+    assert set(jobs) == {
+        "prometheus",
+        "alertmanager",
+        "backend",
+        "postgres_exporter",
+        "sql_exporter",
+        "node_exporter",
+        "oauth2_proxy",
+        "keycloak",
+        "container_exporter",
+        "backup",
+        "blackbox_tls",
+    }
     for name in ("backend", "backup", "container_exporter"):
         assert jobs[name]["authorization"] == {"type": "Bearer", "credentials_file": mc.PATHS.metrics_token}
     assert jobs["keycloak"]["metrics_path"] == "/sso/metrics"
@@ -103,8 +124,13 @@ def test_blackbox_exporter_accepts_the_probe_modules(tmp_path: Path) -> None:
     for mode in ("internal_ca", "provided"):
         settings = settings_for("prod")
         if mode == "provided":
-            settings = settings.model_copy(update={"raw": settings.raw.model_copy(
-                update={"tls": settings.raw.tls.model_copy(update={"mode": "provided"})})})
+            settings = settings.model_copy(
+                update={
+                    "raw": settings.raw.model_copy(
+                        update={"tls": settings.raw.tls.model_copy(update={"mode": "provided"})}
+                    )
+                }
+            )
         config = tmp_path / f"blackbox-{mode}.yml"
         config.write_text(mc.render_blackbox_config(settings))
         result = run([tool("blackbox_exporter"), f"--config.file={config}", "--config.check"])
@@ -116,8 +142,13 @@ def test_blackbox_exporter_accepts_the_probe_modules(tmp_path: Path) -> None:
 
 RECEIVERS = {
     "none": {},
-    "email": {"email_to": ["oncall@example.com", "dba@example.com"], "smtp_smarthost": "smtp.example.com:587",
-              "smtp_from": "alerts@example.com", "smtp_username": "alerts", "smtp_password": "smtp-secret"},
+    "email": {
+        "email_to": ["oncall@example.com", "dba@example.com"],
+        "smtp_smarthost": "smtp.example.com:587",
+        "smtp_from": "alerts@example.com",
+        "smtp_username": "alerts",
+        "smtp_password": "smtp-secret",
+    },
     "webhook": {"webhook_url": "https://hooks.example.com/services/T0/B0/secret-part"},
 }
 RECEIVERS["both"] = RECEIVERS["email"] | RECEIVERS["webhook"]
@@ -141,16 +172,28 @@ def test_amtool_accepts_the_alertmanager_config(kind: str, tmp_path: Path) -> No
         assert parsed["global"]["smtp_auth_password_file"] == paths.smtp_password
         assert receiver["email_configs"][0]["to"] == "oncall@example.com, dba@example.com"
     assert mc.alertmanager_config_is_secret(settings) is ("webhook_configs" in receiver)
-    routed = run([tool("amtool"), "config", "routes", "test", f"--config.file={config}",
-                  "alertname=DbDown", "severity=critical", "stack=prod"])
+    routed = run(
+        [
+            tool("amtool"),
+            "config",
+            "routes",
+            "test",
+            f"--config.file={config}",
+            "alertname=DbDown",
+            "severity=critical",
+            "stack=prod",
+        ]
+    )
     assert routed.returncode == 0 and routed.stdout.strip() == "platform", routed.stdout + routed.stderr
 
 
 def test_alertmanager_groups_and_inhibits() -> None:
     parsed = yaml.safe_load(mc.render_alertmanager_config(settings_for("prod")))
     assert parsed["route"]["group_by"] == ["alertname", "stack", "job"]
-    inhibit = {(tuple(rule["source_matchers"]), tuple(rule["target_matchers"])): rule["equal"]
-               for rule in parsed["inhibit_rules"]}
+    inhibit = {
+        (tuple(rule["source_matchers"]), tuple(rule["target_matchers"])): rule["equal"]
+        for rule in parsed["inhibit_rules"]
+    }
     assert inhibit[(('alertname="DbDown"',), ('alertname=~"Api5xxRate|LatencyP95|BackupTooOld|BackupJobFailed"',))] == [
         "stack"
     ]

@@ -20,12 +20,18 @@ import container_exporter as exporter
 
 TOKEN = "x" * 40
 CONTAINERS = {
-    "aaa": {"Name": "/fly-potato-prod-backend", "RestartCount": 4,
-            "Config": {"Labels": {"org.flypotato.stack": "prod", "org.flypotato.service": "backend"}},
-            "State": {"Running": True, "OOMKilled": False, "Health": {"Status": "healthy"}}},
-    "bbb": {"Name": "/fly-potato-prod-keycloak", "RestartCount": 0,
-            "Config": {"Labels": {"org.flypotato.stack": "prod", "org.flypotato.service": "keycloak"}},
-            "State": {"Running": False, "OOMKilled": True}},
+    "aaa": {
+        "Name": "/fly-potato-prod-backend",
+        "RestartCount": 4,
+        "Config": {"Labels": {"org.flypotato.stack": "prod", "org.flypotato.service": "backend"}},
+        "State": {"Running": True, "OOMKilled": False, "Health": {"Status": "healthy"}},
+    },
+    "bbb": {
+        "Name": "/fly-potato-prod-keycloak",
+        "RestartCount": 0,
+        "Config": {"Labels": {"org.flypotato.stack": "prod", "org.flypotato.service": "keycloak"}},
+        "State": {"Running": False, "OOMKilled": True},
+    },
 }
 
 

@@ -60,8 +60,9 @@ def database() -> Iterator[PostgresCluster]:
         command.upgrade(alembic_config(cluster.dsn(DATABASE, user="migrator")), "head")
         # The exporter role as the platform needs it: pg_monitor, and SELECT on what sql_exporter counts.
         cluster.psql("CREATE ROLE exporter LOGIN; GRANT pg_monitor TO exporter")
-        cluster.psql("GRANT USAGE ON SCHEMA app TO exporter; GRANT SELECT ON app.flights, app.flow_events TO exporter",
-                     DATABASE)
+        cluster.psql(
+            "GRANT USAGE ON SCHEMA app TO exporter; GRANT SELECT ON app.flights, app.flow_events TO exporter", DATABASE
+        )
         yield cluster
     finally:
         cluster.remove()
@@ -78,19 +79,40 @@ def stack(database: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -
     ports = {name: free_port() for name in ("backend", "sql_exporter", "prometheus")}
     try:
         env = {key: value for key, value in os.environ.items() if not key.startswith("FLY_POTATO_")}
-        env.update({
-            "FLY_POTATO_PROFILE": "dev",
-            "FLY_POTATO_DATABASE_URL": database.dsn(DATABASE, user="app"),
-            "FLY_POTATO_METRICS_TOKEN_FILE": paths.metrics_token,
-            "PYTHONPATH": str(REPO),
-        })
-        processes.start("backend", [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-                                    "--host", "127.0.0.1", "--port", str(ports["backend"])], env=env)
+        env.update(
+            {
+                "FLY_POTATO_PROFILE": "dev",
+                "FLY_POTATO_DATABASE_URL": database.dsn(DATABASE, user="app"),
+                "FLY_POTATO_METRICS_TOKEN_FILE": paths.metrics_token,
+                "PYTHONPATH": str(REPO),
+            }
+        )
+        processes.start(
+            "backend",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports["backend"]),
+            ],
+            env=env,
+        )
         sql_config = root / "sql_exporter.yml"
         dsn = database.dsn(DATABASE, user="exporter", driver="postgres") + "?sslmode=disable"
         sql_config.write_text(mc.render_sql_exporter_config(settings, dsn).replace("interval: 5m", "interval: 1s"))
-        processes.start("sql_exporter", [tool("sql_exporter"), f"-config.file={sql_config}",
-                                         f"-web.listen-address=127.0.0.1:{ports['sql_exporter']}"])
+        processes.start(
+            "sql_exporter",
+            [
+                tool("sql_exporter"),
+                f"-config.file={sql_config}",
+                f"-web.listen-address=127.0.0.1:{ports['sql_exporter']}",
+            ],
+        )
 
         # The rendered jobs, pointed at loopback; plus the backend job without its token.
         rendered = yaml.safe_load(mc.render_prometheus_config(settings, paths))
@@ -103,12 +125,17 @@ def stack(database: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -
         sql = jobs["sql_exporter"]
         sql["static_configs"][0]["targets"] = [f"127.0.0.1:{ports['sql_exporter']}"]
         fast = {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
-        config = {"global": rendered["global"] | fast,
-                  "scrape_configs": [backend, anonymous, sql]}
+        config = {"global": rendered["global"] | fast, "scrape_configs": [backend, anonymous, sql]}
         (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-        processes.start("prometheus", [tool("prometheus"), f"--config.file={root / 'prometheus.yml'}",
-                                       f"--storage.tsdb.path={root / 'tsdb'}",
-                                       f"--web.listen-address=127.0.0.1:{ports['prometheus']}"])
+        processes.start(
+            "prometheus",
+            [
+                tool("prometheus"),
+                f"--config.file={root / 'prometheus.yml'}",
+                f"--storage.tsdb.path={root / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+            ],
+        )
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         try:
             wait_for("the backend", lambda: http_get(f"{urls['backend']}/healthz")[0] == 200)
@@ -137,15 +164,20 @@ def test_backend_metrics_need_the_bearer_token(stack: dict[str, str]) -> None:
 def test_prometheus_scrapes_the_backend_with_the_token_file_and_is_refused_without(stack: dict[str, str]) -> None:
     prometheus = stack["prometheus"]
     http_get(f"{stack['backend']}/api/does-not-exist")  # one request to count
-    seen = wait_for("both backend jobs scraped", lambda: (t := targets(prometheus))
-                    and t["backend"]["health"] != "unknown" and t["backend_without_token"]["health"] != "unknown"
-                    and t)
+    seen = wait_for(
+        "both backend jobs scraped",
+        lambda: (
+            (t := targets(prometheus))
+            and t["backend"]["health"] != "unknown"
+            and t["backend_without_token"]["health"] != "unknown"
+            and t
+        ),
+    )
     assert seen["backend"]["health"] == "up", seen["backend"]["lastError"]
     assert seen["backend_without_token"]["health"] == "down"
     assert "401" in seen["backend_without_token"]["lastError"] or "403" in seen["backend_without_token"]["lastError"]
     # The series the alert rules read exist under the names the rules use.
-    series = wait_for("http_requests_total", lambda: prometheus_query(
-        prometheus, 'http_requests_total{job="backend"}'))
+    series = wait_for("http_requests_total", lambda: prometheus_query(prometheus, 'http_requests_total{job="backend"}'))
     assert {"2xx", "4xx"} <= {s["metric"]["status_class"] for s in series}  # /healthz, the unknown route
     assert prometheus_query(prometheus, 'http_request_duration_seconds_bucket{job="backend"}')
     assert prometheus_query(prometheus, 'up{job="backend_without_token"} == 0')
@@ -156,6 +188,8 @@ def test_prometheus_scrapes_the_custom_sql_metrics(stack: dict[str, str]) -> Non
     flights = wait_for("sql_flypotato_flights", lambda: prometheus_query(prometheus, "sql_flypotato_flights"))
     assert {s["metric"].get("col") for s in flights} == {"total", "last_hour"}
     # The backend records a startup event when it starts: the ops-events query sees it by type.
-    events = wait_for("startup events", lambda: prometheus_query(
-        prometheus, 'sql_flypotato_flow_events{event_type="startup", col="total"} >= 1'))
+    events = wait_for(
+        "startup events",
+        lambda: prometheus_query(prometheus, 'sql_flypotato_flow_events{event_type="startup", col="total"} >= 1'),
+    )
     assert events

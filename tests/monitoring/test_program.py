@@ -47,9 +47,16 @@ def test_retention_and_files_come_from_the_stack_config() -> None:
 
 
 def test_alertmanager_credentials_are_files() -> None:
-    g = graph("prod", alerting={"email_to": ["oncall@example.com"], "smtp_smarthost": "smtp.example.com:587",
-                                "smtp_from": "alerts@example.com", "smtp_password": "smtp-secret-value",
-                                "webhook_url": "https://hooks.example.com/secret-path"})
+    g = graph(
+        "prod",
+        alerting={
+            "email_to": ["oncall@example.com"],
+            "smtp_smarthost": "smtp.example.com:587",
+            "smtp_from": "alerts@example.com",
+            "smtp_password": "smtp-secret-value",
+            "webhook_url": "https://hooks.example.com/secret-path",
+        },
+    )
     alertmanager = g.containers()["alertmanager"]
     files = uploads(alertmanager)
     assert files[PATHS.smtp_password]["permissions"] == "0400"
@@ -66,8 +73,9 @@ def test_container_exporter_reads_the_socket_read_only_and_publishes_nothing() -
     container = graph("prod").containers()["container_exporter"]
     mounts = container.prop("mounts")
     socket = [m for m in mounts if m["type"] == "bind"]
-    assert socket == [{"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock",
-                       "readOnly": True}]
+    assert socket == [
+        {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock", "readOnly": True}
+    ]
     assert container.prop("user") == "10056:4242"
     assert container.prop("ports", []) == []
     assert container.prop("privileged") is False

@@ -84,16 +84,26 @@ def test_the_wal_archive_volume_is_mounted_read_write_in_postgres_and_backup(sta
     for service in ("postgres", "backup"):
         mounts = [m for m in containers[service].prop("mounts") if m["target"] == WAL_ARCHIVE_MOUNT]
         assert mounts == [
-            {"type": "volume", "source": f"fly-potato-{stack}-wal-archive", "target": WAL_ARCHIVE_MOUNT,
-             "readOnly": False}
+            {
+                "type": "volume",
+                "source": f"fly-potato-{stack}-wal-archive",
+                "target": WAL_ARCHIVE_MOUNT,
+                "readOnly": False,
+            }
         ], service
         assert volume.urn in containers[service].dependencies, f"{service} must wait for the volume"
     # The backup uid shares postgres' group, which owns the archive (2770): it reads and prunes the files.
     assert containers["postgres"].prop("user") == "10010:10010"
     assert containers["backup"].prop("user") == "10011:10010"
     backups = [m for m in containers["backup"].prop("mounts") if m["target"] == "/var/backups/fly-potato"]
-    assert backups == [{"type": "volume", "source": f"fly-potato-{stack}-backups",
-                        "target": "/var/backups/fly-potato", "readOnly": False}]
+    assert backups == [
+        {
+            "type": "volume",
+            "source": f"fly-potato-{stack}-backups",
+            "target": "/var/backups/fly-potato",
+            "readOnly": False,
+        }
+    ]
 
 
 # --- postgres' archive settings ----------------------------------------------------------------------
@@ -163,7 +173,7 @@ def test_backup_runs_the_scheduler_with_a_tmp_tmpfs_and_an_unauthenticated_healt
     backup = graph(stack).containers()["backup"]
     assert backup.prop("command") == ["service"]
     assert backup.prop("entrypoints") is None  # the image's `python3 -m backup`
-    assert backup.prop("tmpfs") == {"/tmp": "rw,noexec,nosuid,size=64m"}
+    assert backup.prop("tmpfs") == {"/tmp": "rw,noexec,nosuid,size=64m,uid=10011,gid=10010"}
     assert backup.prop("readOnly") is True
     test = backup.prop("healthcheck")["tests"]
     probe = " ".join(test)

@@ -23,6 +23,9 @@ def test_container_is_hardened(graph: ProgramGraph, service: str) -> None:
     assert set(c.prop("capabilities").get("adds") or []) <= {"NET_BIND_SERVICE"}
     assert c.prop("readOnly") is True
     assert "/tmp" in c.prop("tmpfs")
+    user_ids = c.prop("user").split(":")
+    for options in c.prop("tmpfs").values():
+        assert f"uid={user_ids[0]},gid={user_ids[1]}" in options, "scratch space owned by the service user"
     assert c.prop("memory") > 0 and c.prop("memorySwap") == c.prop("memory")
     assert float(c.prop("cpus")) > 0
     nproc = [u for u in c.prop("ulimits") if u["name"] == "nproc"]

@@ -30,8 +30,12 @@ def test_workflows_pass_actionlint() -> None:
 def test_actionlint_rejects_a_broken_workflow(tmp_path: Path) -> None:
     broken = tmp_path / ".github" / "workflows"
     broken.mkdir(parents=True)
-    (broken / "bad.yml").write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n      - uses: actions/checkout@v4\n        run: echo both\n")
-    result = subprocess.run([actionlint(), "-no-color", str(broken / "bad.yml")], capture_output=True, text=True, check=False)
+    (broken / "bad.yml").write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n      - uses: actions/checkout@v4\n        run: echo both\n"
+    )
+    result = subprocess.run(
+        [actionlint(), "-no-color", str(broken / "bad.yml")], capture_output=True, text=True, check=False
+    )
     assert result.returncode != 0
 
 
