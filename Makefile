@@ -26,7 +26,7 @@ venv: $(VENV)/.installed ## Python virtualenv with the pinned SDKs, app and test
 
 .PHONY: deps
 deps: venv ## Everything the default test tier needs (Debian packages for PostgreSQL, nginx, Prometheus)
-	@for script in scripts/deps/*.sh; do [ -e "$$script" ] && bash "$$script"; done; true
+	@for script in scripts/deps/*.sh; do bash "$$script" || { echo "deps: $$script failed" >&2; exit 1; }; done
 
 .PHONY: test
 test: deps ## Default test tier: mock-tier program tests and real PostgreSQL/nginx/promtool tests

@@ -111,6 +111,9 @@ class AuthServices(pulumi.ComponentResource):
                     "KC_DB_URL": f"jdbc:postgresql://postgres:{settings.ports['postgres']}/{KEYCLOAK_DATABASE}",
                     "KC_DB_USERNAME": "keycloak",
                     "KC_HTTP_ENABLED": "true",
+                    # `start-dev` runs Quarkus' dev profile, which binds HTTP to localhost only: nginx,
+                    # oauth2-proxy, the backend and the published port would all be refused.
+                    "KC_HTTP_HOST": "0.0.0.0",
                     "KC_HTTP_PORT": str(http_port),
                     "KC_HTTP_MANAGEMENT_PORT": str(management_port),
                     "KC_PROXY_HEADERS": "xforwarded",

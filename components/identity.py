@@ -197,7 +197,8 @@ class IdentityRealm(pulumi.ComponentResource):
                     email=f"{user.username}@{TEST_USER_EMAIL_DOMAIN}",
                     email_verified=True,
                     first_name=user.username,
-                    last_name="(test user)",
+                    # Keycloak's user profile refuses parentheses and most punctuation in person names.
+                    last_name="Test User",
                     enabled=True,
                     initial_password=keycloak.UserInitialPasswordArgs(
                         value=pulumi.Output.secret(password.result), temporary=False
