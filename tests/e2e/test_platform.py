@@ -1,0 +1,292 @@
+"""End to end on real containers: the dev profile's recorded graph applied to the local Docker engine.
+
+Container tier, not the Pulumi engine: ``tests/e2e/apply_graph.py`` applies the program's recorded graph to
+the local Docker engine (the Pulumi engine is not installable on this network). Stack ``e2e`` (objects
+``fly-potato-e2e-*``), every published port moved to a free loopback port. ``make e2e``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import re
+import secrets
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from policy.program import ProgramGraph
+from tests.e2e.apply_graph import E2E_STACK, Docker, GraphApplier, destroy_stack, e2e_graph, leftovers
+
+pytestmark = pytest.mark.e2e
+
+requests = pytest.importorskip("requests")
+psycopg2 = pytest.importorskip("psycopg2")
+
+
+@dataclass
+class Live:
+    graph: ProgramGraph
+    applier: GraphApplier
+    docker: Docker
+    ports: dict[str, int]
+    apply_seconds: float
+
+    @property
+    def base(self) -> str:
+        return self.graph.outputs["public_url"]
+
+    def container(self, service: str) -> str:
+        return self.graph.containers()[service].prop("name")
+
+    def role_password(self, role: str) -> str:
+        return self.graph.by_name(f"database-role-{role}").prop("password")
+
+    def connect(self, role: str, database: str = "flypotato") -> Any:
+        password = self.superuser_password() if role == "postgres" else self.role_password(role)
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.ports["postgres"], user=role, password=password, dbname=database, connect_timeout=10
+        )
+        conn.autocommit = True
+        return conn
+
+    def superuser_password(self) -> str:
+        uploads = self.graph.containers()["postgres"].prop("uploads")
+        return next(u["content"] for u in uploads if u["file"].endswith("/postgres_password"))
+
+
+@pytest.fixture(scope="session")
+def live() -> Iterator[Live]:
+    docker = Docker()
+    existing = [c["Names"][0] for c in docker.list("containers", {"org.flypotato.project": "fly-potato"})]
+    foreign = [name for name in existing if not name.startswith(f"/fly-potato-{E2E_STACK}-")]
+    if foreign:
+        pytest.skip(f"containers of another fly-potato stack are running ({', '.join(foreign)}); not touching them")
+    destroy_stack(E2E_STACK, docker)
+    graph = e2e_graph()
+    applier = GraphApplier(graph, docker=docker)
+    applier.say(
+        "applies the program's recorded graph to the local Docker engine (the Pulumi engine is not installable on this network)"
+    )
+    started = time.monotonic()
+    try:
+        applier.apply()
+        ports = {row["listener"]: row["host_port"] for row in graph.outputs["port_matrix"] if row["host_port"]}
+        yield Live(graph, applier, docker, ports, time.monotonic() - started)
+    finally:
+        destroy_stack(E2E_STACK, docker)
+
+
+def _http(url: str, **kwargs: Any) -> Any:
+    return requests.get(url, timeout=10, allow_redirects=False, **kwargs)
+
+
+# -- containers ----------------------------------------------------------------------------------------------
+
+
+def test_every_long_running_container_is_healthy(live: Live) -> None:
+    for service, resource in live.graph.containers().items():
+        if not resource.prop("mustRun"):
+            continue
+        state = live.docker.inspect(resource.prop("name"))["State"]
+        assert state["Running"], service
+        assert state["Health"]["Status"] == "healthy", (service, state["Health"]["Log"][-1:])
+
+
+def test_migration_exited_zero(live: Live) -> None:
+    state = live.docker.inspect(live.container("migration"))["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 0
+
+
+def test_hardening_applies(live: Live) -> None:
+    for service, resource in live.graph.containers().items():
+        info = live.docker.inspect(resource.prop("name"))
+        host = info["HostConfig"]
+        assert info["Config"]["User"] == resource.prop("user"), service
+        assert host["ReadonlyRootfs"] is True, service
+        assert host["CapDrop"] == ["ALL"], service
+        assert "no-new-privileges:true" in host["SecurityOpt"], service
+        assert host["Memory"] == resource.prop("memory") * 1024 * 1024 and host["MemorySwap"] == host["Memory"], service
+        nproc = next(u for u in resource.prop("ulimits") if u["name"] == "nproc")
+        applied = {u["Name"]: u for u in host["Ulimits"]}
+        assert (applied["nproc"]["Soft"], applied["nproc"]["Hard"]) == (nproc["soft"], nproc["hard"]), service
+        for binding in resource.prop("ports") or []:
+            published = host["PortBindings"][f"{int(binding['internal'])}/tcp"][0]
+            assert published["HostIp"] == "127.0.0.1", service
+
+
+def test_processes_run_as_the_recorded_user(live: Live) -> None:
+    top = live.docker.call("GET", f"/containers/{live.container('postgres')}/top", query={"ps_args": "-o uid,comm"})
+    uids = {row[0] for row in top["Processes"]}
+    assert uids == {"10010"}, uids
+
+
+# -- through nginx -------------------------------------------------------------------------------------------
+
+
+def test_unauthenticated_api_is_refused(live: Live) -> None:
+    assert _http(f"{live.base}/api/regions").status_code == 401
+
+
+def test_readiness_through_the_edge(live: Live) -> None:
+    response = _http(f"{live.base}/health/ready")
+    assert response.status_code == 200 and response.json()["status"] == "ready", response.text
+
+
+def test_backend_is_connected_with_the_app_role(live: Live) -> None:
+    assert _http(f"{live.base}/health/ready").status_code == 200
+    with live.connect("postgres", "postgres") as conn, conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = 'flypotato' AND usename IS NOT NULL")
+        users = {row[0] for row in cur.fetchall()}
+    assert "app" in users, users
+
+
+# -- Postgres roles and their rights -----------------------------------------------------------------------------
+
+
+def test_datalens_reads_analytics_and_nothing_else(live: Live) -> None:
+    conn = live.connect("datalens")
+    with conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.views WHERE table_schema = 'analytics'")
+        views = [row[0] for row in cur.fetchall()]
+        assert views, "no analytics views after the migration"
+        for view in views:
+            cur.execute(f'SELECT count(*) FROM analytics."{view}"')
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute(f'INSERT INTO analytics."{views[0]}" DEFAULT VALUES')
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("CREATE TABLE analytics.datalens_was_here (id int)")
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("CREATE TABLE public.datalens_was_here (id int)")
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("SELECT * FROM app.alembic_version")
+    conn.close()
+
+
+def test_app_role_has_dml_but_no_ddl(live: Live) -> None:
+    conn = live.connect("app")
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'app'")
+        assert cur.fetchone()[0] > 0
+        for statement in (
+            "CREATE TABLE app.app_was_here (id int)",
+            "CREATE TABLE public.app_was_here (id int)",
+            "CREATE SCHEMA app_was_here",
+        ):
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute(statement)
+    conn.close()
+
+
+def test_public_cannot_connect(live: Live) -> None:
+    with live.connect("postgres", "postgres") as conn, conn.cursor() as cur:
+        cur.execute("SELECT has_database_privilege('public', 'flypotato', 'CONNECT')")
+        assert cur.fetchone()[0] is False
+
+
+# -- identity ---------------------------------------------------------------------------------------------------
+
+
+def _browser() -> Any:
+    """A cookie jar that, like browsers, treats http://localhost as a secure context (Keycloak's Secure cookies)."""
+    session = requests.Session()
+
+    def localhost_is_secure(response: Any, *args: Any, **kwargs: Any) -> None:
+        for cookie in session.cookies:
+            cookie.secure = False
+
+    session.hooks["response"].append(localhost_is_secure)
+    return session
+
+
+def _submit_login(session: Any, page: Any, username: str, password: str, **kwargs: Any) -> Any:
+    match = re.search(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"', page.text) or re.search(r'action="([^"]+)"', page.text)
+    assert match, page.text[:500]
+    for cookie in session.cookies:
+        cookie.secure = False
+    return session.post(html.unescape(match.group(1)), data={"username": username, "password": password}, timeout=20, **kwargs)
+
+
+def _test_user(live: Live, name: str) -> str:
+    return live.graph.by_name(f"auth-identity-user-{name}").prop("initialPassword")["value"]
+
+
+def test_login_through_oauth2_proxy_and_keycloak(live: Live) -> None:
+    browser = _browser()
+    page = browser.get(f"{live.base}/oauth2/start", params={"rd": "/api/regions"}, timeout=20)
+    assert "/sso/realms/" in page.url and page.status_code == 200
+    landed = _submit_login(browser, page, "analyst", _test_user(live, "analyst"))
+    assert landed.status_code == 200, (landed.url, landed.text[:300])
+    assert landed.url == f"{live.base}/api/regions"
+    assert isinstance(landed.json(), list)
+    logs = live.docker.logs(live.container("oauth2_proxy"), tail=20)
+    assert "analyst@users.fly-potato.test" in logs and "AuthSuccess" in logs
+
+
+def test_keycloak_token_claims(live: Live) -> None:
+    """Authorization code + PKCE as oauth2-proxy does it, then the access token's claims."""
+    client = live.graph.by_name("auth-identity-client-oauth2-proxy")
+    realm = live.graph.by_name("auth-identity-realm").prop("realm")
+    issuer = f"{live.base}/sso/realms/{realm}"
+    redirect = client.prop("validRedirectUris")[0]
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    browser = _browser()
+    page = browser.get(
+        f"{issuer}/protocol/openid-connect/auth",
+        params={
+            "client_id": client.prop("clientId"),
+            "response_type": "code",
+            "scope": "openid email profile",
+            "redirect_uri": redirect,
+            "state": "e2e",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+        timeout=20,
+    )
+    answer = _submit_login(browser, page, "admin-user", _test_user(live, "admin-user"), allow_redirects=False)
+    assert answer.status_code == 302, answer.text[:300]
+    code = urllib.parse.parse_qs(urllib.parse.urlparse(answer.headers["Location"]).query)["code"][0]
+    token = requests.post(
+        f"{issuer}/protocol/openid-connect/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect,
+            "client_id": client.prop("clientId"),
+            "client_secret": client.prop("clientSecret"),
+            "code_verifier": verifier,
+        },
+        timeout=20,
+    )
+    assert token.status_code == 200, token.text
+    payload = token.json()["access_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["email"] == "admin-user@users.fly-potato.test"
+    assert claims["preferred_username"] == "admin-user"
+    assert sorted(claims["groups"]) == ["admins", "analysts"]
+    audience = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+    assert client.prop("clientId") in audience
+    assert claims["iss"] == issuer
+    # The backend accepts this token (it checks issuer, audience and signature via JWKS).
+    api = requests.get(
+        f"http://127.0.0.1:{live.ports['backend']}/api/regions",
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        timeout=10,
+    )
+    assert api.status_code == 200, api.text[:300]
+
+
+# -- teardown ---------------------------------------------------------------------------------------------------
+
+
+def test_zz_teardown_leaves_nothing(live: Live) -> None:
+    destroy_stack(E2E_STACK, live.docker)
+    assert leftovers(E2E_STACK, live.docker) == {"containers": [], "networks": [], "volumes": []}
