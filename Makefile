@@ -67,6 +67,16 @@ migrate: venv ## alembic upgrade head against FLY_POTATO_MIGRATOR_URL (or the st
 bench-backup: deps ## Backup benchmark on 1,000,000 flights: dump time, restore time (RTO), worst-case RPO
 	$(PYTHON) scripts/bench_backup.py --natural
 
+.PHONY: e2e
+e2e: venv ## Container tier: the dev graph applied to the local Docker engine (not the Pulumi engine), tested, removed
+	bash scripts/docker-engine.sh && bash scripts/images.sh
+	$(PYTHON) -m pytest -q -m e2e tests/e2e
+
+.PHONY: bench-e2e
+bench-e2e: venv ## Container-tier apply from nothing vs the readiness critical path read from Docker
+	bash scripts/docker-engine.sh && bash scripts/images.sh
+	$(PYTHON) -m tests.e2e.apply_graph bench
+
 .PHONY: toolchain
 toolchain: ## Pulumi CLI, Python language host and provider plugins at the pinned versions
 	bash scripts/toolchain.sh

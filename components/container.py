@@ -4,13 +4,16 @@ Non-root, no-new-privileges, every capability dropped (named ones added back), r
 with tmpfs scratch space, memory/CPU/PID limits, healthcheck, restart policy, log rotation, labels for
 zone, service and stack, and every host binding with an explicit host IP.
 
-Files (configuration and secrets) are delivered as content into a per-container volume mounted at
-``CONFIG_DIR`` — Docker refuses to copy into a read-only root filesystem, but not into a volume — so
-nothing is bind-mounted from the host and secrets never travel as plain environment variables (R-SEC-1).
+Files (configuration and secrets) are delivered as content into a per-service volume that the service
+mounts read-only at ``CONFIG_DIR``. Docker copies uploads to ``/`` of a container and refuses that when
+the root filesystem is read-only, so a never-started companion container (label ``FILES_FOR_LABEL``)
+receives them and writes them through into the volume. Nothing is bind-mounted from the host and secrets
+never travel as plain environment variables (R-SEC-1).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +28,8 @@ TYPE = "fly-potato:container:HardenedContainer"
 
 CONFIG_DIR = "/etc/fly-potato"
 SECRETS_DIR = f"{CONFIG_DIR}/secrets"
+# Label of the container that delivers a service's files (see HardenedContainer._files_loader).
+FILES_FOR_LABEL = "org.flypotato.files-for"
 LOG_OPTS = {"max-size": "10m", "max-file": "5"}
 
 
@@ -137,6 +142,10 @@ class HardenedContainer(pulumi.ComponentResource):
             **args.extra_labels,
         }
         volumes = list(args.volumes)
+        user = args.user or service.user
+        uid, _, gid = user.partition(":")
+        depends_on: list[pulumi.Resource] = []
+        replacement_trigger: pulumi.Output[str] | None = None
         if args.files:
             self.config_volume = docker.Volume(
                 f"{name}-config",
@@ -144,20 +153,14 @@ class HardenedContainer(pulumi.ComponentResource):
                 labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in labels.items()],
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            volumes.append(VolumeMount(self.config_volume, CONFIG_DIR))
-        user = args.user or service.user
-        uid, _, gid = user.partition(":")
-        uploads = [
-            docker.ContainerUploadArgs(
-                file=item.path,
-                content=pulumi.Output.secret(item.content) if item.secret else item.content,
-                permissions=item.mode,
-                executable=item.executable,
-                owner=uid if uid.isdigit() else None,
-                group=gid if gid.isdigit() else None,
+            self.files = self._files_loader(name, args, settings, uid, gid)
+            # The service only reads its configuration.
+            volumes.append(VolumeMount(self.config_volume, CONFIG_DIR, read_only=True))
+            depends_on.append(self.files)
+            # New file contents must restart the service, which then reads them.
+            replacement_trigger = pulumi.Output.all(*[f.content for f in args.files]).apply(
+                lambda contents: hashlib.sha256("\0".join(map(str, contents)).encode()).hexdigest()
             )
-            for item in args.files
-        ]
         health = args.healthcheck
         self.container = docker.Container(
             name,
@@ -221,16 +224,62 @@ class HardenedContainer(pulumi.ComponentResource):
                 docker.ContainerMountArgs(type="bind", source=b.source, target=b.target, read_only=True)
                 for b in args.host_binds
             ],
-            uploads=uploads,
             destroy_grace_seconds=30,
             opts=pulumi.ResourceOptions(
                 parent=self,
+                depends_on=depends_on,
+                replacement_trigger=replacement_trigger,
                 # A replacement must free its host port and name first, or the new container cannot bind.
                 delete_before_replace=True,
             ),
         )
         self.name = self.container.name
         self.register_outputs({"name": self.container.name})
+
+    def _files_loader(
+        self, name: str, args: HardenedContainerArgs, settings: Settings, uid: str, gid: str
+    ) -> docker.Container:
+        """A never-started container of the service's image that receives the files into the config volume.
+
+        Docker copies uploads to ``/`` of the container and refuses that when the root filesystem is
+        read-only, so the hardened service cannot receive them itself; this one has no network, runs
+        nothing, and only holds the volume while Docker writes through it.
+        """
+        return docker.Container(
+            f"{name}-files",
+            name=settings.resource_name(args.service, "files"),
+            image=args.image,
+            entrypoints=["true"],
+            start=False,
+            must_run=False,
+            network_mode="none",
+            user=f"{uid}:{gid}",
+            privileged=False,
+            security_opts=["no-new-privileges:true"],
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            labels=[
+                docker.ContainerLabelArgs(label="org.flypotato.stack", value=settings.stack),
+                docker.ContainerLabelArgs(label="org.flypotato.project", value=settings.project),
+                docker.ContainerLabelArgs(label=FILES_FOR_LABEL, value=args.service),
+            ],
+            mounts=[
+                docker.ContainerMountArgs(
+                    type="volume", source=self.config_volume.name, target=CONFIG_DIR, read_only=False
+                )
+            ],
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=item.path,
+                    content=pulumi.Output.secret(item.content) if item.secret else item.content,
+                    permissions=item.mode,
+                    executable=item.executable,
+                    owner=uid if uid.isdigit() else None,
+                    group=gid if gid.isdigit() else None,
+                )
+                for item in args.files
+            ],
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
 
     @staticmethod
     def zone_url(settings: Settings, service: str, listener: str, scheme: str = "http") -> str:

@@ -14,7 +14,7 @@ import json
 import runpy
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "fly-potato"
+FILES_FOR_LABEL = "org.flypotato.files-for"  # components.container.FILES_FOR_LABEL
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 (Pulumi's secret marker)
 
 
@@ -63,11 +64,30 @@ class ProgramGraph:
         return next(r for r in self.resources if r.urn == urn)
 
     def containers(self) -> dict[str, PlannedResource]:
-        """Docker containers keyed by their service label."""
+        """Service containers keyed by their service label, each with the files it receives: those are
+        uploaded through the service's never-started files container into its read-only config volume."""
+        found: dict[str, PlannedResource] = {}
+        files: dict[str, PlannedResource] = {}
+        for resource in self.of_type("docker:index/container:Container"):
+            labels = {item["label"]: item["value"] for item in resource.prop("labels", [])}
+            if FILES_FOR_LABEL in labels:
+                files[labels[FILES_FOR_LABEL]] = resource
+            else:
+                found[labels["org.flypotato.service"]] = resource
+        for service, loader in files.items():
+            if service in found and "uploads" in loader.inputs:
+                found[service] = replace(
+                    found[service], inputs={**found[service].inputs, "uploads": loader.inputs["uploads"]}
+                )
+        return found
+
+    def files_containers(self) -> dict[str, PlannedResource]:
+        """The never-started containers that deliver each service's files, keyed by service."""
         found = {}
         for resource in self.of_type("docker:index/container:Container"):
             labels = {item["label"]: item["value"] for item in resource.prop("labels", [])}
-            found[labels["org.flypotato.service"]] = resource
+            if FILES_FOR_LABEL in labels:
+                found[labels[FILES_FOR_LABEL]] = resource
         return found
 
     def ancestors_and_dependencies(self, urn: str) -> set[str]:
@@ -222,6 +242,7 @@ def evaluate_program(
                             "delete_before_replace": bool(request.deleteBeforeReplace),
                             "retain_on_delete": bool(request.retainOnDelete),
                             "additional_secret_outputs": list(request.additionalSecretOutputs),
+                            "replacement_trigger": request.HasField("replacement_trigger"),
                         },
                     )
                 )

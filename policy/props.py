@@ -40,6 +40,8 @@ class _Unknown:
 UNKNOWN: Any = _Unknown()
 
 SERVICE_LABEL = "org.flypotato.service"
+# A never-started container that delivers a service's files into its read-only config volume.
+FILES_FOR_LABEL = "org.flypotato.files-for"
 STACK_LABEL = "org.flypotato.stack"
 ZONES_LABEL = "org.flypotato.zones"
 ZONE_LABEL = "org.flypotato.zone"
@@ -143,6 +145,12 @@ class ContainerView:
     @property
     def labels(self) -> dict[str, Any]:
         return labels_of(self.props)
+
+    @property
+    def files_for(self) -> str | None:
+        """The service whose files this container delivers, or None for a service container."""
+        value = self.labels.get(FILES_FOR_LABEL)
+        return value if isinstance(value, str) else None
 
     @property
     def service(self) -> str:

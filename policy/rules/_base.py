@@ -53,9 +53,19 @@ class StackRule(StackValidationPolicy):
 
 
 def container_of(args: ResourceValidationArgs) -> ContainerView | None:
+    """The service container this resource is, or None (other types, and files containers)."""
     if args.resource_type != CONTAINER:
         return None
-    return ContainerView(name=args.name, urn=args.urn, props=plain(args.props))
+    view = ContainerView(name=args.name, urn=args.urn, props=plain(args.props))
+    return None if view.files_for else view
+
+
+def files_container_of(args: ResourceValidationArgs) -> ContainerView | None:
+    """The never-started container that delivers a service's files, or None."""
+    if args.resource_type != CONTAINER:
+        return None
+    view = ContainerView(name=args.name, urn=args.urn, props=plain(args.props))
+    return view if view.files_for else None
 
 
 @dataclass
@@ -89,10 +99,26 @@ class StackView:
         return [r for r in self.resources if r.type == type_]
 
     def containers(self) -> list[ContainerView]:
-        return [ContainerView(r.name, r.urn, r.props) for r in self.of_type(CONTAINER)]
+        """Service containers, each with the files it receives (uploaded through its files container)."""
+        views = [ContainerView(r.name, r.urn, r.props) for r in self.of_type(CONTAINER)]
+        files = {v.files_for: v for v in views if v.files_for}
+        services = []
+        for view in views:
+            if view.files_for:
+                continue
+            loader = files.get(view.service)
+            if loader is not None and "uploads" in loader.props:
+                view = ContainerView(view.name, view.urn, {**view.props, "uploads": loader.props["uploads"]})
+            services.append(view)
+        return services
 
     def container(self, service: str) -> ContainerView | None:
         return next((c for c in self.containers() if c.service == service), None)
+
+    def files_container(self, service: str) -> ContainerView | None:
+        """The never-started container that delivers ``service``'s files."""
+        views = (ContainerView(r.name, r.urn, r.props) for r in self.of_type(CONTAINER))
+        return next((v for v in views if v.files_for == service), None)
 
     def resource(self, urn: str) -> StackResource | None:
         return next((r for r in self.resources if r.urn == urn), None)
@@ -105,3 +131,28 @@ class StackView:
             if isinstance(zone, str):
                 zones[network.props.get("name")] = zone
         return zones
+
+
+def for_service(
+    service: str, check: Callable[[ContainerView, Report], None]
+) -> Callable[[StackValidationArgs, Report], None]:
+    """A stack-policy validate that runs ``check`` on one service's container, with the files that container
+    receives (they arrive through its files container, another resource), reporting against its URN."""
+
+    def validate(args: StackValidationArgs, report: Report) -> None:
+        container = StackView.of(args).container(service)
+        if container is None:
+            return
+        check(container, lambda message, *_: report(message, container.urn))
+
+    return validate
+
+
+def for_each_container(check: Callable[[ContainerView, Report], None]) -> Callable[[StackValidationArgs, Report], None]:
+    """A stack-policy validate that runs ``check`` on every service container with the files it receives."""
+
+    def validate(args: StackValidationArgs, report: Report) -> None:
+        for container in StackView.of(args).containers():
+            check(container, lambda message, *_, urn=container.urn: report(message, urn))
+
+    return validate

@@ -88,7 +88,9 @@ def validate(args: StackValidationArgs, report: Report) -> None:
     container = view.container(SERVICE)
     if container is None:
         return
-    resource = view.resource(container.urn)
+    # The secret files (and so the secrets' provenance) are inputs of the files container.
+    files = view.files_container(SERVICE)
+    resource = view.resource(files.urn if files is not None else container.urn)
     options = options_of(container)
     if "__file_error__" in options:
         report(f"oauth2-proxy config does not parse as TOML: {options['__file_error__']}", container.urn)

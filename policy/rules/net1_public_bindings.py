@@ -6,18 +6,15 @@ A routable binding of nginx on another port is allowed only for the DataLens TCP
 
 from __future__ import annotations
 
-from pulumi_policy import ResourceValidationArgs
-
 from policy import context, nginx, spec
-from policy.props import is_unknown
-from policy.rules._base import Report, ResourceRule, container_of
+from policy.props import ContainerView, is_unknown
+from policy.rules._base import Report, StackRule, for_each_container
 
 ID = "public-bindings-nginx-only"
 
 
-def validate(args: ResourceValidationArgs, report: Report) -> None:
-    container = container_of(args)
-    if container is None or not context.current().is_prod:
+def check(container: ContainerView, report: Report) -> None:
+    if not context.current().is_prod:
         return
     bindings = container.bindings()
     is_nginx = container.service == spec.PUBLIC_SERVICE
@@ -57,4 +54,6 @@ def validate(args: ResourceValidationArgs, report: Report) -> None:
         report("nginx does not publish 443/tcp on a routable address; prod is served over HTTPS by nginx only")
 
 
-POLICY = ResourceRule(ID, "R-NET-1", "prod binds only nginx 443/tcp (and 80/tcp) on routable host addresses", validate)
+POLICY = StackRule(
+    ID, "R-NET-1", "prod binds only nginx 443/tcp (and 80/tcp) on routable host addresses", for_each_container(check)
+)

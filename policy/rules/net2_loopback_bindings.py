@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pulumi_policy import ResourceValidationArgs
-
 from policy import context, nginx, spec
-from policy.props import is_unknown
-from policy.rules._base import Report, ResourceRule, container_of
+from policy.props import ContainerView, is_unknown
+from policy.rules._base import Report, StackRule, for_each_container
 
 ID = "other-bindings-loopback"
 
 
-def validate(args: ResourceValidationArgs, report: Report) -> None:
-    container = container_of(args)
-    if container is None or not context.current().is_prod:
+def check(container: ContainerView, report: Report) -> None:
+    if not context.current().is_prod:
         return
     stream_ports: set[int] = set()
     if container.service == spec.PUBLIC_SERVICE:
@@ -38,6 +35,9 @@ def validate(args: ResourceValidationArgs, report: Report) -> None:
             report(f"{binding.describe()} must bind 127.0.0.1 (operator access) or not be published")
 
 
-POLICY = ResourceRule(
-    ID, "R-NET-2", "prod publishes every port other than nginx 443/80 on 127.0.0.1 or not at all", validate
+POLICY = StackRule(
+    ID,
+    "R-NET-2",
+    "prod publishes every port other than nginx 443/80 on 127.0.0.1 or not at all",
+    for_each_container(check),
 )

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from pulumi_policy import ResourceValidationArgs
-
 from policy import context, nginx, spec
-from policy.rules._base import Report, ResourceRule, container_of
+from policy.props import ContainerView
+from policy.rules._base import Report, StackRule, for_service
 
 ID = "datalens-exposure"
 
@@ -22,9 +21,8 @@ def _is_everything(value: str) -> bool:
         return False
 
 
-def validate(args: ResourceValidationArgs, report: Report) -> None:
-    container = container_of(args)
-    if container is None or container.service != spec.PUBLIC_SERVICE:
+def check(container: ContainerView, report: Report) -> None:
+    if container.service != spec.PUBLIC_SERVICE:
         return
     ctx = context.current()
     try:
@@ -60,6 +58,9 @@ def validate(args: ResourceValidationArgs, report: Report) -> None:
             report(f"{where} allows {', '.join(sorted(granted - allow_list))}, not on datalens.allow_list")
 
 
-POLICY = ResourceRule(
-    ID, "R-NET-6", "DataLens reaches Postgres only via nginx stream from allow-listed CIDRs, never 0.0.0.0/0", validate
+POLICY = StackRule(
+    ID,
+    "R-NET-6",
+    "DataLens reaches Postgres only via nginx stream from allow-listed CIDRs, never 0.0.0.0/0",
+    for_service(spec.PUBLIC_SERVICE, check),
 )

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pulumi_policy import ResourceValidationArgs
 
 from policy import spec
-from policy.props import contains_unknown
-from policy.rules._base import Report, ResourceRule, container_of
+from policy.props import ContainerView, contains_unknown
+from policy.rules._base import Report, ResourceRule, container_of, files_container_of
 
 ID = "container-hardening"
 CHECKED = (
@@ -31,7 +31,27 @@ CHECKED = (
 )
 
 
+def validate_files_container(files: ContainerView, report: Report) -> None:
+    """A files container runs nothing: it must never start, and has no network, ports or privileges."""
+    p, s = files.props, f"files of {files.files_for}"
+    if p.get("start") is not False:
+        report(f"{s}: a files container must not start (start=false)")
+    if p.get("networkMode") != "none":
+        report(f"{s}: a files container needs no network (network_mode=none)")
+    if p.get("ports"):
+        report(f"{s}: a files container publishes nothing")
+    uid = str(p.get("user") or "").split(":")[0]
+    if not uid or uid in ("0", "root"):
+        report(f"{s}: runs as root; use the service's uid")
+    if p.get("privileged") or (p.get("capabilities") or {}).get("adds"):
+        report(f"{s}: no privileges or capabilities")
+
+
 def validate(args: ResourceValidationArgs, report: Report) -> None:
+    files = files_container_of(args)
+    if files is not None:
+        validate_files_container(files, report)
+        return
     container = container_of(args)
     if container is None:
         return

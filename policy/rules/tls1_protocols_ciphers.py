@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pulumi_policy import ResourceValidationArgs
-
 from policy import context, spec
-from policy.rules._base import Report, ResourceRule, container_of
+from policy.props import ContainerView
+from policy.rules._base import Report, StackRule, for_service
 from policy.rules._tls import load_or_report
 
 ID = "tls-protocols-ciphers"
 
 
-def validate(args: ResourceValidationArgs, report: Report) -> None:
-    container = container_of(args)
-    if container is None or container.service != spec.PUBLIC_SERVICE:
+def check(container: ContainerView, report: Report) -> None:
+    """Runs on the nginx container with the files it receives."""
+    if container.service != spec.PUBLIC_SERVICE:
         return
     prod = context.current().is_prod
     config = load_or_report(container, report, required=prod)
@@ -40,4 +39,6 @@ def validate(args: ResourceValidationArgs, report: Report) -> None:
                 report(f"{where} allows ciphers outside Mozilla intermediate: {':'.join(extra)}")
 
 
-POLICY = ResourceRule(ID, "R-TLS-1", "nginx TLS 1.2/1.3 only with Mozilla intermediate ciphers", validate)
+POLICY = StackRule(
+    ID, "R-TLS-1", "nginx TLS 1.2/1.3 only with Mozilla intermediate ciphers", for_service(spec.PUBLIC_SERVICE, check)
+)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import re
 
-from pulumi_policy import ResourceValidationArgs
-
 from policy import context, nginx, spec
-from policy.rules._base import Report, ResourceRule, container_of
+from policy.props import ContainerView
+from policy.rules._base import Report, StackRule, for_service
 from policy.rules._tls import load_or_report
 
 ID = "tls-hsts"
@@ -32,9 +31,9 @@ def hsts_problem(block: nginx.Block) -> str | None:
     return None
 
 
-def validate(args: ResourceValidationArgs, report: Report) -> None:
-    container = container_of(args)
-    if container is None or container.service != spec.PUBLIC_SERVICE:
+def check(container: ContainerView, report: Report) -> None:
+    """Runs on the nginx container with the files it receives."""
+    if container.service != spec.PUBLIC_SERVICE:
         return
     if not context.current().is_prod:
         return  # HSTS on a developer's localhost would pin every local port to HTTPS
@@ -54,6 +53,9 @@ def validate(args: ResourceValidationArgs, report: Report) -> None:
                 )
 
 
-POLICY = ResourceRule(
-    ID, "R-TLS-2", "prod HSTS max-age >= 31536000 with includeSubDomains on every HTTPS response", validate
+POLICY = StackRule(
+    ID,
+    "R-TLS-2",
+    "prod HSTS max-age >= 31536000 with includeSubDomains on every HTTPS response",
+    for_service(spec.PUBLIC_SERVICE, check),
 )

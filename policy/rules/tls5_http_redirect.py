@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pulumi_policy import ResourceValidationArgs
-
 from policy import context, spec
-from policy.rules._base import Report, ResourceRule, container_of
+from policy.props import ContainerView
+from policy.rules._base import Report, StackRule, for_service
 from policy.rules._tls import load_or_report
 
 ID = "http-redirect-only"
@@ -20,9 +19,9 @@ def _redirects(stmt: dict) -> bool:
     return stmt["directive"] == "return" and len(args) == 2 and args[0] == "301" and args[1].startswith("https://")
 
 
-def validate(args: ResourceValidationArgs, report: Report) -> None:
-    container = container_of(args)
-    if container is None or container.service != spec.PUBLIC_SERVICE or not context.current().is_prod:
+def check(container: ContainerView, report: Report) -> None:
+    """Runs on the nginx container with the files it receives."""
+    if container.service != spec.PUBLIC_SERVICE or not context.current().is_prod:
         return
     http_ports = {b.container_port for b in container.bindings() if b.host_port == spec.PUBLIC_HTTP_PORT}
     if not http_ports:
@@ -50,4 +49,4 @@ def validate(args: ResourceValidationArgs, report: Report) -> None:
             report(f"{where} has no `return 301 https://…` for every request")
 
 
-POLICY = ResourceRule(ID, "R-TLS-5", "port 80 only answers 301 https://… in prod", validate)
+POLICY = StackRule(ID, "R-TLS-5", "port 80 only answers 301 https://… in prod", for_service(spec.PUBLIC_SERVICE, check))

@@ -41,7 +41,9 @@ def found(result: crossguard.Result, policy: str) -> set[tuple[str, str, str]]:
 
 
 def container(graph: ProgramGraph, service: str) -> PlannedResource:
-    return graph.containers()[service]
+    """The recorded service container itself (mutations reach the graph the policies read)."""
+    merged = graph.containers()[service]
+    return graph.by_urn(merged.urn)
 
 
 def edit_inputs(resource: PlannedResource, key: str, change: Callable[[Any], Any]) -> None:
@@ -61,7 +63,8 @@ def edit_upload(graph: ProgramGraph, service: str, path: str, change: Callable[[
             upload["content"] = change(upload["content"])
         return uploads
 
-    edit_inputs(container(graph, service), "uploads", apply)
+    # The files reach the service through its files container.
+    edit_inputs(graph.files_containers()[service], "uploads", apply)
 
 
 def replace_in(old: str, new: str) -> Callable[[str], str]:

@@ -149,14 +149,15 @@ def test_the_pack_process_answers_the_engine(analyzer: Any) -> None:
     postgres = graph.containers()["postgres"]
     properties = struct_pb2.Struct()
     wire = crossguard.to_wire(postgres.inputs)
-    wire["ports"] = [{"internal": 5433.0, "external": 5433.0, "ip": "0.0.0.0", "protocol": "tcp"}]
+    wire["user"] = "0:0"  # a resource-level rule: the engine sends one resource at a time
+    wire["image"] = "postgis/postgis:15-3.4"
     properties.update(wire)
     response = stub.Analyze(
         analyzer_pb2.AnalyzeRequest(type=postgres.type, properties=properties, urn=postgres.urn, name=postgres.name)
     )
     found = {(d.policyName, d.enforcementLevel) for d in response.diagnostics}
     assert found == {
-        ("public-bindings-nginx-only", analyzer_pb2.MANDATORY),
-        ("other-bindings-loopback", analyzer_pb2.MANDATORY),
+        ("container-hardening", analyzer_pb2.MANDATORY),
+        ("image-digest-pinned", analyzer_pb2.MANDATORY),
     }
-    assert any("5433" in d.message for d in response.diagnostics)
+    assert any("root" in d.message for d in response.diagnostics)

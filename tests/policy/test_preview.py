@@ -120,7 +120,7 @@ def test_an_unknown_checked_value_is_a_mandatory_violation(preview: ProgramGraph
 def test_the_sdk_alone_would_turn_it_into_an_advisory_note(preview: ProgramGraph) -> None:
     edit_upload(preview, "nginx", NGINX_CONF, lambda _: Unknown())
 
-    nginx = preview.containers()["nginx"].name
+    nginx = preview.files_containers()["nginx"].name  # the resource that carries nginx's files
 
     def naive(args: ResourceValidationArgs, report: ReportViolation) -> None:
         if args.name != nginx:
@@ -131,7 +131,7 @@ def test_the_sdk_alone_would_turn_it_into_an_advisory_note(preview: ProgramGraph
 
     policy = ResourceValidationPolicy("naive-tls", "R-TLS-1: naive", naive, EnforcementLevel.MANDATORY)
     result = crossguard.run(preview, _ctx(preview), policies=[policy])
-    assert {(v.resource, v.level) for v in result.violations} == {("nginx", "advisory")}
+    assert {(v.resource, v.level) for v in result.violations} == {(nginx, "advisory")}
     assert "can't run policy during preview" in result.violations[0].message
 
 
