@@ -42,6 +42,7 @@ lint: venv ## ruff and mypy
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
 	cd scripts && ../$(PYTHON) -m mypy --strict -p backup  # the backup package, as its image imports it
+	$(PYTHON) -m mypy -m scripts.apply_graph -m scripts.local_stack
 
 .PHONY: plan
 plan: venv ## Offline policy plan of STACK under mocks (JSON=1 for JSON); exit 1 on mandatory violations
@@ -75,7 +76,7 @@ e2e: venv ## Container tier: the dev graph applied to the local Docker engine (n
 .PHONY: bench-e2e
 bench-e2e: venv ## Container-tier apply from nothing vs the readiness critical path read from Docker
 	bash scripts/docker-engine.sh && bash scripts/images.sh
-	$(PYTHON) -m tests.e2e.apply_graph bench
+	$(PYTHON) -m scripts.apply_graph bench
 
 .PHONY: toolchain
 toolchain: ## Pulumi CLI, Python language host and provider plugins at the pinned versions
@@ -90,19 +91,19 @@ images: engine ## Build every image the stacks use, locally (no registry needed)
 	bash scripts/images.sh
 
 .PHONY: up
-up: venv toolchain images ## Bring up the dev stack (STACK=prod for prod) on the local Docker engine
-	bash scripts/stack.sh up $(STACK)
+up: venv images ## Bring up the dev stack (STACK=prod for prod) on the local Docker engine; without Pulumi, the dev graph directly (RECREATE=1 recreates)
+	bash scripts/stack.sh up $(STACK) $(if $(RECREATE),--recreate,)
 
 .PHONY: preview
 preview: venv toolchain ## pulumi preview of STACK with the policy pack
 	bash scripts/stack.sh preview $(STACK)
 
 .PHONY: destroy
-destroy: venv toolchain ## Remove every container, network and volume of STACK
-	bash scripts/stack.sh destroy $(STACK)
+destroy: venv ## Remove every container, network and volume of STACK (without Pulumi: volumes only with VOLUMES=1)
+	VOLUMES=$(VOLUMES) bash scripts/stack.sh destroy $(STACK)
 
 .PHONY: outputs
-outputs: ## Stack outputs of STACK as JSON (secrets shown)
+outputs: venv ## Stack outputs of STACK as JSON (secrets shown)
 	bash scripts/stack.sh outputs $(STACK)
 
 .PHONY: rollback

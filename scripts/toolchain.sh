@@ -12,6 +12,9 @@
 # Usage: scripts/toolchain.sh [--verify] [--env]
 #   --verify  run the smoke test even if the cache was verified before
 #   --env     only print the environment lines the rest of the project uses
+#
+# Exit status: 0 ready; 3 when no source of a component is reachable from here
+# (scripts/stack.sh then falls back to the local applier); 1 on any other failure.
 set -euo pipefail
 
 # ---------------------------------------------------------------- versions ---
@@ -46,7 +49,7 @@ for arg in "$@"; do
     case $arg in
         --verify) VERIFY_FORCE=1 ;;
         --env) env_lines; exit 0 ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "toolchain: unknown argument '$arg' (try --help)." >&2; exit 2 ;;
     esac
 done
@@ -60,6 +63,12 @@ die() {
     [[ -n $TICKER ]] && kill "$TICKER" 2>/dev/null || true
     printf 'toolchain: %s\n' "$*" >&2
     exit 1
+}
+# unobtainable MESSAGE: no source of a component is reachable (exit 3, unlike a failure of one that is).
+unobtainable() {
+    [[ -n $TICKER ]] && kill "$TICKER" 2>/dev/null || true
+    printf 'toolchain: %s\n' "$*" >&2
+    exit 3
 }
 step() { STEP=$1; STEP_T=$(date +%s); }
 done_step() { printf '[toolchain] %-44s %s (%ds)\n' "$STEP" "$1" $(( $(date +%s) - STEP_T )); }
@@ -162,7 +171,7 @@ go_build() { # DIR PKG OUT LDFLAGS
 }
 
 need_go() {
-    command -v go >/dev/null 2>&1 || die "building $1 needs Go on PATH, and no other source of it is available."
+    command -v go >/dev/null 2>&1 || unobtainable "building $1 needs Go on PATH, and no other source of it is available."
 }
 
 # ------------------------------------------------------------ pulumi CLI ---
@@ -216,7 +225,7 @@ build_cli() {
         done_step "present"
     else
         work=$(stage_module github.com/pulumi/pulumi/pkg/v3 "v$PULUMI_VERSION" 2>"$LOGS/pulumi-cli.err") ||
-            die "no buildable github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/pulumi-cli.err")), and no other source of the Pulumi CLI is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
+            unobtainable "no buildable github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/pulumi-cli.err")), and no other source of the Pulumi CLI is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
         run_long pulumi-cli go_build "$work" cmd/pulumi "$BIN/pulumi.new" "$VERSION_LDFLAGS" ||
             die "building the Pulumi CLI from its Go module failed (see $LOGS/pulumi-cli.log)."
         mv -f "$BIN/pulumi.new" "$BIN/pulumi"
@@ -229,7 +238,7 @@ build_cli() {
         done_step "present"
     else
         work=$(stage_module "$lh" "v$PULUMI_VERSION" 2>"$LOGS/language-python.err") ||
-            die "no buildable $lh@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/language-python.err")), and no other source of the Python language host is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
+            unobtainable "no buildable $lh@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/language-python.err")), and no other source of the Python language host is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
         run_long language-python go_build "$work" . "$BIN/pulumi-language-python" "$VERSION_LDFLAGS" ||
             die "building the Python language host from its Go module failed (see $LOGS/language-python.log)."
         printf '%s\n' "$PULUMI_VERSION" >"$BIN/.pulumi-language-python.version"
@@ -314,7 +323,7 @@ build_plugin() { # NAME VERSION OUT
     local name=$1 ver=$2 out=$3 mod work vdir ldflags=""
     mod=$(provider_module "$name" "$ver")
     work=$(stage_module "$mod" "v$ver" 2>"$LOGS/plugin-$name.err") ||
-        die "no buildable $mod@v$ver from the Go module proxy ($(cat "$LOGS/plugin-$name.err")), and no other source of the $name plugin is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
+        unobtainable "no buildable $mod@v$ver from the Go module proxy ($(cat "$LOGS/plugin-$name.err")), and no other source of the $name plugin is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
     [[ -d $work/cmd/pulumi-resource-$name ]] || die "$mod@v$ver has no cmd/pulumi-resource-$name package."
     # The provider reports the version set in its version package.
     for vdir in pkg/version version; do

@@ -1,6 +1,6 @@
 """End to end on real containers: the dev profile's recorded graph applied to the local Docker engine.
 
-Container tier, not the Pulumi engine: ``tests/e2e/apply_graph.py`` applies the program's recorded graph to
+Container tier, not the Pulumi engine: ``scripts/apply_graph.py`` applies the program's recorded graph to
 the local Docker engine (the Pulumi engine is not installable on this network). Stack ``e2e`` (objects
 ``fly-potato-e2e-*``), every published port moved to a free loopback port. ``make e2e``.
 """
@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import io
 import json
 import re
 import secrets
+import tarfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 
 from policy.program import ProgramGraph
-from tests.e2e.apply_graph import E2E_STACK, Docker, GraphApplier, destroy_stack, e2e_graph, leftovers
+from scripts.apply_graph import E2E_STACK, Docker, GraphApplier, destroy_stack, e2e_graph, leftovers
 
 pytestmark = pytest.mark.e2e
 
@@ -299,6 +301,30 @@ def test_keycloak_token_claims(live: Live) -> None:
         timeout=10,
     )
     assert api.status_code == 200, api.text[:300]
+
+
+# -- generated secrets ------------------------------------------------------------------------------------------
+
+
+def test_no_mock_secret_reaches_a_container(live: Live) -> None:
+    """Every RandomPassword/RandomBytes value was replaced by a real random one before applying: no container's
+    env, command or delivered file holds a ``Mock…`` value of the mocks (``realize_secrets``)."""
+    checked = 0
+    for resource in live.graph.of_type("docker:index/container:Container"):
+        name = resource.prop("name")
+        config = live.docker.inspect(name)["Config"]
+        assert "Mock" not in json.dumps([config["Env"], config["Cmd"], config["Entrypoint"]]), name
+        for upload in resource.prop("uploads") or []:
+            archive = live.docker.call("GET", f"/containers/{name}/archive", query={"path": upload["file"]})
+            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+                for member in tar.getmembers():
+                    data = tar.extractfile(member)
+                    assert data is None or b"Mock" not in data.read(), (name, member.name)
+                    checked += 1
+    assert checked > 10
+    with live.connect("postgres", "postgres") as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_user")
+        assert cur.fetchone()[0] == "postgres"  # the real superuser password from the graph opened it
 
 
 # -- teardown ---------------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ What each resource type becomes (the same calls the providers make, kept small a
   with a token from ``admin-cli`` for the bootstrap admin at the provider's recorded URL — standing in for
   the pulumi_keycloak provider for the same reason.
 - ``command:local:Command``: the recorded interpreter and script, run on this host (the release steps).
-- ``random:*``: the mocks' values are used as they are (consistent across the graph).
+- ``random:*``: the mocks' predictable ``Mock…`` values are replaced everywhere in the graph by fresh random
+  values of the same length and alphabet (``realize_secrets``; kept in a 0600 file when the stack is kept).
 - ``tls:*``: the mocks' placeholder PEMs are replaced by real keys and certificates with the recorded
   subjects, names, usages and validity, everywhere they appear (nginx cannot load a placeholder).
 
@@ -29,8 +30,11 @@ Values a provider computes at apply time are substituted where they are consumed
 
 Usage::
 
-    python -m tests.e2e.apply_graph up      # apply the e2e stack (shifted free host ports), keep it running
-    python -m tests.e2e.apply_graph down    # remove every container, network and volume of the e2e stack
+    python -m scripts.apply_graph up      # apply the e2e stack (shifted free host ports), keep it running
+    python -m scripts.apply_graph down    # remove every container, network and volume of the e2e stack
+    python -m scripts.apply_graph bench   # apply from nothing, print the wall time and the readiness critical path
+
+``scripts/local_stack.py`` uses it to bring up the real dev stack when the Pulumi CLI is not installable.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ import io
 import json
 import os
 import re
+import secrets
 import socket
+import string
 import subprocess
 import sys
 import tarfile
@@ -52,15 +58,21 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from policy.program import PlannedResource, ProgramGraph, evaluate_program, stack_config  # noqa: E402
+from policy.program import (  # noqa: E402
+    PlannedResource,
+    ProgramGraph,
+    _fake_state,
+    evaluate_program,
+    stack_config,
+)
 
 E2E_STACK = "e2e"
 PROJECT = "fly-potato"
@@ -80,6 +92,12 @@ PUBLISHED_LISTENERS = (
     "node_exporter",
     "postgres_exporter",
     "sql_exporter",
+)
+
+
+NOTICE = (
+    "applies the program's recorded graph to the local Docker engine (the Pulumi engine is not installable on this "
+    "network)"
 )
 
 
@@ -114,7 +132,7 @@ def e2e_graph(stack: str = E2E_STACK, overrides: Mapping[str, Any] | None = None
     graph = evaluate_program(stack, config=config)
     if graph.error:
         raise ApplyError(f"the program failed under mocks: {graph.error}")
-    return graph
+    return realize_secrets(graph)
 
 
 def _walk(value: Any, fn: Callable[[str], str]) -> Any:
@@ -125,6 +143,112 @@ def _walk(value: Any, fn: Callable[[str], str]) -> Any:
     if isinstance(value, list):
         return [_walk(v, fn) for v in value]
     return value
+
+
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"  # noqa: S105 (a type token)
+RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
+_ALNUM = string.ascii_letters + string.digits
+
+
+class _MockArgs:
+    """What ``policy.program._fake_state`` reads of a resource registration."""
+
+    def __init__(self, r: PlannedResource) -> None:
+        self.typ, self.name, self.inputs = r.type, r.name, dict(r.inputs)
+
+
+def _urlsafe(standard_base64: str) -> str:
+    return standard_base64.replace("+", "-").replace("/", "_")  # components.oauth2_proxy.urlsafe_cookie_secret
+
+
+def _new_password(r: PlannedResource) -> str:
+    """Letters and digits only (the program asks ``special=False``), honouring min_lower/upper/numeric."""
+    if r.prop("special", True) or r.prop("overrideSpecial"):
+        raise ApplyError(f"{r.name}: RandomPassword with special characters has no translation here")
+    length = int(r.prop("length", 32))
+    minimums = (
+        (string.ascii_lowercase, int(r.prop("minLower", 0))),
+        (string.ascii_uppercase, int(r.prop("minUpper", 0))),
+        (string.digits, int(r.prop("minNumeric", 0))),
+    )
+    while True:
+        value = "".join(secrets.choice(_ALNUM) for _ in range(length))
+        if all(sum(c in alphabet for c in value) >= least for alphabet, least in minimums):
+            return value
+
+
+def _new_bytes(length: int, mock_base64: str) -> bytes:
+    """Fresh random bytes. When the mock's standard and URL-safe base64 forms coincide (no ``+`` or ``/``),
+    the real value must too: the graph does not say which of the two forms a consumer used."""
+    while True:
+        raw = secrets.token_bytes(length)
+        if _urlsafe(mock_base64) != mock_base64 or not set("+/") & set(base64.b64encode(raw).decode()):
+            return raw
+
+
+def _secret_spec(r: PlannedResource) -> dict[str, Any]:
+    return {"type": r.type, "length": int(r.prop("length", 32)), "keepers": r.prop("keepers") or {}}
+
+
+def realize_secrets(graph: ProgramGraph, store: Path | None = None) -> ProgramGraph:
+    """The graph with every RandomPassword/RandomBytes mock value replaced, in every input and output, by a
+    fresh random value of the same length and alphabet (RandomBytes: its base64, URL-safe base64 and hex
+    forms). With ``store`` the values are kept there (mode 0600) and reused while the resource's length and
+    keepers are unchanged, as the random provider keeps its state; without it they live in memory only."""
+    saved: dict[str, Any] = json.loads(store.read_text()) if store is not None and store.exists() else {}
+    kept: dict[str, Any] = {}
+    subs: dict[str, str] = {}
+    for r in graph.resources:
+        if r.type not in (RANDOM_PASSWORD, RANDOM_BYTES):
+            if r.type.startswith("random:"):
+                raise ApplyError(f"{r.name}: no translation for {r.type}")
+            continue
+        fake = _fake_state(_MockArgs(r))
+        spec = _secret_spec(r)
+        entry = saved.get(r.name)
+        if not isinstance(entry, dict) or {k: entry.get(k) for k in spec} != spec:
+            if r.type == RANDOM_PASSWORD:
+                entry = {**spec, "value": _new_password(r)}
+            else:
+                raw = _new_bytes(spec["length"], fake["base64"])
+                entry = {**spec, "value": base64.b64encode(raw).decode()}
+        kept[r.name] = entry
+        if r.type == RANDOM_PASSWORD:
+            subs[fake["result"]] = entry["value"]
+        else:
+            real = base64.b64decode(entry["value"])
+            subs[fake["base64"]] = entry["value"]
+            subs[_urlsafe(fake["base64"])] = _urlsafe(entry["value"])
+            subs[fake["hex"]] = real.hex()
+    if store is not None and kept != saved:
+        store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(store.parent, 0o700)
+        partial = store.with_suffix(".partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(kept, out, indent=2, sort_keys=True)
+            out.write("\n")
+        os.replace(partial, store)
+    if store is not None and store.exists():
+        os.chmod(store, 0o600)
+    order = sorted(subs, key=len, reverse=True)
+
+    def fix(text: str) -> str:
+        for mock in order:
+            if mock in text:
+                text = text.replace(mock, subs[mock])
+        return text
+
+    realized = replace(
+        graph,
+        resources=[replace(r, inputs=_walk(r.inputs, fix)) for r in graph.resources],
+        outputs=_walk(graph.outputs, fix),
+    )
+    left = json.dumps([[r.inputs for r in realized.resources], realized.outputs])
+    stale = [mock for mock in subs if mock in left]
+    if stale:
+        raise ApplyError(f"{len(stale)} generated secret(s) still hold their mock value after substitution")
+    return realized
 
 
 def dependencies(graph: ProgramGraph) -> dict[str, set[str]]:
@@ -259,7 +383,7 @@ def container_body(i: Mapping[str, Any]) -> dict[str, Any]:
     """Engine API create body from the recorded docker:Container inputs."""
     networks = i.get("networksAdvanced") or []
     ports = i.get("ports") or []
-    exposed = {f"{int(p['internal'])}/{p.get('protocol', 'tcp')}": {} for p in ports}
+    exposed: dict[str, dict[str, Any]] = {f"{int(p['internal'])}/{p.get('protocol', 'tcp')}": {} for p in ports}
     bindings: dict[str, list[dict[str, str]]] = {}
     for p in ports:
         key = f"{int(p['internal'])}/{p.get('protocol', 'tcp')}"
@@ -400,11 +524,10 @@ def realize_tls(graph: ProgramGraph) -> dict[str, str]:
     def pem(cert: x509.Certificate) -> str:
         return cert.public_bytes(serialization.Encoding.PEM).decode()
 
-    from policy.program import _fake_state  # the same placeholders the mocks produced
-
     class _Args:
         def __init__(self, r: PlannedResource) -> None:
-            self.typ, self.name, self.inputs = r.type, r.name, {}
+            self.typ, self.name = r.type, r.name
+            self.inputs: dict[str, Any] = {}
 
     for r in graph.resources:  # recorded in creation order: keys before certificates
         if r.type == "tls:index/privateKey:PrivateKey":
@@ -679,7 +802,8 @@ class GraphApplier:
                     raise ApplyError(f"container {name} exited {state.get('ExitCode')}:\n{self.docker.logs(cid)}")
                 if time.monotonic() > deadline:
                     raise ApplyError(
-                        f"container {name} not healthy within {i.get('waitTimeout')}s (health {health}):\n{self.docker.logs(cid)}"
+                        f"container {name} not healthy within {i.get('waitTimeout')}s (health {health}):\n"
+                        + self.docker.logs(cid)
                     )
                 time.sleep(0.5)
             self.say(f"container {name}: healthy after {time.monotonic() - start:.1f}s")
@@ -733,11 +857,25 @@ class GraphApplier:
         conn = self._pg(provider, database or provider.get("database", "postgres"))
         try:
             with conn.cursor() as cur:
+                statements = self._converge_sql(cur, kind, i, statements)
                 for statement in statements:
                     cur.execute(statement)
         finally:
             conn.close()
         return {"id": i.get("name", r.name)}
+
+    def _converge_sql(self, cur: Any, kind: str, i: Mapping[str, Any], statements: list[str]) -> list[str]:
+        """A role or database kept from an earlier apply (its data volume survived): alter it to the recorded
+        inputs instead of creating it. Everything else is already idempotent (IF NOT EXISTS, revoke + grant)."""
+        if kind == "role":
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (i["name"],))
+            if cur.fetchone():
+                return [statements[0].replace("CREATE ROLE", "ALTER ROLE", 1), *statements[1:]]
+        elif kind == "database":
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (i["name"],))
+            if cur.fetchone():
+                return [f"ALTER DATABASE {_ident(i['name'])} OWNER TO {_ident(i['owner'])}"] if i.get("owner") else []
+        return statements
 
     # keycloak ----------------------------------------------------------------------------------------------
     def _keycloak_token(self, provider: Mapping[str, Any]) -> str:
@@ -769,6 +907,7 @@ class GraphApplier:
         provider = self.provider_inputs(r)
         admin = provider["url"].rstrip("/") + provider.get("basePath", "") + "/admin/realms"
         kind = r.type.split(":", 1)[1]
+        calls: list[tuple[str, str, Any, Locate]]
         if kind == "index/userGroups:UserGroups":  # one PUT per group (a new user: exactly these groups)
             calls = [
                 ("PUT", f"/{i['realmId']}/users/{i['userId']}/groups/{g}", None, None) for g in i.get("groupIds") or []
@@ -781,10 +920,48 @@ class GraphApplier:
             response = requests.request(
                 method, admin + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60
             )
+            if response.status_code == 409 and method == "POST":  # kept from an earlier apply: converge
+                real_id = self._keycloak_update(kind, admin, path, body, token)
+                continue
             if response.status_code not in (200, 201, 204):
                 raise ApplyError(f"keycloak {r.name}: {method} {path}: {response.status_code} {response.text[:400]}")
             real_id = locate(i, response) if locate else f"{r.name}-applied"
         return {"id": real_id}
+
+    def _keycloak_update(self, kind: str, admin: str, path: str, body: dict[str, Any], token: str) -> str:
+        """The object already exists (its database survived): find its id and PUT the recorded representation."""
+        import requests
+
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def call(method: str, url: str, **kwargs: Any) -> Any:
+            response = requests.request(method, url, headers=headers, timeout=60, **kwargs)
+            if response.status_code not in (200, 201, 204):
+                raise ApplyError(f"keycloak {method} {url}: {response.status_code} {response.text[:400]}")
+            return response
+
+        if kind == "index/realm:Realm":
+            call("PUT", f"{admin}/{body['realm']}", json=body)
+            return str(body["realm"])
+        key, query = {
+            "index/group:Group": ("name", {"search": body.get("name"), "exact": "true"}),
+            "openid/client:Client": ("clientId", {"clientId": body.get("clientId")}),
+            "index/user:User": ("username", {"username": body.get("username"), "exact": "true"}),
+        }.get(kind, ("name", {}))  # protocol mappers: by name among the client's
+        found = [item for item in call("GET", admin + path, params=query).json() if item.get(key) == body[key]]
+        if len(found) != 1:
+            raise ApplyError(f"keycloak {kind} {body[key]!r}: exists, but {len(found)} match by {key}")
+        object_id = str(found[0]["id"])
+        update = {k: v for k, v in body.items() if k != "credentials"}
+        call("PUT", f"{admin}{path}/{object_id}", json={**update, "id": object_id})
+        for credential in body.get("credentials") or []:
+            reset = requests.put(
+                f"{admin}{path}/{object_id}/reset-password", json=credential, headers=headers, timeout=60
+            )
+            # The kept password is the recorded one: the realm's password history refuses to set it again.
+            if reset.status_code != 204 and "invalidPasswordHistoryMessage" not in reset.text:
+                raise ApplyError(f"keycloak reset-password {body[key]!r}: {reset.status_code} {reset.text[:400]}")
+        return object_id
 
     # command -----------------------------------------------------------------------------------------------
     def _command(self, r: PlannedResource) -> None:
@@ -833,8 +1010,10 @@ def engine_nofile_limit() -> int | None:
     return None
 
 
-def destroy_stack(stack: str, docker: Docker | None = None, log: Callable[[str], None] = print) -> dict[str, int]:
-    """Remove every container, network and volume labelled with ``stack`` of this project."""
+def destroy_stack(
+    stack: str, docker: Docker | None = None, log: Callable[[str], None] = print, *, volumes: bool = True
+) -> dict[str, int]:
+    """Remove every container, network and (unless ``volumes`` is false) volume labelled with ``stack``."""
     docker = docker or Docker()
     labels = {STACK_LABEL: stack}
     counts = {"containers": 0, "networks": 0, "volumes": 0}
@@ -845,7 +1024,7 @@ def destroy_stack(stack: str, docker: Docker | None = None, log: Callable[[str],
         if n["Name"].startswith(f"{PROJECT}-{stack}-"):
             docker.call("DELETE", f"/networks/{n['Id']}", ok=(204, 404))
             counts["networks"] += 1
-    for v in docker.list("volumes", labels):
+    for v in docker.list("volumes", labels) if volumes else []:
         if v["Name"].startswith(f"{PROJECT}-{stack}-"):
             docker.call("DELETE", f"/volumes/{v['Name']}", query={"force": 1}, ok=(204, 404))
             counts["volumes"] += 1
@@ -1183,9 +1362,7 @@ def main(argv: list[str]) -> int:
             last = max(a.docker_ready for a in applier.applied.values() if a.docker_ready)
         finally:
             destroy_stack(E2E_STACK, log=lambda _line: None)
-        print(
-            "container tier: applies the program's recorded graph to the local Docker engine (the Pulumi engine is not installable on this network)"
-        )
+        print(f"container tier: {NOTICE}")
         print(f"apply from nothing (wall)           {wall:7.1f} s")
         print(f"first container start -> last ready {last - first:7.1f} s")
         print(f"readiness critical path (Docker)    {path_seconds:7.1f} s  ({' -> '.join(chain)})")
@@ -1193,9 +1370,7 @@ def main(argv: list[str]) -> int:
         return 0
     graph = e2e_graph()
     applier = GraphApplier(graph)
-    applier.say(
-        "applies the program's recorded graph to the local Docker engine (the Pulumi engine is not installable on this network)"
-    )
+    applier.say(NOTICE)
     if any(leftovers(E2E_STACK).values()):
         destroy_stack(E2E_STACK)
     started = time.monotonic()
