@@ -21,15 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg2
 import pytest
+import requests
 
 from policy.program import ProgramGraph
 from scripts.apply_graph import E2E_STACK, Docker, GraphApplier, destroy_stack, e2e_graph, leftovers
 
 pytestmark = pytest.mark.e2e
-
-requests = pytest.importorskip("requests")
-psycopg2 = pytest.importorskip("psycopg2")
 
 
 @dataclass
