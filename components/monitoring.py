@@ -115,7 +115,8 @@ class MonitoringServices(pulumi.ComponentResource):
         )
 
         alerting = settings.raw.alerting
-        if not alerting.email_to and alerting.webhook_url is None:
+        # Dev watches its own Alertmanager on loopback; an unattended prod stack needs a receiver.
+        if settings.is_prod and not alerting.email_to and alerting.webhook_url is None:
             pulumi.log.warn(
                 f"fly-potato:alerting has no receiver for stack {settings.stack}: alerts are only visible in "
                 "Alertmanager; set alerting.email_to (with smtp_*) or a secret alerting.webhook_url"
