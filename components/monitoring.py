@@ -42,6 +42,8 @@ from components.network import NetworkZones
 from components.settings import Settings
 
 TYPE = "fly-potato:monitoring:MonitoringServices"
+HOST_PROC = "/host/proc"
+HOST_SYS = "/host/sys"
 
 CONTAINER_EXPORTER_SOURCE = Path(__file__).resolve().parent.parent / "scripts" / "monitoring" / "container_exporter.py"
 DOCKER_SOCKET_IN_CONTAINER = "/var/run/docker.sock"
@@ -157,7 +159,14 @@ class MonitoringServices(pulumi.ComponentResource):
             HardenedContainerArgs(
                 service="node_exporter",
                 image=settings.images["node_exporter"],
-                command=[f"--web.listen-address=0.0.0.0:{p['node_exporter']}"],
+                command=[
+                    f"--web.listen-address=0.0.0.0:{p['node_exporter']}",
+                    # The host's kernel views, read-only: CPU, memory, load, network and disk I/O of the host.
+                    # The host's root filesystem is not mounted, so filesystem usage is the container's own.
+                    f"--path.procfs={HOST_PROC}",
+                    f"--path.sysfs={HOST_SYS}",
+                ],
+                host_binds=[HostBind("/proc", HOST_PROC), HostBind("/sys", HOST_SYS)],
                 healthcheck=http_probe(p["node_exporter"], "/metrics"),
             ),
         )

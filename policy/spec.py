@@ -104,10 +104,14 @@ SECRET_NAME_PARTS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "PRIVATE_KEY", "AP
 
 # R-SEC-2
 ALLOWED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
-# The one host path a container may see: the Docker socket, read-only, for the restart-count exporter
-# (R-OBS-1 container_restarts). Source code and other host paths are never bind-mounted.
+# The host paths a container may see, read-only, and who: the Docker socket for the restart-count
+# exporter (R-OBS-1 container_restarts), the kernel's /proc and /sys for node_exporter (host metrics).
+# Source code and other host paths are never bind-mounted.
 DOCKER_SOCKET = "/var/run/docker.sock"
-SOCKET_READERS = frozenset({"container_exporter"})
+HOST_READERS: dict[str, frozenset[str]] = {
+    "container_exporter": frozenset({DOCKER_SOCKET}),
+    "node_exporter": frozenset({"/proc", "/sys"}),
+}
 ROTATING_LOG_DRIVERS = frozenset({"json-file", "local"})
 RESTART_POLICIES = frozenset({"always", "unless-stopped", "on-failure"})
 

@@ -98,11 +98,10 @@ def validate(args: ResourceValidationArgs, report: Report) -> None:
     for mount in p.get("mounts") or []:
         if mount.get("type") != "bind":
             continue
-        socket_reader = s in spec.SOCKET_READERS and mount.get("source") == spec.DOCKER_SOCKET
-        if not socket_reader:
+        if mount.get("source") not in spec.HOST_READERS.get(s, frozenset()):
             report(f"{s}: bind-mounts {mount.get('source')} from the host")
         elif mount.get("readOnly") is not True:
-            report(f"{s}: mounts the Docker socket writable")
+            report(f"{s}: mounts the host's {mount.get('source')} writable")
     for volume in p.get("volumes") or []:
         if volume.get("hostPath"):
             report(f"{s}: bind-mounts {volume.get('hostPath')} from the host")

@@ -41,10 +41,16 @@ def test_container_is_hardened(graph: ProgramGraph, service: str) -> None:
         assert c.prop("restart") == "unless-stopped"
         assert c.prop("healthcheck")["tests"][0] == "CMD"
         assert c.prop("wait") is True, "dependents wait for a healthy container"
-    # The one bind: the restart exporter's read-only Docker API socket (components/monitoring.py), no source code.
-    socket = {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock", "readOnly": True}
+    # The only binds: the restart exporter's Docker API socket and node_exporter's /proc and /sys, read-only;
+    # never source code.
+    allowed = {
+        "container_exporter": {("/var/run/docker.sock", "/var/run/docker.sock")},
+        "node_exporter": {("/proc", "/host/proc"), ("/sys", "/host/sys")},
+    }.get(service, set())
     for mount in c.prop("mounts") or []:
-        assert mount["type"] == "volume" or (service == "container_exporter" and mount == socket), "no bind mounts"
+        if mount["type"] != "volume":
+            assert mount["type"] == "bind" and (mount["source"], mount["target"]) in allowed, "no bind mounts"
+            assert mount["readOnly"] is True, "host paths are read-only"
 
 
 def test_each_service_runs_as_its_own_uid(graph: ProgramGraph) -> None:
