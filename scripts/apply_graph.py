@@ -1018,7 +1018,9 @@ def destroy_stack(
     labels = {STACK_LABEL: stack}
     counts = {"containers": 0, "networks": 0, "volumes": 0}
     for c in docker.list("containers", {**labels, PROJECT_LABEL: PROJECT}):
-        docker.call("DELETE", f"/containers/{c['Id']}", query={"force": 1, "v": 0}, ok=(204, 404))
+        # v=1 removes the container's anonymous volumes (an image's VOLUME paths), as the Docker provider's
+        # remove_volumes does; named volumes (the data) are never removed by it.
+        docker.call("DELETE", f"/containers/{c['Id']}", query={"force": 1, "v": 1}, ok=(204, 404))
         counts["containers"] += 1
     for n in docker.list("networks", labels):
         if n["Name"].startswith(f"{PROJECT}-{stack}-"):
