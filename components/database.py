@@ -206,26 +206,20 @@ class PlatformDatabases(pulumi.ComponentResource):
                 opts=on_server,
             )
 
-        self.app_database = postgresql.Database(
-            f"{name}-{APP_DATABASE}",
-            name=APP_DATABASE,
-            owner=self.roles["migrator"].name,
-            template="template0",
-            encoding="UTF8",
-            lc_collate="C.UTF-8",
-            lc_ctype="C.UTF-8",
-            opts=pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(protect=settings.is_prod)),
-        )
-        self.keycloak_database = postgresql.Database(
-            f"{name}-{KEYCLOAK_DATABASE}",
-            name=KEYCLOAK_DATABASE,
-            owner=self.roles["keycloak"].name,
-            template="template0",
-            encoding="UTF8",
-            lc_collate="C.UTF-8",
-            lc_ctype="C.UTF-8",
-            opts=pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(protect=settings.is_prod)),
-        )
+        def database(db_name: str, owner: str) -> postgresql.Database:
+            return postgresql.Database(
+                f"{name}-{db_name}",
+                name=db_name,
+                owner=self.roles[owner].name,
+                template="template0",
+                encoding="UTF8",
+                lc_collate="C.UTF-8",
+                lc_ctype="C.UTF-8",
+                opts=pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(protect=settings.is_prod)),
+            )
+
+        self.app_database = database(APP_DATABASE, "migrator")
+        self.keycloak_database = database(KEYCLOAK_DATABASE, "keycloak")
         # Created by the superuser: PostGIS is not a trusted extension.
         self.postgis = postgresql.Extension(
             f"{name}-postgis",

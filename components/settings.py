@@ -34,7 +34,6 @@ from components.catalog import (
     SERVICES,
     Exposure,
     Flow,
-    Listener,
     Profile,
     Resources,
     Zone,
@@ -974,7 +973,3 @@ def load_settings() -> Settings:
 
     config = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     return parse_settings(config, stack=pulumi.get_stack(), project=pulumi.get_project())
-
-
-def listener(name: str) -> Listener:
-    return LISTENERS[name]

@@ -232,7 +232,7 @@ def evaluate_program(
                         urn=response.urn,
                         type=request.type,
                         name=request.name,
-                        inputs=_sync_await_deserialize(rpc, request.object),
+                        inputs=rpc.deserialize_properties(request.object),
                         custom=bool(request.custom),
                         parent=request.parent,
                         dependencies=list(request.dependencies),
@@ -302,10 +302,6 @@ def _ensure_event_loop() -> None:
     except RuntimeError:
         pass
     asyncio.set_event_loop(asyncio.new_event_loop())
-
-
-def _sync_await_deserialize(rpc: Any, obj: Any) -> dict[str, Any]:
-    return rpc.deserialize_properties(obj)
 
 
 def _resolve(value: Any) -> Any:
