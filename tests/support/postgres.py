@@ -31,6 +31,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -192,13 +193,29 @@ class PostgresCluster:
         self.start()
 
     def remove(self) -> None:
-        """Stop the server at once and delete its directory."""
+        """Stop the server at once and delete its directory (keeping its log if the server crashed)."""
         try:
             self.stop(mode="immediate")
         finally:
+            self._keep_log_of_a_crash()
             _LIVE_CLUSTERS.discard(self)
             if self._owns_base_dir:
                 shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def _keep_log_of_a_crash(self) -> None:
+        """A server process that died (postmaster restarts into recovery) is otherwise only visible as
+        "not yet accepting connections" in a later test: keep the log for diagnosis and say where."""
+        try:
+            log = self.log_file.read_text(errors="replace")
+        except OSError:
+            return
+        if "terminated by signal" not in log and "PANIC" not in log:
+            return
+        kept = Path(tempfile.gettempdir()) / f"fly-potato-postgres-crash-{self.port}.log"
+        kept.write_text(log)
+        sys.stderr.write(
+            f"\nPostgreSQL test cluster on port {self.port} had a crashed server process; log kept in {kept}\n"
+        )
 
     def __enter__(self) -> PostgresCluster:
         return self.start()
