@@ -42,7 +42,6 @@ lint: venv ## ruff and mypy
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
 	cd scripts && ../$(PYTHON) -m mypy --strict -p backup  # the backup package, as its image imports it
-	$(PYTHON) -m mypy -m scripts.apply_graph -m scripts.local_stack
 
 .PHONY: plan
 plan: venv ## Offline policy plan of STACK under mocks (JSON=1 for JSON); exit 1 on mandatory violations
@@ -69,18 +68,28 @@ bench-backup: deps ## Backup benchmark on 1,000,000 flights: dump time, restore 
 	$(PYTHON) scripts/bench_backup.py --natural
 
 .PHONY: e2e
-e2e: venv ## Container tier: the dev graph applied to the local Docker engine (not the Pulumi engine), tested, removed
-	bash scripts/docker-engine.sh && bash scripts/images.sh
+e2e: venv images toolchain policy-venv ## Container tier: a throwaway dev-profile stack through pulumi up, tested, destroyed
 	$(PYTHON) -m pytest -q -m e2e tests/e2e
 
 .PHONY: bench-e2e
-bench-e2e: venv ## Container-tier apply from nothing vs the readiness critical path read from Docker
-	bash scripts/docker-engine.sh && bash scripts/images.sh
-	$(PYTHON) -m scripts.apply_graph bench
+bench-e2e: venv images toolchain policy-venv ## pulumi up from nothing vs the readiness critical path; no-op up; previews
+	$(PYTHON) scripts/bench_e2e.py
 
 .PHONY: toolchain
-toolchain: ## Pulumi CLI, Python language host and provider plugins at the pinned versions
+toolchain: venv ## Pulumi CLI, Python language host and the six provider plugins of scripts/toolchain.lock
 	bash scripts/toolchain.sh
+
+.PHONY: toolchain-env
+toolchain-env: ## Shell lines that put the toolchain on PATH: eval "$$(make -s toolchain-env)"
+	@bash scripts/toolchain.sh --env
+
+policy/.venv/.installed: policy/requirements.txt
+	@test -x policy/.venv/bin/python || $(PY) -m venv policy/.venv || python3 -m venv policy/.venv
+	policy/.venv/bin/python -m pip install -q --disable-pip-version-check -r policy/requirements.txt
+	@touch $@
+
+.PHONY: policy-venv
+policy-venv: policy/.venv/.installed ## The policy pack's own virtualenv (policy/.venv), which the engine runs it with
 
 .PHONY: engine
 engine: ## A running Docker engine (installs docker.io and starts dockerd when none answers)
@@ -91,20 +100,26 @@ images: engine ## Build every image the stacks use, locally (no registry needed)
 	bash scripts/images.sh
 
 .PHONY: up
-up: venv images ## Bring up the dev stack (STACK=prod for prod) on the local Docker engine; without Pulumi, the dev graph directly (RECREATE=1 recreates)
-	bash scripts/stack.sh up $(STACK) $(if $(RECREATE),--recreate,)
+up: venv ## pulumi up of STACK (dev) on the local Docker engine, with the policy pack; toolchain and images provided
+	@bash scripts/stack.sh estimate $(STACK)
+	@$(MAKE) --no-print-directory images toolchain policy-venv
+	bash scripts/stack.sh up $(STACK)
 
 .PHONY: preview
-preview: venv toolchain ## pulumi preview of STACK with the policy pack
+preview: venv toolchain policy-venv ## pulumi preview of STACK with the policy pack
 	bash scripts/stack.sh preview $(STACK)
 
+.PHONY: refresh
+refresh: venv toolchain ## pulumi refresh of STACK: the state re-read from Docker, Postgres and Keycloak
+	bash scripts/stack.sh refresh $(STACK)
+
 .PHONY: destroy
-destroy: venv ## Remove every container, network and volume of STACK (without Pulumi: volumes only with VOLUMES=1)
-	VOLUMES=$(VOLUMES) bash scripts/stack.sh destroy $(STACK)
+destroy: venv toolchain ## pulumi destroy of STACK; asks before deleting data volumes (YES=1 confirms)
+	YES=$(YES) bash scripts/stack.sh destroy $(STACK)
 
 .PHONY: outputs
-outputs: venv ## Stack outputs of STACK as JSON (secrets shown)
-	bash scripts/stack.sh outputs $(STACK)
+outputs: ## Stack outputs of STACK as JSON (secrets shown): make -s outputs
+	@bash scripts/stack.sh outputs $(STACK)
 
 .PHONY: rollback
 rollback: venv ## Roll STACK back: TO=<git ref of the previous release> (or IMAGE=… REVISION=…); DRY_RUN=1 plans, YES=1 skips the prompt

@@ -6,9 +6,11 @@ zone, service and stack, and every host binding with an explicit host IP.
 
 Files (configuration and secrets) are delivered as content into a per-service volume that the service
 mounts read-only at ``CONFIG_DIR``. Docker copies uploads to ``/`` of a container and refuses that when
-the root filesystem is read-only, so a never-started companion container (label ``FILES_FOR_LABEL``)
-receives them and writes them through into the volume. Nothing is bind-mounted from the host and secrets
-never travel as plain environment variables (R-SEC-1).
+the root filesystem is read-only, so a companion container (label ``FILES_FOR_LABEL``) receives them and
+writes them through into the volume. Docker writes them as root; the companion then runs once, with no
+network and ``CAP_CHOWN`` alone, to hand them to the service's uid:gid (``HANDOVER``), so a secret file is
+readable by its service and by no other uid. Nothing is bind-mounted from the host and secrets never travel
+as plain environment variables (R-SEC-1).
 """
 
 from __future__ import annotations
@@ -31,6 +33,18 @@ SECRETS_DIR = f"{CONFIG_DIR}/secrets"
 # Label of the container that delivers a service's files (see HardenedContainer._files_loader).
 FILES_FOR_LABEL = "org.flypotato.files-for"
 LOG_OPTS = {"max-size": "10m", "max-file": "5"}
+
+
+def handover(uid: str, gid: str) -> list[str]:
+    """The files container's only command: folders closed to other uids, then everything owned by the service.
+
+    Runs as root with CAP_CHOWN alone: root may change the modes of what it owns, and chown needs the cap.
+    """
+    return [
+        "/bin/sh",
+        "-c",
+        f"find {CONFIG_DIR} -type d -exec chmod 0750 {{}} + && chown -R {uid}:{gid} {CONFIG_DIR}",
+    ]
 
 
 @dataclass
@@ -162,6 +176,7 @@ class HardenedContainer(pulumi.ComponentResource):
                 lambda contents: hashlib.sha256("\0".join(map(str, contents)).encode()).hexdigest()
             )
         health = args.healthcheck
+        max_open_files = settings.raw.host.max_open_files
         self.container = docker.Container(
             name,
             name=settings.resource_name(args.service),
@@ -183,7 +198,7 @@ class HardenedContainer(pulumi.ComponentResource):
             # The provider has no pids_limit; RLIMIT_NPROC counts processes and threads per uid, and every
             # service has its own uid, so this caps the service's PIDs.
             ulimits=[
-                docker.ContainerUlimitArgs(name="nofile", soft=65536, hard=65536),
+                docker.ContainerUlimitArgs(name="nofile", soft=max_open_files, hard=max_open_files),
                 docker.ContainerUlimitArgs(name="nproc", soft=resources.pids, hard=resources.pids),
             ],
             restart="no" if args.one_shot else args.restart,
@@ -239,24 +254,29 @@ class HardenedContainer(pulumi.ComponentResource):
     def _files_loader(
         self, name: str, args: HardenedContainerArgs, settings: Settings, uid: str, gid: str
     ) -> docker.Container:
-        """A never-started container of the service's image that receives the files into the config volume.
+        """A container of the service's image that receives the files into the config volume.
 
         Docker copies uploads to ``/`` of the container and refuses that when the root filesystem is
-        read-only, so the hardened service cannot receive them itself; this one has no network, runs
-        nothing, and only holds the volume while Docker writes through it.
+        read-only, so the hardened service cannot receive them itself. Docker writes them as root; this
+        container then runs ``handover`` once (attached: the service starts after it exited) with no network
+        and CAP_CHOWN alone, and gives them to the service's uid:gid.
         """
         return docker.Container(
             f"{name}-files",
             name=settings.resource_name(args.service, "files"),
             image=args.image,
-            entrypoints=["true"],
-            start=False,
+            entrypoints=handover(uid, gid),
+            start=True,
+            attach=True,
             must_run=False,
+            restart="no",
             network_mode="none",
-            user=f"{uid}:{gid}",
+            user="0:0",
             privileged=False,
             security_opts=["no-new-privileges:true"],
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["CHOWN"]),
+            log_driver="json-file",
+            log_opts=LOG_OPTS,
             labels=[
                 docker.ContainerLabelArgs(label="org.flypotato.stack", value=settings.stack),
                 docker.ContainerLabelArgs(label="org.flypotato.project", value=settings.project),
@@ -273,8 +293,6 @@ class HardenedContainer(pulumi.ComponentResource):
                     content=pulumi.Output.secret(item.content) if item.secret else item.content,
                     permissions=item.mode,
                     executable=item.executable,
-                    owner=uid if uid.isdigit() else None,
-                    group=gid if gid.isdigit() else None,
                 )
                 for item in args.files
             ],
@@ -295,6 +313,7 @@ __all__ = [
     "HardenedContainerArgs",
     "Healthcheck",
     "HostBind",
+    "handover",
     "VolumeMount",
     "Zone",
     "http_probe",

@@ -1,6 +1,6 @@
-"""Deploy preflight, before the program declares a single resource: the provided TLS key is usable, and
-(R-OPS-1) in prod the domain resolves — to ``public_address`` when one is given — or the deploy stops with
-a sentence saying what to fix.
+"""Deploy preflight, before the program declares a single resource: the provided TLS key is usable, a local
+Docker daemon can grant ``host.max_open_files``, and (R-OPS-1) in prod the domain resolves — to
+``public_address`` when one is given — or the deploy stops with a sentence saying what to fix.
 
 Switched by ``fly-potato:features.dns_preflight`` (default: on in prod), e.g. off for air-gapped test stacks.
 Under the unit-test mocks there is no deployment to protect and no network to ask, so the check is skipped
@@ -10,11 +10,14 @@ unless a test turns ``CHECK_UNDER_MOCKS`` on with a stub resolver.
 from __future__ import annotations
 
 import concurrent.futures
+import resource
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pulumi
 
+from components.host_guardrails import DockerHost
 from components.settings import PROJECT, Settings
 from components.tls import check_provided_key
 
@@ -66,6 +69,38 @@ def check_dns(settings: Settings, resolve: Callable[[str], set[str]] | None = No
         )
 
 
+DOCKER_PIDFILE = Path("/var/run/docker.pid")
+
+
+def docker_nofile_hard_limit(pidfile: Path = DOCKER_PIDFILE) -> int | None:
+    """The local Docker daemon's hard open-files limit (what its containers can get at most), if readable.
+
+    Read from the daemon's ``/proc/PID/limits``; without a readable daemon, this process' own hard limit,
+    which a daemon started from the same session shares. None when unlimited.
+    """
+    try:
+        limits = Path(f"/proc/{int(pidfile.read_text().strip())}/limits").read_text()
+    except (OSError, ValueError):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        return None if hard == resource.RLIM_INFINITY else hard
+    for line in limits.splitlines():
+        if line.startswith("Max open files"):
+            value = line.split()[4]
+            return None if value == "unlimited" else int(value)
+    return None
+
+
+def check_open_files(settings: Settings, hard_limit: int | None) -> None:
+    """Raise :class:`PreflightError` when the services' open-files limit exceeds what Docker can grant."""
+    wanted = settings.raw.host.max_open_files
+    if hard_limit is not None and wanted > hard_limit:
+        raise PreflightError(
+            f"{PROJECT}:host.max_open_files = {wanted} exceeds the Docker daemon's hard open-files limit "
+            f"{hard_limit}, so no container could start; set it to at most {hard_limit}, or raise the daemon's "
+            "limit (LimitNOFILE of docker.service)"
+        )
+
+
 def _under_mocks() -> bool:
     from pulumi.runtime import mocks
     from pulumi.runtime import settings as runtime_settings
@@ -76,8 +111,9 @@ def _under_mocks() -> bool:
 def require_ready(settings: Settings) -> None:
     """The program's preflight: runs before any resource is declared."""
     check_provided_key(settings)
-    if not settings.dns_preflight:
-        return
     if _under_mocks() and not CHECK_UNDER_MOCKS:
         return
-    check_dns(settings)
+    if not DockerHost.of(settings).is_remote:
+        check_open_files(settings, docker_nofile_hard_limit())
+    if settings.dns_preflight:
+        check_dns(settings)

@@ -428,6 +428,8 @@ class HostConfig(_Strict):
     """How long `/health/ready` through nginx may take to answer 200 after the backend is replaced."""
     command_timeout_seconds: Annotated[int, Field(ge=5, le=600)] = 60
     """Longest firewall or gate command."""
+    max_open_files: Annotated[int, Field(ge=1024, le=1048576)] = 16384
+    """Open-files limit (soft and hard) of every service; at most the Docker daemon's own hard limit."""
 
 
 class RawSettings(_Strict):

@@ -1,78 +1,55 @@
 #!/usr/bin/env bash
-# Pulumi stack operations on the local file backend kept under the repo (git-ignored).
-#   scripts/stack.sh up|preview|destroy|outputs STACK [--recreate]
-# Without a Pulumi CLI on PATH, scripts/toolchain.sh provides it. When no source of it is reachable from
-# here (toolchain.sh exits 3, see docs/toolchain.md), the dev stack falls back to scripts/local_stack.py:
-# the program's recorded graph applied directly to the local Docker engine, without Pulumi state
-# (up [--recreate]; destroy keeps the volumes unless VOLUMES=1; outputs). Prod is refused without Pulumi.
+# Pulumi stack operations on the local file backend kept under the repo (.pulumi-state/, git-ignored).
+#   scripts/stack.sh up|preview|destroy|outputs|refresh STACK
+#   scripts/stack.sh estimate STACK     what a first `make up` still has to provide, and how long it takes
+# The toolchain (scripts/toolchain.sh), the Docker engine and the images are provided by the Makefile
+# targets that call this; the policy pack's virtualenv (policy/.venv) too.
+# Environment: PULUMI_BACKEND_URL (default: file://.pulumi-state), PULUMI_CONFIG_PASSPHRASE(_FILE) (dev:
+# generated into .secrets/dev-passphrase), YES=1 (destroy without asking).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-action="${1:?usage: scripts/stack.sh up|preview|destroy|outputs STACK [--recreate]}"
+action="${1:?usage: scripts/stack.sh up|preview|destroy|outputs|refresh|estimate STACK}"
 stack="${2:-dev}"
-shift $(( $# < 2 ? $# : 2 ))
-toolchain="${FLY_POTATO_TOOLCHAIN:-$HOME/.cache/fly-potato/toolchain}"
-export PATH="$toolchain/bin:$PATH"
-export PULUMI_HOME="${PULUMI_HOME:-$toolchain/pulumi-home}"
-export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DIY_BACKEND_NO_LEGACY_WARNING=true
+eval "$(bash scripts/toolchain.sh --env)"
+export PULUMI_DIY_BACKEND_NO_LEGACY_WARNING=true
 
 case "$action" in
-  up|preview|destroy|outputs) ;;
-  *) echo "unknown action $action (up|preview|destroy|outputs)" >&2; exit 2 ;;
+  up|preview|destroy|outputs|refresh|estimate) ;;
+  *) echo "stack.sh: unknown action '$action' (up|preview|destroy|outputs|refresh|estimate)." >&2; exit 2 ;;
 esac
+[ -f "Pulumi.$stack.yaml" ] || { echo "stack.sh: there is no Pulumi.$stack.yaml; STACK is one of: $(ls Pulumi.*.yaml | sed 's/Pulumi\.\(.*\)\.yaml/\1/' | grep -v '^$' | tr '\n' ' ')" >&2; exit 2; }
 
-# -- no Pulumi CLI: provide it, or fall back when it cannot be obtained here -----------------------------
-if ! command -v pulumi >/dev/null 2>&1; then
-  mkdir -p "$toolchain/logs"
-  log="$toolchain/logs/stack-toolchain.log"
-  rc=0
-  bash scripts/toolchain.sh >"$log" 2>&1 || rc=$?
-  if (( rc != 0 && rc != 3 )); then
-    cat "$log" >&2
-    exit "$rc"
+if [ "$action" = estimate ]; then
+  # Measured on 2 cores (README "First run"): toolchain build ~16 min, images ~12 min, pulumi up ~2 min.
+  todo=() minutes=2
+  command -v pulumi >/dev/null 2>&1 && [ -f "$FLY_POTATO_TOOLCHAIN/.verified" ] ||
+    { todo+=("build the Pulumi toolchain (~16 min)"); minutes=$((minutes + 16)); }
+  missing=$(.venv/bin/python - "$stack" <<'EOF'
+import subprocess, sys, yaml
+images = yaml.safe_load(open(f"Pulumi.{sys.argv[1]}.yaml"))["config"].get("fly-potato:images", {})
+print(sum(subprocess.run(["docker", "image", "inspect", i], capture_output=True).returncode != 0
+          for i in set(images.values())))
+EOF
+  ) || missing=all
+  [ "$missing" = 0 ] || { todo+=("build $missing local images (~12 min)"); minutes=$((minutes + 12)); }
+  if [ ${#todo[@]} -gt 0 ]; then
+    printf 'make up: first run on this machine: %s, then pulumi up (~2 min): about %d min in all.\n' \
+      "$(IFS=';'; echo "${todo[*]}" | sed 's/;/, /g')" "$minutes"
   fi
-  if (( rc == 3 )); then
-    if [ "$stack" != dev ]; then
-      echo "Stack $stack needs the Pulumi engine and its state, and the Pulumi CLI is not installable here (see docs/toolchain.md, $log): only the dev stack can be applied without them." >&2
-      exit 1
-    fi
-    python=.venv/bin/python
-    [ -x "$python" ] || { echo "The project virtualenv is missing: run 'make venv'." >&2; exit 1; }
-    case "$action" in
-      up)
-        scripts/prereqs.sh docker
-        echo "The Pulumi CLI is not installable here (see docs/toolchain.md): applying the $stack stack from the program's recorded graph directly to the local Docker engine (no Pulumi state; 'make destroy' removes it)."
-        exec "$python" -m scripts.local_stack up "$stack" "$@" ;;
-      destroy)
-        scripts/prereqs.sh docker
-        if [ "${VOLUMES:-}" = 1 ]; then
-          echo "The Pulumi CLI is not installable here (see docs/toolchain.md): removing the containers, networks and volumes (VOLUMES=1) of the $stack stack from the local Docker engine."
-          exec "$python" -m scripts.local_stack destroy "$stack" --volumes
-        fi
-        echo "The Pulumi CLI is not installable here (see docs/toolchain.md): removing the containers and networks of the $stack stack from the local Docker engine; its volumes stay unless VOLUMES=1."
-        exec "$python" -m scripts.local_stack destroy "$stack" ;;
-      outputs)
-        echo "The Pulumi CLI is not installable here (see docs/toolchain.md): outputs of the $stack stack from the program's recorded graph, with the generated secrets of .secrets/$stack/." >&2
-        exec "$python" -m scripts.local_stack outputs "$stack" ;;
-      preview)
-        echo "pulumi preview needs the Pulumi CLI, which is not installable here (see docs/toolchain.md); 'make plan' evaluates the program and its policies offline." >&2
-        exit 1 ;;
-    esac
-  fi
+  exit 0
 fi
 
-# -- the Pulumi engine -----------------------------------------------------------------------------------
-if [ $# -gt 0 ]; then
-  echo "stack.sh: '$*' applies only to the local fallback without the Pulumi CLI; ignored (pulumi up --replace recreates a resource)." >&2
+command -v pulumi >/dev/null 2>&1 || { echo "stack.sh: no Pulumi CLI in $FLY_POTATO_TOOLCHAIN/bin; run 'make toolchain'." >&2; exit 1; }
+if [ "$action" != outputs ]; then
+  scripts/prereqs.sh docker
 fi
-scripts/prereqs.sh pulumi
-[ "$action" = outputs ] || scripts/prereqs.sh docker
 
 mkdir -p .pulumi-state .secrets
 chmod 700 .secrets
 export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$PWD/.pulumi-state}"
 if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
   if [ "$stack" != dev ]; then
-    echo "Stack $stack needs its own passphrase: export PULUMI_CONFIG_PASSPHRASE (or _FILE) from your secret store." >&2
+    echo "stack.sh: stack $stack needs its own passphrase: export PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) from your secret store." >&2
     exit 1
   fi
   # Dev-only passphrase, generated once per checkout and never committed.
@@ -80,13 +57,41 @@ if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FI
   export PULUMI_CONFIG_PASSPHRASE_FILE="$PWD/.secrets/dev-passphrase"
 fi
 
-pulumi stack select "$stack" >/dev/null 2>&1 || pulumi stack init "$stack" >/dev/null
+if ! pulumi stack select "$stack" >/dev/null 2>&1; then
+  if [ "$action" != up ] && [ "$action" != preview ]; then
+    echo "stack.sh: stack $stack does not exist in $PULUMI_BACKEND_URL yet; 'make up STACK=$stack' creates it." >&2
+    exit 1
+  fi
+  pulumi stack init "$stack" >/dev/null
+fi
+
+policy_pack() {
+  # The engine runs the pack with policy/.venv; without it, the analyzer never answers.
+  [ -x policy/.venv/bin/python ] && policy/.venv/bin/python -c 'import pulumi_policy, crossplane' 2>/dev/null ||
+    { echo "stack.sh: the policy pack's virtualenv policy/.venv is missing or incomplete; run 'make policy-venv'." >&2; exit 1; }
+}
 
 case "$action" in
   up)
-    pulumi up --stack "$stack" --yes --skip-preview --non-interactive --policy-pack policy
-    pulumi stack output --stack "$stack" public_url ;;
-  preview) pulumi preview --stack "$stack" --non-interactive --policy-pack policy ;;
-  destroy) pulumi destroy --stack "$stack" --yes --non-interactive ;;
+    policy_pack
+    pulumi up --stack "$stack" --yes --non-interactive --skip-preview --policy-pack policy --suppress-progress
+    echo "public_url: $(pulumi stack output --stack "$stack" public_url)" ;;
+  preview)
+    policy_pack
+    pulumi preview --stack "$stack" --non-interactive --policy-pack policy ;;
+  refresh)
+    pulumi refresh --stack "$stack" --yes --non-interactive --suppress-progress ;;
+  destroy)
+    volumes=$(docker volume ls -q --filter "label=org.flypotato.stack=$stack" | tr '\n' ' ')
+    if [ -n "${volumes// }" ] && [ "${YES:-}" != 1 ]; then
+      if [ ! -t 0 ]; then
+        echo "stack.sh: destroying stack $stack deletes its data volumes ($volumes); rerun with YES=1 to confirm." >&2
+        exit 1
+      fi
+      printf 'Destroying stack %s deletes its data volumes: %s\nType the stack name to confirm: ' "$stack" "$volumes"
+      read -r answer
+      [ "$answer" = "$stack" ] || { echo "stack.sh: not confirmed; nothing was removed." >&2; exit 1; }
+    fi
+    pulumi destroy --stack "$stack" --yes --non-interactive --suppress-progress ;;
   outputs) pulumi stack output --stack "$stack" --json --show-secrets ;;
 esac

@@ -1,39 +1,31 @@
 #!/usr/bin/env bash
-# Provide the Pulumi CLI, its Python language host and the resource plugins the
-# stacks need, at exactly the versions the pinned Python SDKs expect.
+# Provide the Pulumi CLI, its Python language host and the six resource plugins the stacks use, at
+# exactly the versions of scripts/toolchain.lock (which requirements.txt's SDK pins match).
 #
-# Sources, in order of preference (see docs/toolchain.md):
-#   1. the toolchain cache, when it already holds the right versions (no-op);
-#   2. a `pulumi` already on PATH at the right version;
-#   3. release archives in $FLY_POTATO_TOOLCHAIN_ARTIFACTS (carried in by hand);
-#   4. the official release download, when it answers within a few seconds;
-#   5. a build from the Go modules through the Go module proxy.
+# Per component, in order of preference (see docs/toolchain.md):
+#   1. the toolchain cache, when it already holds that version (no-op, seconds);
+#   2. the official release download, when it answers within a few seconds;
+#   3. a build: the CLI from its Go module through the Go module proxy; the language host and the
+#      plugins from their upstream source archives (checksums of scripts/toolchain.lock verified first),
+#      looked for in $FLY_POTATO_TOOLCHAIN_SOURCES, the cache's sources/ folder, or a vendor/ folder
+#      beside the checkout or one of its parent folders.
+# Writes $FLY_POTATO_TOOLCHAIN/manifest.tsv: component, version, source, sha256 of the binary.
 #
 # Usage: scripts/toolchain.sh [--verify] [--env]
-#   --verify  run the smoke test even if the cache was verified before
-#   --env     only print the environment lines the rest of the project uses
-#
-# Exit status: 0 ready; 3 when no source of a component is reachable from here
-# (scripts/stack.sh then falls back to the local applier); 1 on any other failure.
+#   --verify  run the smoke test (up/preview/policy/destroy of a tiny stack) even if it passed before
+#   --env     only print the environment lines that put the toolchain on PATH
 set -euo pipefail
 
-# ---------------------------------------------------------------- versions ---
-PULUMI_VERSION=${FLY_POTATO_PULUMI_VERSION:-3.272.0}
-# name:version of every resource plugin the stacks use (matches requirements.txt).
-PLUGINS=${FLY_POTATO_PLUGINS:-"docker:5.2.0 command:1.2.1 random:4.21.4 tls:5.6.2 keycloak:6.14.1 postgresql:3.18.2"}
-# Policy-pack SDK used by the smoke test's policy venv; 1.21.0 needs pulumi>=3.204 and protobuf~=5.29.
-POLICY_SDK_VERSION=${FLY_POTATO_POLICY_SDK_VERSION:-1.21.0}
-
-# ------------------------------------------------------------------ layout ---
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LOCK=$REPO/scripts/toolchain.lock
 TC=${FLY_POTATO_TOOLCHAIN:-$HOME/.cache/fly-potato/toolchain}
 BIN=$TC/bin
 export PULUMI_HOME=${FLY_POTATO_PULUMI_HOME:-$TC/pulumi-home}
 VENV=${FLY_POTATO_VENV:-$REPO/.venv}
-ARTIFACTS=${FLY_POTATO_TOOLCHAIN_ARTIFACTS:-}
 RELEASES=${FLY_POTATO_PULUMI_RELEASES:-https://get.pulumi.com/releases}
 PROBE_TIMEOUT=${FLY_POTATO_PROBE_TIMEOUT:-4}
 LOGS=$TC/logs
+SRC_CACHE=$TC/sources
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PATH="$BIN:$PATH"
@@ -42,6 +34,7 @@ env_lines() {
     printf 'export PATH="%s:$PATH"\n' "$BIN"
     printf 'export PULUMI_HOME="%s"\n' "$PULUMI_HOME"
     printf 'export PULUMI_SKIP_UPDATE_CHECK=true\n'
+    printf 'export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true\n'
 }
 
 VERIFY_FORCE=0
@@ -54,6 +47,16 @@ for arg in "$@"; do
     esac
 done
 
+# ------------------------------------------------------------------ lock ---
+# lock_field KIND NAME COLUMN (3 version, 4 archive/module, 5 sha256)
+lock_field() { awk -v k="$1" -v n="$2" -v c="$3" '!/^#/ && $1==k && $2==n {print $c; exit}' "$LOCK"; }
+CLI_VERSION=$(lock_field cli pulumi 3)
+LH_VERSION=$(lock_field language python 3)
+PLUGINS=$(awk '!/^#/ && $1=="plugin" {printf "%s:%s ", $2, $3}' "$LOCK")
+# Policy-pack SDK of the smoke test's policy venv (matches policy/requirements.txt).
+POLICY_SDK_VERSION=$(sed -n 's/^pulumi-policy==//p' "$REPO/policy/requirements.txt")
+PY_SDK_VERSION=$(sed -n 's/^pulumi==//p' "$REPO/requirements.txt")
+
 mkdir -p "$BIN" "$PULUMI_HOME" "$LOGS"
 
 # ---------------------------------------------------------------- output ---
@@ -64,21 +67,15 @@ die() {
     printf 'toolchain: %s\n' "$*" >&2
     exit 1
 }
-# unobtainable MESSAGE: no source of a component is reachable (exit 3, unlike a failure of one that is).
-unobtainable() {
-    [[ -n $TICKER ]] && kill "$TICKER" 2>/dev/null || true
-    printf 'toolchain: %s\n' "$*" >&2
-    exit 3
-}
 step() { STEP=$1; STEP_T=$(date +%s); }
-done_step() { printf '[toolchain] %-44s %s (%ds)\n' "$STEP" "$1" $(( $(date +%s) - STEP_T )); }
-# run_long LOGNAME CMD... : run a long command with its output in a log and a
-# progress line every 60 s; on failure print the log's tail and return non-zero.
+done_step() { printf '[toolchain] %-40s %s (%ds)\n' "$STEP" "$1" $(( $(date +%s) - STEP_T )); }
+# run_long LOGNAME CMD... : a long command with its output in a log and a progress line every 60 s;
+# on failure the log's tail is printed.
 run_long() {
     local log=$LOGS/$1.log; shift
-    printf '[toolchain] %-44s started (log: %s)\n' "$STEP" "$log"
+    printf '[toolchain] %-40s started (log: %s)\n' "$STEP" "$log"
     ( local t0=$STEP_T; while sleep 60; do
-        printf '[toolchain] %-44s still running (%ds)\n' "$STEP" $(( $(date +%s) - t0 )); done ) &
+        printf '[toolchain] %-40s still running (%ds)\n' "$STEP" $(( $(date +%s) - t0 )); done ) &
     TICKER=$!
     local rc=0
     "$@" >"$log" 2>&1 || rc=$?
@@ -88,192 +85,164 @@ run_long() {
 }
 trap '[[ -n $TICKER ]] && kill "$TICKER" 2>/dev/null || true' EXIT
 
-# --------------------------------------------------------------- helpers ---
-OS=linux
+[[ $(uname -s) == Linux ]] || die "this script supports Linux hosts only."
 case $(uname -m) in
     x86_64|amd64) ARCH_CLI=x64 ARCH_PLUGIN=amd64 ;;
     aarch64|arm64) ARCH_CLI=arm64 ARCH_PLUGIN=arm64 ;;
     *) die "unsupported machine architecture $(uname -m)." ;;
 esac
-[[ $(uname -s) == Linux ]] || die "this script supports Linux hosts only."
 
-cli_version() { "$1" version 2>/dev/null | head -n1 | tr -d '[:space:]'; }
+# ------------------------------------------------------------- manifest ---
+MANIFEST=$TC/manifest.tsv
+# record COMPONENT VERSION SOURCE BINARY
+record() {
+    local sum tmp
+    sum=$(sha256sum "$4" | awk '{print $1}')
+    tmp=$(mktemp "$TC/manifest.XXXXXX")
+    { printf '# component\tversion\tsource\tsha256\n'
+      [[ -f $MANIFEST ]] && awk -F'\t' -v c="$1" '!/^#/ && $1 != c' "$MANIFEST"
+      printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$sum"; } >"$tmp"
+    mv -f "$tmp" "$MANIFEST"
+}
 
+# ------------------------------------------------------------- download ---
 RELEASES_OK=""
 releases_reachable() {
     if [[ -z $RELEASES_OK ]]; then
         RELEASES_OK=no
         if [[ ${FLY_POTATO_OFFLINE:-0} != 1 ]] && curl -fsSI --max-time "$PROBE_TIMEOUT" -o /dev/null \
-            "$RELEASES/sdk/pulumi-v$PULUMI_VERSION-$OS-$ARCH_CLI.tar.gz" 2>/dev/null; then
+            "$RELEASES/sdk/pulumi-v$CLI_VERSION-linux-$ARCH_CLI.tar.gz" 2>/dev/null; then
             RELEASES_OK=yes
         fi
     fi
     [[ $RELEASES_OK == yes ]]
 }
 
-# go_module_dir MODULE VERSION: print the read-only module directory the Go
-# module proxy delivers, or fail with the proxy's reason.
-go_module_dir() {
-    local out dir err
-    out=$(cd "$TC" && GOFLAGS=-mod=mod go mod download -json "$1@$2" 2>&1) || true
-    dir=$(printf '%s' "$out" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p' | head -n1)
-    if [[ -n $dir && -d $dir ]]; then printf '%s\n' "$dir"; return 0; fi
-    err=$(printf '%s' "$out" | sed -n 's/^[[:space:]]*"Error": "\(.*\)",*$/\1/p' | head -n1 | sed 's/\\n.*//; s/\\t/ /g')
-    printf '%s\n' "${err:-$out}" >&2
+# ---------------------------------------------------------- source archives ---
+# find_archive FILE SHA256: print a verified copy of a source archive (kept in the cache).
+find_archive() {
+    local file=$1 want=$2 dir cand got d
+    if [[ -f $SRC_CACHE/$file ]] && [[ $(sha256sum "$SRC_CACHE/$file" | awk '{print $1}') == "$want" ]]; then
+        printf '%s\n' "$SRC_CACHE/$file"; return 0
+    fi
+    local dirs=()
+    [[ -n ${FLY_POTATO_TOOLCHAIN_SOURCES:-} ]] && dirs+=("$FLY_POTATO_TOOLCHAIN_SOURCES")
+    d=$REPO
+    while [[ $d != / ]]; do
+        d=$(dirname "$d")
+        for cand in "$d"/vendor "$d"/*/vendor; do [[ -d $cand ]] && dirs+=("$cand"); done
+    done
+    for dir in "${dirs[@]}"; do
+        [[ -f $dir/$file ]] || continue
+        got=$(sha256sum "$dir/$file" | awk '{print $1}')
+        if [[ $got != "$want" ]]; then
+            echo "$dir/$file has sha256 $got, scripts/toolchain.lock expects $want; ignored" >&2
+            continue
+        fi
+        mkdir -p "$SRC_CACHE"; cp -f "$dir/$file" "$SRC_CACHE/$file.tmp"; mv -f "$SRC_CACHE/$file.tmp" "$SRC_CACHE/$file"
+        printf '%s\n' "$SRC_CACHE/$file"; return 0
+    done
     return 1
 }
 
-# repo_subdir MODULE: the module's directory inside its repository
-# (github.com/OWNER/REPO/a/b/vN -> a/b), so sibling modules land where a
-# relative replace directive expects them.
-repo_subdir() {
-    local rest
-    rest=$(printf '%s' "$1" | cut -d/ -f4-)
-    rest=$(printf '%s' "$rest" | sed -E 's#(^|/)v[0-9]+$##')
-    printf '%s\n' "${rest:-.}"
+# extract KIND NAME DEST: the verified archive of a lock line unpacked into DEST (its top folder stripped).
+extract() {
+    local file sum path
+    file=$(lock_field "$1" "$2" 4) sum=$(lock_field "$1" "$2" 5)
+    path=$(find_archive "$file" "$sum") ||
+        die "$2 ($1): the source archive $file (sha256 $sum) is neither in the cache nor in FLY_POTATO_TOOLCHAIN_SOURCES${FLY_POTATO_TOOLCHAIN_SOURCES:+=$FLY_POTATO_TOOLCHAIN_SOURCES} nor in a vendor/ folder beside the checkout; set FLY_POTATO_TOOLCHAIN_SOURCES to the folder that holds it."
+    rm -rf "$3"; mkdir -p "$3"
+    tar -xzf "$path" -C "$3" --strip-components=1 || die "$2 ($1): unpacking $path failed."
 }
 
-# stage_module MODULE VERSION: copy the module into a writable build tree (so
-# its own go.mod, replace directives included, drives the build) and print
-# its directory. A replace pointing at a sibling directory of the same
-# repository (e.g. pkg -> ../sdk) is filled with that module at the version
-# go.mod requires; one pointing anywhere else (e.g. ../upstream, the git
-# submodule with a bridged provider's patched upstream) cannot be built this way.
-stage_module() {
-    local src root work
-    src=$(go_module_dir "$1" "$2") || return 1
-    root=$TC/build/$(printf '%s@%s' "$1" "$2" | tr '/@' '__')
-    work=$root/$(repo_subdir "$1")
-    rm -rf "$root"; mkdir -p "$work"
-    cp -R "$src"/. "$work"; chmod -R u+w "$work"
-    local old rel want dir
-    while IFS=$'\t' read -r old rel; do
-        [[ -n $old ]] || continue
-        dir=$(realpath -m "$work/$rel")
-        [[ -f $dir/go.mod ]] && continue
-        want=$(cd "$work" && go mod edit -json | jq -r --arg p "$old" '.Require[]? | select(.Path == $p) | .Version')
-        # Only modules of the same repository (released together with it) may
-        # stand in; anything else would build unpatched upstream code.
-        if [[ $(cut -d/ -f1-3 <<<"$old") != $(cut -d/ -f1-3 <<<"$1") || -z $want ]] ||
-            ! src=$(go_module_dir "$old" "$want" 2>/dev/null); then
-            echo "$1@$2 replaces $old with $rel, which is not part of the module archive and no module version provides it" >&2
-            return 1
-        fi
-        mkdir -p "$dir"; cp -R "$src"/. "$dir"; chmod -R u+w "$dir"
-    done < <(cd "$work" && go mod edit -json |
-        jq -r '.Replace[]? | select(.New.Path | startswith("./") or startswith("../")) | [.Old.Path, .New.Path] | @tsv')
-    printf '%s\n' "$work"
-}
-
-go_build() { # DIR PKG OUT LDFLAGS
-    (cd "$1" && GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 \
-        go build -trimpath -ldflags "-s -w $4" -o "$3" "./$2")
+source_of() { # KIND NAME: the provenance written to the manifest
+    local file; file=$(lock_field "$1" "$2" 4)
+    printf 'source archive %s (sha256 %s)' "$file" "$(lock_field "$1" "$2" 5 | cut -c1-12)"
 }
 
 need_go() {
-    command -v go >/dev/null 2>&1 || unobtainable "building $1 needs Go on PATH, and no other source of it is available."
+    command -v go >/dev/null 2>&1 || die "$1: building it needs Go on PATH (the release download is not reachable)."
 }
+
+go_env() { GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 "$@"; }
 
 # ------------------------------------------------------------ pulumi CLI ---
 SDK_MOD=github.com/pulumi/pulumi/sdk/v3
-VERSION_LDFLAGS="-X $SDK_MOD/go/common/version.Version=v$PULUMI_VERSION"
-
-cli_ready() {
-    [[ -x $BIN/pulumi && -x $BIN/pulumi-language-python ]] &&
-        [[ $(cli_version "$BIN/pulumi") == "v$PULUMI_VERSION" ]]
-}
-
-install_cli_from_path() {
-    local p dir f
-    p=$(PATH=${PATH#"$BIN:"} command -v pulumi 2>/dev/null) || return 1
-    [[ $(cli_version "$p") == "v$PULUMI_VERSION" ]] || return 1
-    dir=$(cd "$(dirname "$(readlink -f "$p")")" && pwd)
-    [[ -x $dir/pulumi-language-python ]] || return 1
-    for f in "$dir"/pulumi "$dir"/pulumi-language-python* "$dir"/pulumi-resource-pulumi-python \
-             "$dir"/pulumi-analyzer-policy-python; do
-        [[ -e $f ]] && ln -sf "$f" "$BIN/$(basename "$f")"
-    done
-    echo "linked from $dir"
-}
-
-install_cli_tarball() { # TARBALL
-    local tmp; tmp=$(mktemp -d "$TC/cli.XXXXXX")
-    tar -xzf "$1" -C "$tmp" || { rm -rf "$tmp"; return 1; }
-    [[ -x $tmp/pulumi/pulumi ]] || { rm -rf "$tmp"; return 1; }
-    cp -f "$tmp"/pulumi/* "$BIN"/
-    rm -rf "$tmp"
-}
-
-download_cli() {
-    local name=pulumi-v$PULUMI_VERSION-$OS-$ARCH_CLI.tar.gz tmp sums want got
-    tmp=$(mktemp -d "$TC/dl.XXXXXX")
-    curl -fsSL --retry 2 -o "$tmp/$name" "$RELEASES/sdk/$name" || { rm -rf "$tmp"; return 1; }
-    if curl -fsSL -o "$tmp/sums" "$RELEASES/sdk/pulumi-$PULUMI_VERSION-checksums.txt" 2>/dev/null; then
-        want=$(awk -v n="$name" '$2==n {print $1}' "$tmp/sums")
-        got=$(sha256sum "$tmp/$name" | awk '{print $1}')
-        [[ -z $want || $want == "$got" ]] || { rm -rf "$tmp"; echo "checksum mismatch for $name" >&2; return 1; }
-    fi
-    install_cli_tarball "$tmp/$name"; local rc=$?
-    rm -rf "$tmp"; return $rc
-}
+cli_version() { "$1" version 2>/dev/null | head -n1 | tr -d '[:space:]'; }
 
 build_cli() {
-    need_go "the Pulumi CLI"
-    local work
-    step "build pulumi v$PULUMI_VERSION (Go)"
-    if [[ -x $BIN/pulumi && $(cli_version "$BIN/pulumi") == "v$PULUMI_VERSION" ]]; then
-        done_step "present"
-    else
-        work=$(stage_module github.com/pulumi/pulumi/pkg/v3 "v$PULUMI_VERSION" 2>"$LOGS/pulumi-cli.err") ||
-            unobtainable "no buildable github.com/pulumi/pulumi/pkg/v3@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/pulumi-cli.err")), and no other source of the Pulumi CLI is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
-        run_long pulumi-cli go_build "$work" cmd/pulumi "$BIN/pulumi.new" "$VERSION_LDFLAGS" ||
-            die "building the Pulumi CLI from its Go module failed (see $LOGS/pulumi-cli.log)."
-        mv -f "$BIN/pulumi.new" "$BIN/pulumi"
-        done_step "built"
-    fi
+    local work=$TC/build/cli
+    rm -rf "$work"; mkdir -p "$work"
+    cat >"$work/go.mod" <<EOF
+module flypotato.local/toolchain/pulumi-cli
 
-    step "build pulumi-language-python (Go)"
-    local lh=github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
-    if [[ -x $BIN/pulumi-language-python && $(cat "$BIN/.pulumi-language-python.version" 2>/dev/null) == "$PULUMI_VERSION" ]]; then
-        done_step "present"
-    else
-        work=$(stage_module "$lh" "v$PULUMI_VERSION" 2>"$LOGS/language-python.err") ||
-            unobtainable "no buildable $lh@v$PULUMI_VERSION from the Go module proxy ($(cat "$LOGS/language-python.err")), and no other source of the Python language host is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
-        run_long language-python go_build "$work" . "$BIN/pulumi-language-python" "$VERSION_LDFLAGS" ||
-            die "building the Python language host from its Go module failed (see $LOGS/language-python.log)."
-        printf '%s\n' "$PULUMI_VERSION" >"$BIN/.pulumi-language-python.version"
-        done_step "built"
-    fi
+go 1.25
 
-    # The shell/Python shims shipped next to the language host live in the SDK module.
-    step "install Python host shims"
-    local sdk
-    sdk=$(go_module_dir "$SDK_MOD" "v$PULUMI_VERSION" 2>"$LOGS/sdk.err") ||
-        die "the Go module proxy does not provide $SDK_MOD@v$PULUMI_VERSION ($(cat "$LOGS/sdk.err"))."
-    install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/"
-    install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$BIN/"
-    [[ -f $sdk/python/dist/pulumi-analyzer-policy-python ]] &&
-        install -m 0755 "$sdk/python/dist/pulumi-analyzer-policy-python" "$BIN/"
-    done_step "installed"
+// pkg/v3's own non-local replace, which a dependent module has to repeat.
+replace github.com/atotto/clipboard => github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e
+EOF
+    (cd "$work" &&
+        go_env go get "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi@v$CLI_VERSION" &&
+        go_env go build -trimpath -ldflags "-s -w -X $SDK_MOD/go/common/version.Version=v$CLI_VERSION" \
+            -o "$BIN/pulumi.new" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 }
 
 ensure_cli() {
-    step "pulumi CLI v$PULUMI_VERSION"
-    if cli_ready; then done_step "present"; return; fi
-    local how
-    if how=$(install_cli_from_path) && cli_ready; then done_step "$how"; return; fi
-    local tarball=${ARTIFACTS:+$ARTIFACTS/pulumi-v$PULUMI_VERSION-$OS-$ARCH_CLI.tar.gz}
-    if [[ -n $tarball && -f $tarball ]]; then
-        install_cli_tarball "$tarball" && cli_ready && { done_step "from $tarball"; return; }
-        die "$tarball does not contain a working pulumi v$PULUMI_VERSION."
-    fi
+    step "pulumi CLI $CLI_VERSION"
+    if [[ -x $BIN/pulumi && $(cli_version "$BIN/pulumi") == "v$CLI_VERSION" ]]; then done_step "present"; return; fi
     if releases_reachable; then
-        download_cli && cli_ready && { done_step "downloaded"; return; }
-        die "downloading the Pulumi CLI v$PULUMI_VERSION release failed."
+        local tmp name=pulumi-v$CLI_VERSION-linux-$ARCH_CLI.tar.gz
+        tmp=$(mktemp -d "$TC/dl.XXXXXX")
+        curl -fsSL --retry 2 -o "$tmp/$name" "$RELEASES/sdk/$name" && tar -xzf "$tmp/$name" -C "$tmp" ||
+            die "pulumi CLI $CLI_VERSION: downloading $RELEASES/sdk/$name failed."
+        cp -f "$tmp"/pulumi/* "$BIN"/
+        rm -rf "$tmp"
+        record cli "$CLI_VERSION" "$RELEASES/sdk/$name" "$BIN/pulumi"
+        record language-python "$CLI_VERSION" "$RELEASES/sdk/$name" "$BIN/pulumi-language-python"
+        done_step "downloaded"; return
     fi
-    done_step "no install or download reachable; building"
-    build_cli
-    cli_ready || die "the built Pulumi CLI does not report v$PULUMI_VERSION."
+    need_go "pulumi CLI $CLI_VERSION"
+    run_long pulumi-cli build_cli ||
+        die "pulumi CLI $CLI_VERSION: the Go build of github.com/pulumi/pulumi/pkg/v3 failed (log: $LOGS/pulumi-cli.log)."
+    mv -f "$BIN/pulumi.new" "$BIN/pulumi"
+    [[ $(cli_version "$BIN/pulumi") == "v$CLI_VERSION" ]] ||
+        die "pulumi CLI $CLI_VERSION: the built binary reports '$(cli_version "$BIN/pulumi")'."
+    record cli "$CLI_VERSION" "go module github.com/pulumi/pulumi/pkg/v3@v$CLI_VERSION" "$BIN/pulumi"
+    done_step "built"
+}
+
+# ------------------------------------------------------- language host ---
+build_language_host() {
+    local root=$TC/build/language-python
+    extract language python "$root"
+    local work=$root/sdk/python/cmd/pulumi-language-python
+    # Outside its monorepo the host builds against the released pkg/sdk modules of the CLI's version.
+    (cd "$work" &&
+        go mod edit -dropreplace "github.com/pulumi/pulumi/pkg/v3" -dropreplace "$SDK_MOD" \
+            -require "github.com/pulumi/pulumi/pkg/v3@v$CLI_VERSION" -require "$SDK_MOD@v$CLI_VERSION" &&
+        go_env go mod tidy &&
+        go_env go build -trimpath -ldflags "-s -w -X $SDK_MOD/go/common/version.Version=v$LH_VERSION" \
+            -o "$BIN/pulumi-language-python.new" .) || return 1
+    install -m 0755 "$root/sdk/python/cmd/pulumi-language-python-exec" "$BIN/"
+    install -m 0755 "$root/sdk/python/dist/pulumi-resource-pulumi-python" "$BIN/"
+}
+
+ensure_language_host() {
+    step "python language host $LH_VERSION"
+    if [[ -x $BIN/pulumi-language-python && -x $BIN/pulumi-language-python-exec &&
+          $("$BIN/pulumi-language-python" -version 2>/dev/null) == "v$LH_VERSION" ]]; then
+        done_step "present"; return
+    fi
+    if [[ -x $BIN/pulumi-language-python ]] && grep -q "get.pulumi.com" "$MANIFEST" 2>/dev/null &&
+        [[ $("$BIN/pulumi-language-python" -version 2>/dev/null) == "v$CLI_VERSION" ]]; then
+        done_step "downloaded with the CLI"; return
+    fi
+    need_go "python language host"
+    run_long language-python build_language_host ||
+        die "python language host: the build from $(lock_field language python 4) failed (log: $LOGS/language-python.log)."
+    mv -f "$BIN/pulumi-language-python.new" "$BIN/pulumi-language-python"
+    record language-python "$LH_VERSION" "$(source_of language python)" "$BIN/pulumi-language-python"
+    done_step "built"
 }
 
 # --------------------------------------------------------------- plugins ---
@@ -282,93 +251,78 @@ plugin_installed() { # NAME VERSION
     [[ -x $d/pulumi-resource-$1 && ! -e $d.partial ]]
 }
 
-install_plugin_file() { # NAME VERSION FILE
-    pulumi plugin install resource "$1" "$2" --file "$3" >"$LOGS/plugin-$1.install.log" 2>&1 ||
-        die "installing plugin $1 v$2 from $3 failed (see $LOGS/plugin-$1.install.log)."
-}
-
-# Module path of a provider: github.com/pulumi/pulumi-NAME/provider[/vMAJOR].
-provider_module() { # NAME VERSION
-    local major=${2%%.*}
-    if (( major >= 2 )); then echo "github.com/pulumi/pulumi-$1/provider/v$major"
-    else echo "github.com/pulumi/pulumi-$1/provider"; fi
-}
-
-# Make every file the main package embeds exist: bridged providers embed a
-# schema generated at build time (schema-embed.json from schema.json by
-# generate.go; schema.json and bridge-metadata.json from the tfgen binary).
-prepare_embeds() { # WORK NAME VERSION
-    local work=$1 name=$2 ver=$3 cmd=$1/cmd/pulumi-resource-$2 missing
-    embeds() { grep -ho '^//go:embed .*' "$cmd"/*.go 2>/dev/null | sed 's#^//go:embed ##' | tr ' ' '\n' | sed '/^$/d' | sort -u; }
-    missing_embeds() { local f; for f in $(embeds); do [[ -e $cmd/$f ]] || printf '%s ' "$f"; done; }
-    missing=$(missing_embeds)
-    [[ -z $missing ]] && return 0
-    if [[ ! -f $cmd/schema.json && -d $work/cmd/pulumi-tfgen-$name ]]; then
-        go_build "$work" "cmd/pulumi-tfgen-$name" "$work/pulumi-tfgen-$name" "" &&
-            (cd "$work" && PULUMI_SKIP_UPDATE_CHECK=true VERSION=$ver \
-                ./pulumi-tfgen-$name schema --out "cmd/pulumi-resource-$name") || return 1
+# build_plugin NAME VERSION OUT: the provider from its source archive (and its upstream's, patched).
+build_plugin() {
+    local name=$1 ver=$2 out=$3 root=$TC/build/plugin-$1
+    extract plugin "$name" "$root"
+    local prov=$root/provider major mod
+    mod=$(cd "$prov" && go mod edit -json | jq -r .Module.Path)
+    if [[ -n $(lock_field upstream "$name" 4) ]]; then
+        if [[ $name == tls ]]; then
+            # pulumi-tls requires a pseudo-version of its upstream that the module proxy does not serve.
+            extract upstream "$name" "$root/upstream"
+            (cd "$prov" && go mod edit -replace "github.com/hashicorp/terraform-provider-tls=../upstream") || return 1
+        else
+            # The upstream submodule, with the provider's patches applied to it.
+            extract upstream "$name" "$root/upstream"
+            local p
+            for p in "$root"/patches/*.patch; do
+                [[ -f $p ]] || continue
+                (cd "$root/upstream" && git apply --whitespace=nowarn "$p") || { echo "patch $p does not apply" >&2; return 1; }
+            done
+        fi
     fi
-    if [[ -f $cmd/generate.go ]] && [[ -n $(missing_embeds) ]]; then
-        (cd "$cmd" && VERSION=$ver GOFLAGS="-mod=mod -buildvcs=false" go run ./generate.go) || return 1
+    if [[ $name == postgresql ]]; then
+        # The indirect aws-sdk-go-v2/feature/rds/auth v1.6.26 is refused by the module proxy; v1.6.27 is served.
+        (cd "$prov" && go mod edit -require github.com/aws/aws-sdk-go-v2/feature/rds/auth@v1.6.27) || return 1
     fi
-    missing=$(missing_embeds)
-    [[ -z $missing ]] || { echo "still missing embedded files: $missing" >&2; return 1; }
-}
-
-build_plugin_steps() { # WORK NAME VERSION OUT LDFLAGS
-    prepare_embeds "$1" "$2" "$3" && go_build "$1" "cmd/pulumi-resource-$2" "$4" "$5"
-}
-
-build_plugin() { # NAME VERSION OUT
-    local name=$1 ver=$2 out=$3 mod work vdir ldflags=""
-    mod=$(provider_module "$name" "$ver")
-    work=$(stage_module "$mod" "v$ver" 2>"$LOGS/plugin-$name.err") ||
-        unobtainable "no buildable $mod@v$ver from the Go module proxy ($(cat "$LOGS/plugin-$name.err")), and no other source of the $name plugin is reachable (see docs/toolchain.md, FLY_POTATO_TOOLCHAIN_ARTIFACTS)."
-    [[ -d $work/cmd/pulumi-resource-$name ]] || die "$mod@v$ver has no cmd/pulumi-resource-$name package."
-    # The provider reports the version set in its version package.
-    for vdir in pkg/version version; do
-        if [[ -f $work/$vdir/version.go ]]; then ldflags="-X $mod/$vdir.Version=$ver"; break; fi
-    done
-    run_long "plugin-$name" build_plugin_steps "$work" "$name" "$ver" "$out" "$ldflags" ||
-        die "building the $name plugin v$ver from $mod failed (see $LOGS/plugin-$name.log)."
+    (cd "$prov" && go_env go mod tidy) || return 1
+    local cmd=$prov/cmd/pulumi-resource-$name
+    if [[ -f $cmd/generate.go ]]; then
+        (cd "$cmd" && VERSION=$ver go_env go run ./generate.go) || return 1
+    fi
+    (cd "$prov" && go_env go build -trimpath -ldflags "-s -w -X $mod/pkg/version.Version=$ver" \
+        -o "$out" "./cmd/pulumi-resource-$name") || return 1
 }
 
 ensure_plugins() {
-    local spec name ver tarball
+    local spec name ver out reported
     for spec in $PLUGINS; do
         name=${spec%%:*} ver=${spec#*:}
-        step "plugin $name v$ver"
+        step "plugin $name $ver"
         if plugin_installed "$name" "$ver"; then done_step "present"; continue; fi
-        tarball=${ARTIFACTS:+$ARTIFACTS/pulumi-resource-$name-v$ver-$OS-$ARCH_PLUGIN.tar.gz}
-        if [[ -n $tarball && -f $tarball ]]; then
-            install_plugin_file "$name" "$ver" "$tarball"; done_step "from $tarball"; continue
-        fi
         if releases_reachable; then
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=false \
                 pulumi plugin install resource "$name" "$ver" >"$LOGS/plugin-$name.install.log" 2>&1 ||
-                die "downloading plugin $name v$ver failed (see $LOGS/plugin-$name.install.log)."
+                die "plugin $name $ver: the download failed (log: $LOGS/plugin-$name.install.log)."
+            record "plugin-$name" "$ver" "pulumi plugin install (release download)" \
+                "$PULUMI_HOME/plugins/resource-$name-v$ver/pulumi-resource-$name"
             done_step "downloaded"; continue
         fi
-        need_go "the $name plugin"
-        local out=$TC/build/pulumi-resource-$name-v$ver
-        build_plugin "$name" "$ver" "$out"
-        install_plugin_file "$name" "$ver" "$out"
+        need_go "plugin $name $ver"
+        out=$TC/build/pulumi-resource-$name
+        run_long "plugin-$name" build_plugin "$name" "$ver" "$out" ||
+            die "plugin $name $ver: the build from $(lock_field plugin "$name" 4) failed (log: $LOGS/plugin-$name.log)."
+        pulumi plugin install resource "$name" "$ver" --file "$out" >"$LOGS/plugin-$name.install.log" 2>&1 ||
+            die "plugin $name $ver: 'pulumi plugin install --file' failed (log: $LOGS/plugin-$name.install.log)."
+        record "plugin-$name" "$ver" "$(source_of plugin "$name")" "$out"
+        rm -f "$out"
         done_step "built"
     done
 }
 
 # ---------------------------------------------------------------- verify ---
 check_versions() {
-    step "check versions"
-    [[ $(cli_version "$BIN/pulumi") == "v$PULUMI_VERSION" ]] ||
-        die "pulumi in $BIN reports '$(cli_version "$BIN/pulumi")', not v$PULUMI_VERSION."
+    step "versions"
+    [[ $(cli_version "$BIN/pulumi") == "v$CLI_VERSION" ]] ||
+        die "pulumi in $BIN reports '$(cli_version "$BIN/pulumi")', not v$CLI_VERSION."
     local ls spec name ver
     ls=$(pulumi plugin ls --json 2>/dev/null) || die "'pulumi plugin ls' failed."
     for spec in $PLUGINS; do
         name=${spec%%:*} ver=${spec#*:}
         jq -e --arg n "$name" --arg v "$ver" \
             'any(.[]; .name == $n and .kind == "resource" and (.version | ltrimstr("v")) == $v)' \
-            >/dev/null <<<"$ls" || die "'pulumi plugin ls' does not list resource plugin $name v$ver."
+            >/dev/null <<<"$ls" || die "'pulumi plugin ls' does not list resource plugin $name $ver."
     done
     done_step "ok"
 }
@@ -376,19 +330,19 @@ check_versions() {
 ensure_policy_venv() {
     local pv=$TC/policy-venv
     if [[ -x $pv/bin/python ]] && "$pv/bin/python" -c \
-        "import importlib.metadata as m,sys; sys.exit(not (m.version('pulumi')=='$PULUMI_VERSION' and m.version('pulumi-policy')=='$POLICY_SDK_VERSION'))" 2>/dev/null; then
+        "import importlib.metadata as m,sys; sys.exit(not (m.version('pulumi')=='$PY_SDK_VERSION' and m.version('pulumi-policy')=='$POLICY_SDK_VERSION'))" 2>/dev/null; then
         return 0
     fi
     rm -rf "$pv"
     "$VENV/bin/python" -m venv "$pv" &&
-        "$pv/bin/pip" install -q "pulumi==$PULUMI_VERSION" "pulumi-policy==$POLICY_SDK_VERSION"
+        "$pv/bin/pip" install -q --disable-pip-version-check "pulumi==$PY_SDK_VERSION" "pulumi-policy==$POLICY_SDK_VERSION"
 }
 
 smoke_test() {
     local tmp; tmp=$(mktemp -d "${TMPDIR:-/tmp}/fly-potato-smoke.XXXXXX")
     (
         set -e
-        export PULUMI_BACKEND_URL="file://$tmp/state" PULUMI_CONFIG_PASSPHRASE=test
+        export PULUMI_BACKEND_URL="file://$tmp/state" PULUMI_CONFIG_PASSPHRASE=smoke
         mkdir -p "$tmp/state" "$tmp/project" "$tmp/policy"
         cat >"$tmp/project/Pulumi.yaml" <<EOF
 name: toolchain-smoke
@@ -452,27 +406,28 @@ EOF
 
 verify() {
     local stamp=$TC/.verified key
-    key="$PULUMI_VERSION $PLUGINS $POLICY_SDK_VERSION $(stat -c %Y "$BIN/pulumi" "$BIN/pulumi-language-python" 2>/dev/null | tr '\n' ' ')"
+    key="$(cat "$MANIFEST" 2>/dev/null) $POLICY_SDK_VERSION $PY_SDK_VERSION"
     if (( VERIFY_FORCE == 0 )) && [[ -f $stamp && $(cat "$stamp") == "$key" ]]; then
-        step "smoke test"; done_step "passed before (rerun with --verify)"; return
+        step "smoke test"; done_step "passed before (--verify reruns it)"; return
     fi
-    [[ -x $VENV/bin/python ]] || die "the project virtualenv $VENV is missing; create it first (make venv)."
+    [[ -x $VENV/bin/python ]] || die "smoke test: the project virtualenv $VENV is missing; run 'make venv' first."
     step "policy venv (pulumi-policy $POLICY_SDK_VERSION)"
     ensure_policy_venv >"$LOGS/policy-venv.log" 2>&1 ||
-        die "installing pulumi-policy $POLICY_SDK_VERSION into $TC/policy-venv failed (see $LOGS/policy-venv.log)."
+        die "smoke test: installing pulumi-policy $POLICY_SDK_VERSION into $TC/policy-venv failed (log: $LOGS/policy-venv.log)."
     done_step "ready"
     step "smoke test (up/preview/policy/destroy)"
     set +e; smoke_test; local rc=$?; set -e
-    (( rc == 0 )) || { tail -n 20 "$LOGS/smoke.log" >&2; die "the smoke test failed (see $LOGS/smoke.log)."; }
+    (( rc == 0 )) || { tail -n 20 "$LOGS/smoke.log" >&2; die "smoke test: failed (log: $LOGS/smoke.log)."; }
     printf '%s' "$key" >"$stamp"
     done_step "passed"
 }
 
 # ------------------------------------------------------------------ main ---
+command -v jq >/dev/null 2>&1 || die "jq is missing: apt-get install jq (make deps installs it)."
 ensure_cli
+ensure_language_host
 ensure_plugins
 check_versions
 verify
 rm -rf "$TC/build"
-printf '[toolchain] ready in %ds; use it with:\n' $(( $(date +%s) - T_START ))
-env_lines
+printf '[toolchain] ready in %ds (manifest: %s)\n' $(( $(date +%s) - T_START )) "$MANIFEST"

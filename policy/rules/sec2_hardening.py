@@ -32,19 +32,21 @@ CHECKED = (
 
 
 def validate_files_container(files: ContainerView, report: Report) -> None:
-    """A files container runs nothing: it must never start, and has no network, ports or privileges."""
+    """A files container only hands its service's files over: it runs once (attached, never restarted), with
+    no network or ports, no-new-privileges, and of all capabilities only CHOWN, which the hand-over needs."""
     p, s = files.props, f"files of {files.files_for}"
-    if p.get("start") is not False:
-        report(f"{s}: a files container must not start (start=false)")
+    if p.get("mustRun") is not False or p.get("restart") not in ("no", None):
+        report(f"{s}: a files container runs once (must_run=false, restart=no)")
     if p.get("networkMode") != "none":
         report(f"{s}: a files container needs no network (network_mode=none)")
     if p.get("ports"):
         report(f"{s}: a files container publishes nothing")
-    uid = str(p.get("user") or "").split(":")[0]
-    if not uid or uid in ("0", "root"):
-        report(f"{s}: runs as root; use the service's uid")
-    if p.get("privileged") or (p.get("capabilities") or {}).get("adds"):
-        report(f"{s}: no privileges or capabilities")
+    caps = p.get("capabilities") or {}
+    adds = set(caps.get("adds") or [])
+    if p.get("privileged") or "ALL" not in (caps.get("drops") or []) or not adds <= {"CHOWN"}:
+        report(f"{s}: no privileges and every capability dropped but CHOWN")
+    if "no-new-privileges:true" not in (p.get("securityOpts") or []):
+        report(f"{s}: set security_opts no-new-privileges:true")
 
 
 def validate(args: ResourceValidationArgs, report: Report) -> None:

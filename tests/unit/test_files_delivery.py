@@ -1,4 +1,4 @@
-"""Files reach hardened containers through a never-started files container and a read-only volume.
+"""Files reach hardened containers through a files container and a read-only volume.
 
 Docker copies a container's uploads to ``/`` and refuses that on a read-only root filesystem (the Docker
 provider always uploads to ``/``), so the service container itself carries no uploads.
@@ -6,7 +6,7 @@ provider always uploads to ``/``), so the service container itself carries no up
 
 from __future__ import annotations
 
-from components.container import CONFIG_DIR
+from components.container import CONFIG_DIR, handover
 from policy.program import ProgramGraph
 
 
@@ -20,15 +20,28 @@ def test_service_containers_carry_no_uploads_and_mount_their_files_read_only(gra
         assert config and config[0]["readOnly"] is True, f"{service}: configuration is mounted read-only"
 
 
-def test_files_containers_never_run(graph: ProgramGraph) -> None:
+def test_files_containers_only_hand_the_files_to_the_service_uid(graph: ProgramGraph) -> None:
+    """Docker writes uploads as root; the files container runs once to give them to the service's uid:gid,
+    so a secret file (0440) is readable by its service and by no other uid (R-SEC-1)."""
     for service, loader in graph.files_containers().items():
-        assert loader.prop("start") is False, service
-        assert loader.prop("mustRun") is False, service
+        uid, _, gid = graph.containers()[service].prop("user").partition(":")
+        assert loader.prop("attach") is True, f"{service} starts after the hand-over finished"
+        assert loader.prop("mustRun") is False and loader.prop("restart") == "no", service
         assert loader.prop("networkMode") == "none", service
         assert not loader.prop("ports"), service
-        assert loader.prop("user").split(":")[0] not in ("0", "root"), service
+        assert loader.prop("capabilities") == {"drops": ["ALL"], "adds": ["CHOWN"]}, service
+        assert "no-new-privileges:true" in loader.prop("securityOpts"), service
+        assert loader.prop("entrypoints") == handover(uid, gid), service
+        assert f"chown -R {uid}:{gid} {CONFIG_DIR}" in loader.prop("entrypoints")[-1], service
         (mount,) = loader.prop("mounts")
         assert mount["target"] == CONFIG_DIR and mount["readOnly"] is False
+
+
+def test_uploads_carry_no_owner_the_provider_does_not_know(graph: ProgramGraph) -> None:
+    """pulumi-docker 5.1.0 has no owner/group on uploads; the engine refuses unknown keys."""
+    for service, loader in graph.files_containers().items():
+        for upload in loader.prop("uploads"):
+            assert set(upload) <= {"file", "content", "permissions", "executable"}, (service, set(upload))
 
 
 def test_a_service_waits_for_its_files_and_is_replaced_when_they_change(graph: ProgramGraph) -> None:
