@@ -313,8 +313,8 @@ __all__ = [
     "HardenedContainerArgs",
     "Healthcheck",
     "HostBind",
-    "handover",
     "VolumeMount",
     "Zone",
+    "handover",
     "http_probe",
 ]

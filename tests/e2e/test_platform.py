@@ -1,8 +1,7 @@
-"""End to end on real containers: the dev profile's recorded graph applied to the local Docker engine.
-
-Container tier, not the Pulumi engine: ``scripts/apply_graph.py`` applies the program's recorded graph to
-the local Docker engine (the Pulumi engine is not installable on this network). Stack ``e2e`` (objects
-``fly-potato-e2e-*``), every published port moved to a free loopback port. ``make e2e``.
+"""End to end through the real Pulumi engine: a throwaway dev-profile stack brought up with ``pulumi up``
+(Automation API, the project's toolchain, the policy pack), checked on the running containers, brought up
+again with no change, destroyed. Stack ``e2e`` (objects ``fly-potato-e2e-*``), every published port on a
+free loopback port, its own file backend. ``make e2e``.
 """
 
 from __future__ import annotations
@@ -10,11 +9,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import io
 import json
 import re
 import secrets
-import tarfile
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -26,18 +24,18 @@ import pytest
 import requests
 
 from policy.program import ProgramGraph
-from scripts.apply_graph import E2E_STACK, Docker, GraphApplier, destroy_stack, e2e_graph, leftovers
+from tests.e2e.engine import EngineStack, EngineUnavailable, inspect, leftovers, logs, require_engine
 
 pytestmark = pytest.mark.e2e
+E2E_STACK = "e2e"
 
 
 @dataclass
 class Live:
     graph: ProgramGraph
-    applier: GraphApplier
-    docker: Docker
+    engine: EngineStack
     ports: dict[str, int]
-    apply_seconds: float
+    up_seconds: float
 
     @property
     def base(self) -> str:
@@ -69,24 +67,22 @@ class Live:
 
 @pytest.fixture(scope="session")
 def live() -> Iterator[Live]:
-    docker = Docker()
-    existing = [c["Names"][0] for c in docker.list("containers", {"org.flypotato.project": "fly-potato"})]
-    foreign = [name for name in existing if not name.startswith(f"/fly-potato-{E2E_STACK}-")]
-    if foreign:
-        pytest.skip(f"containers of another fly-potato stack are running ({', '.join(foreign)}); not touching them")
-    destroy_stack(E2E_STACK, docker)
-    graph = e2e_graph()
-    applier = GraphApplier(graph, docker=docker)
-    applier.say(
-        "applies the program's recorded graph to the local Docker engine (the Pulumi engine is not installable on this network)"
-    )
+    try:
+        require_engine()
+    except EngineUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+    if leftovers(E2E_STACK)["containers"]:
+        subprocess.run(["docker", "rm", "-f", "-v", *leftovers(E2E_STACK)["containers"]], check=True)
+    engine = EngineStack(E2E_STACK)
     started = time.monotonic()
     try:
-        applier.apply()
-        ports = {row["listener"]: row["host_port"] for row in graph.outputs["port_matrix"] if row["host_port"]}
-        yield Live(graph, applier, docker, ports, time.monotonic() - started)
+        engine.up()
+        yield Live(engine.graph(), engine, engine.ports, time.monotonic() - started)
+    except Exception:
+        print("\n".join(engine.events[-60:]))
+        raise
     finally:
-        destroy_stack(E2E_STACK, docker)
+        engine.remove()
 
 
 def _http(url: str, **kwargs: Any) -> Any:
@@ -100,19 +96,19 @@ def test_every_long_running_container_is_healthy(live: Live) -> None:
     for service, resource in live.graph.containers().items():
         if not resource.prop("mustRun"):
             continue
-        state = live.docker.inspect(resource.prop("name"))["State"]
+        state = inspect(resource.prop("name"))["State"]
         assert state["Running"], service
         assert state["Health"]["Status"] == "healthy", (service, state["Health"]["Log"][-1:])
 
 
 def test_migration_exited_zero(live: Live) -> None:
-    state = live.docker.inspect(live.container("migration"))["State"]
+    state = inspect(live.container("migration"))["State"]
     assert state["Status"] == "exited" and state["ExitCode"] == 0
 
 
 def test_hardening_applies(live: Live) -> None:
     for service, resource in live.graph.containers().items():
-        info = live.docker.inspect(resource.prop("name"))
+        info = inspect(resource.prop("name"))
         host = info["HostConfig"]
         assert info["Config"]["User"] == resource.prop("user"), service
         assert host["ReadonlyRootfs"] is True, service
@@ -128,9 +124,29 @@ def test_hardening_applies(live: Live) -> None:
 
 
 def test_processes_run_as_the_recorded_user(live: Live) -> None:
-    top = live.docker.call("GET", f"/containers/{live.container('postgres')}/top", query={"ps_args": "-o pid,uid"})
-    uids = {row[1] for row in top["Processes"]}
+    top = subprocess.run(
+        ["docker", "top", live.container("postgres"), "-o", "pid,uid"], capture_output=True, text=True, check=True
+    )
+    uids = {line.split()[1] for line in top.stdout.splitlines()[1:]}
     assert uids == {"10010"}, uids
+
+
+def test_secret_files_belong_to_their_service_alone(live: Live) -> None:
+    """Docker writes uploads as root; the files container hands them to the service's uid (R-SEC-1)."""
+    name = live.container("postgres")
+    listing = subprocess.run(
+        ["docker", "exec", name, "stat", "-c", "%u:%g %a %n", "/etc/fly-potato/secrets/postgres_password"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert listing[:2] == ["10010:10010", "440"], listing
+    other = subprocess.run(
+        ["docker", "exec", "-u", "10099:10099", name, "cat", "/etc/fly-potato/secrets/postgres_password"],
+        capture_output=True,
+        text=True,
+    )
+    assert other.returncode != 0 and "Permission denied" in other.stderr
 
 
 # -- through nginx -------------------------------------------------------------------------------------------
@@ -243,8 +259,8 @@ def test_login_through_oauth2_proxy_and_keycloak(live: Live) -> None:
     assert landed.status_code == 200, (landed.url, landed.text[:300])
     assert landed.url == f"{live.base}/api/regions"
     assert isinstance(landed.json(), list)
-    logs = live.docker.logs(live.container("oauth2_proxy"), tail=20)
-    assert "analyst@users.fly-potato.test" in logs and "AuthSuccess" in logs
+    proxy_logs = logs(live.container("oauth2_proxy"), tail=20)
+    assert "analyst@users.fly-potato.test" in proxy_logs and "AuthSuccess" in proxy_logs
 
 
 def test_keycloak_token_claims(live: Live) -> None:
@@ -305,30 +321,41 @@ def test_keycloak_token_claims(live: Live) -> None:
 # -- generated secrets ------------------------------------------------------------------------------------------
 
 
-def test_no_mock_secret_reaches_a_container(live: Live) -> None:
-    """Every RandomPassword/RandomBytes value was replaced by a real random one before applying: no container's
-    env, command or delivered file holds a ``Mock…`` value of the mocks (``realize_secrets``)."""
-    checked = 0
+def _generated_secrets(live: Live) -> list[str]:
+    values = [r.prop("result") for r in live.graph.of_type("random:index/randomPassword:RandomPassword")]
+    values += [r.options["outputs"]["base64"] for r in live.graph.of_type("random:index/randomBytes:RandomBytes")]
+    assert len(values) > 10 and all(isinstance(v, str) and len(v) >= 16 for v in values)
+    return values
+
+
+def test_no_generated_secret_in_plaintext_state_or_container_config(live: Live) -> None:
+    """R-SEC-1: the state file holds secrets encrypted; env and command carry file paths, not secrets."""
+    values = _generated_secrets(live)
+    state = "\n".join(p.read_text() for p in live.engine.state_files())
+    assert state, "no state file"
+    leaked = [v[:4] + "…" for v in values if v in state]
+    assert not leaked, f"plaintext secrets in the state: {leaked}"
     for resource in live.graph.of_type("docker:index/container:Container"):
-        name = resource.prop("name")
-        config = live.docker.inspect(name)["Config"]
-        assert "Mock" not in json.dumps([config["Env"], config["Cmd"], config["Entrypoint"]]), name
-        for upload in resource.prop("uploads") or []:
-            archive = live.docker.call("GET", f"/containers/{name}/archive", query={"path": upload["file"]})
-            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-                for member in tar.getmembers():
-                    data = tar.extractfile(member)
-                    assert data is None or b"Mock" not in data.read(), (name, member.name)
-                    checked += 1
-    assert checked > 10
+        config = inspect(resource.prop("name"))["Config"]
+        text = json.dumps([config["Env"], config["Cmd"], config["Entrypoint"]])
+        assert not [v for v in values if v in text], resource.prop("name")
     with live.connect("postgres", "postgres") as conn, conn.cursor() as cur:
         cur.execute("SELECT current_user")
-        assert cur.fetchone()[0] == "postgres"  # the real superuser password from the graph opened it
+        assert cur.fetchone()[0] == "postgres"  # the generated superuser password opened it
+
+
+# -- the engine again -------------------------------------------------------------------------------------------
+
+
+def test_a_second_up_changes_nothing(live: Live) -> None:
+    result = live.engine.up()
+    changes = {k: v for k, v in (result.summary.resource_changes or {}).items() if k != "same"}
+    assert changes == {}, (changes, [e for e in live.engine.events if e.strip().startswith(("~", "+-", "+", "-"))])
 
 
 # -- teardown ---------------------------------------------------------------------------------------------------
 
 
-def test_zz_teardown_leaves_nothing(live: Live) -> None:
-    destroy_stack(E2E_STACK, live.docker)
-    assert leftovers(E2E_STACK, live.docker) == {"containers": [], "networks": [], "volumes": []}
+def test_zz_destroy_leaves_nothing(live: Live) -> None:
+    live.engine.destroy()
+    assert leftovers(E2E_STACK) == {"containers": [], "networks": [], "volumes": []}

@@ -4,9 +4,12 @@ R-NET-6), oauth2-proxy config (R-AUTH-1) and the DNS preflight (R-OPS-1). Real n
 from __future__ import annotations
 
 import base64
+import os
 import re
+import resource
 import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -414,6 +417,7 @@ def test_preflight_runs_before_any_resource_and_can_be_switched_off(monkeypatch:
 
     monkeypatch.setattr(preflight, "CHECK_UNDER_MOCKS", True)
     monkeypatch.setattr(preflight, "resolve_host", nowhere)
+    monkeypatch.setattr(preflight, "docker_nofile_hard_limit", lambda: None)
     stopped = evaluate_program("prod")
     assert stopped.error and "does not resolve" in stopped.error
     assert stopped.resources == [], "nothing declared before the preflight"
@@ -424,3 +428,42 @@ def test_preflight_runs_before_any_resource_and_can_be_switched_off(monkeypatch:
     dev = evaluate_program("dev")
     assert dev.error is None, "dev does not check DNS unless asked"
     assert asked == ["flypotato.example.com"]
+
+
+# --- open-files limit -------------------------------------------------------------------------------------
+
+
+def test_every_service_gets_the_configured_open_files_limit() -> None:
+    graph = evaluate_program("dev", {"host.max_open_files": 4096})
+    for service, container in graph.containers().items():
+        nofile = next(u for u in container.prop("ulimits") if u["name"] == "nofile")
+        assert (nofile["soft"], nofile["hard"]) == (4096, 4096), service
+
+
+def test_preflight_refuses_more_open_files_than_the_docker_daemon_may_grant(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(preflight.PreflightError) as error:
+        preflight.check_open_files(settings_of("dev"), 8192)
+    message = str(error.value)
+    assert "fly-potato:host.max_open_files = 16384 exceeds the Docker daemon's hard open-files limit 8192" in message
+    assert "set it to at most 8192" in message
+    preflight.check_open_files(settings_of("dev"), 16384)
+    preflight.check_open_files(settings_of("dev"), None)  # unlimited
+
+    monkeypatch.setattr(preflight, "CHECK_UNDER_MOCKS", True)
+    monkeypatch.setattr(preflight, "docker_nofile_hard_limit", lambda: 2048)
+    stopped = evaluate_program("dev")
+    assert stopped.error and "host.max_open_files" in stopped.error and stopped.resources == []
+    assert evaluate_program("dev", {"host.max_open_files": 2048}).error is None
+
+
+def test_the_docker_daemons_limit_is_read_from_its_proc_limits(tmp_path: Path) -> None:
+    pidfile = tmp_path / "docker.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    assert preflight.docker_nofile_hard_limit(pidfile) == resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert preflight.docker_nofile_hard_limit(tmp_path / "absent.pid") == resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def test_the_open_files_limit_is_bounded() -> None:
+    with pytest.raises(SettingsError) as error:
+        settings_of("dev", {"host.max_open_files": 100})
+    assert "fly-potato:host.max_open_files" in str(error.value)

@@ -1,0 +1,235 @@
+"""Throwaway stacks through the real Pulumi engine (Automation API), for the container tier.
+
+A stack gets its own local file backend in a temp folder, a random passphrase, the dev profile's config
+with every published listener moved to a free loopback port, and a stack name of its own, so Docker objects
+are ``fly-potato-<stack>-*`` and it runs beside a developer's dev stack. The toolchain is the project's own
+(``make toolchain``); without it the tier fails with one sentence, it never skips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi import automation as auto
+
+from policy.program import PROJECT, PlannedResource, ProgramGraph
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+STACK_LABEL = "org.flypotato.stack"
+# Listeners the dev profile publishes on loopback; each gets a free port.
+PUBLISHED_LISTENERS = (
+    "postgres",
+    "backend",
+    "nginx_http",
+    "keycloak",
+    "oauth2_proxy",
+    "prometheus",
+    "alertmanager",
+    "node_exporter",
+    "postgres_exporter",
+    "sql_exporter",
+)
+
+
+class EngineUnavailable(RuntimeError):
+    """The tier cannot run here; the message says what to run."""
+
+
+def toolchain_bin() -> Path:
+    root = Path(os.environ.get("FLY_POTATO_TOOLCHAIN", Path.home() / ".cache/fly-potato/toolchain"))
+    return root / "bin"
+
+
+def require_engine() -> None:
+    """Fail (never skip) when the Pulumi CLI, Docker or the policy venv are missing."""
+    if not (toolchain_bin() / "pulumi").exists():
+        raise EngineUnavailable(f"no Pulumi CLI in {toolchain_bin()}: run 'make toolchain' (make e2e does)")
+    if not (ROOT / "policy/.venv/bin/python").exists():
+        raise EngineUnavailable("the policy pack's virtualenv policy/.venv is missing: run 'make policy-venv'")
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        raise EngineUnavailable("no Docker engine answers: run 'make engine'")
+
+
+def free_ports(count: int) -> list[int]:
+    """Free TCP ports on 127.0.0.1 (held open together so they differ)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _set_path(config: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    target = config
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+    target[parts[-1]] = value
+
+
+def stack_document(base: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``Pulumi.<base>.yaml`` with ``fly-potato:`` dotted overrides applied (e.g. ``host_ports.postgres``)."""
+    document = yaml.safe_load((ROOT / f"Pulumi.{base}.yaml").read_text())
+    config = document.setdefault("config", {})
+    for dotted, value in overrides.items():
+        top, _, rest = dotted.partition(".")
+        key = f"{PROJECT}:{top}"
+        if rest:
+            nested = config.setdefault(key, {})
+            _set_path(nested, rest, value)
+        else:
+            config[key] = value
+    return {"config": config}
+
+
+def _plain(value: Any) -> Any:
+    """Decode the secrets of ``pulumi stack export --show-secrets``."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270" and "plaintext" in value:
+            return json.loads(value["plaintext"])
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass
+class EngineStack:
+    """One throwaway stack: its Automation API handle, its backend folder and what the engine recorded."""
+
+    name: str
+    base: str = "dev"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    ports: dict[str, int] | None = None  # default: a free loopback port per published dev listener
+    events: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.backend = Path(tempfile.mkdtemp(prefix=f"fly-potato-{self.name}-state-"))
+        self.passphrase = secrets.token_urlsafe(24)
+        if self.ports is None:
+            self.ports = dict(zip(PUBLISHED_LISTENERS, free_ports(len(PUBLISHED_LISTENERS)), strict=True))
+        self.config_file = ROOT / f"Pulumi.{self.name}.yaml"
+        self.write_config()
+        self.env = {
+            "PULUMI_BACKEND_URL": f"file://{self.backend}",
+            "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+            "PATH": f"{toolchain_bin()}:{os.environ['PATH']}",
+        }
+        if "PULUMI_HOME" in os.environ:
+            self.env["PULUMI_HOME"] = os.environ["PULUMI_HOME"]
+        command = auto.PulumiCommand(root=str(toolchain_bin().parent), skip_version_check=False)
+        self.stack = auto.create_or_select_stack(
+            stack_name=self.name,
+            work_dir=str(ROOT),
+            opts=auto.LocalWorkspaceOptions(env_vars=self.env, pulumi_command=command),
+        )
+
+    def write_config(self) -> None:
+        overrides = {f"host_ports.{k}": v for k, v in (self.ports or {}).items()} | self.overrides
+        document = stack_document(self.base, overrides)
+        if self.config_file.exists():  # keep the salt `pulumi stack init` wrote
+            salt = (yaml.safe_load(self.config_file.read_text()) or {}).get("encryptionsalt")
+            if salt:
+                document = {"encryptionsalt": salt, **document}
+        self.config_file.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    def _say(self, line: str) -> None:
+        self.events.append(line)
+        if os.environ.get("FLY_POTATO_E2E_VERBOSE"):
+            print(line, flush=True)
+
+    def up(self) -> auto.UpResult:
+        return self.stack.up(on_output=self._say, policy_packs=[str(ROOT / "policy")], color="never")
+
+    def preview(self) -> auto.PreviewResult:
+        return self.stack.preview(on_output=self._say, policy_packs=[str(ROOT / "policy")], color="never")
+
+    def destroy(self) -> None:
+        self.stack.destroy(on_output=self._say, color="never")
+
+    def outputs(self) -> dict[str, Any]:
+        return {key: value.value for key, value in self.stack.outputs().items()}
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(toolchain_bin() / "pulumi"), *args, "--stack", self.name],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
+    def state_files(self) -> list[Path]:
+        return [p for p in self.backend.rglob("*.json") if p.is_file()]
+
+    def graph(self) -> ProgramGraph:
+        """The deployed resources as the engine recorded them, secrets decrypted, as a ProgramGraph."""
+        deployment = _plain(json.loads(self.cli("stack", "export", "--show-secrets").stdout))["deployment"]
+        resources = [
+            PlannedResource(
+                urn=r["urn"],
+                type=r["type"],
+                name=r["urn"].rsplit("::", 1)[-1],
+                inputs=r.get("inputs", {}),
+                custom=r.get("custom", False),
+                parent=r.get("parent", ""),
+                dependencies=r.get("dependencies", []),
+                property_dependencies=r.get("propertyDependencies", {}),
+                options={"outputs": r.get("outputs", {})},
+            )
+            for r in deployment.get("resources", [])
+        ]
+        return ProgramGraph(self.name, {}, resources, self.outputs())
+
+    def remove(self) -> None:
+        """Destroy what is left, forget the stack, drop its config and state."""
+        try:
+            self.destroy()
+        finally:
+            with contextlib.suppress(auto.CommandError):
+                self.stack.workspace.remove_stack(self.name)
+            self.config_file.unlink(missing_ok=True)
+            shutil.rmtree(self.backend, ignore_errors=True)
+
+
+def leftovers(stack: str) -> dict[str, list[str]]:
+    """Docker objects still labelled with the stack."""
+    found = {}
+    for kind in ("container", "network", "volume"):
+        args = ["docker", kind, "ls", "-q", "--filter", f"label={STACK_LABEL}={stack}"]
+        if kind == "container":
+            args.insert(3, "-a")
+        found[f"{kind}s"] = subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
+    return found
+
+
+def inspect(name: str) -> dict[str, Any]:
+    out = subprocess.run(["docker", "inspect", name], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)[0]
+
+
+def logs(name: str, tail: int = 50) -> str:
+    done = subprocess.run(["docker", "logs", "--tail", str(tail), name], capture_output=True, text=True, check=True)
+    return done.stdout + done.stderr
