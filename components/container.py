@@ -36,14 +36,16 @@ LOG_OPTS = {"max-size": "10m", "max-file": "5"}
 
 
 def handover(uid: str, gid: str) -> list[str]:
-    """The files container's only command: folders closed to other uids, then everything owned by the service.
+    """The files container's only command: the files owned by the service, the folders by root and its group.
 
-    Runs as root with CAP_CHOWN alone: root may change the modes of what it owns, and chown needs the cap.
+    Runs as root with CAP_CHOWN alone (no CAP_DAC_OVERRIDE): the folders stay root's, mode 0750 with the
+    service's group, so a later hand-over can still walk them, and other uids cannot list them.
     """
     return [
         "/bin/sh",
         "-c",
-        f"find {CONFIG_DIR} -type d -exec chmod 0750 {{}} + && chown -R {uid}:{gid} {CONFIG_DIR}",
+        f"find {CONFIG_DIR} -type d -exec chown 0:{gid} {{}} + -exec chmod 0750 {{}} + && "
+        f"find {CONFIG_DIR} -type f -exec chown {uid}:{gid} {{}} +",
     ]
 
 
@@ -71,6 +73,11 @@ class Healthcheck:
     start_period: str = "20s"
     # Needs Docker API 1.44 (Docker 25); Debian 12's Docker 20.10 refuses containers that set it.
     start_interval: str | None = None
+
+
+def docker_cpus(cpus: float) -> str:
+    """CPUs as the Docker provider reads them back ("1.0", "0.25"), so a no-op ``up`` shows no diff."""
+    return f"{cpus:.1f}" if cpus == int(cpus) else f"{cpus:g}"
 
 
 def _owned(options: str, uid: str, gid: str) -> str:
@@ -194,7 +201,7 @@ class HardenedContainer(pulumi.ComponentResource):
             sysctls=dict(args.sysctls) or None,
             memory=resources.memory_mb,
             memory_swap=resources.memory_mb,  # no swap beyond the limit
-            cpus=f"{resources.cpus:g}",
+            cpus=docker_cpus(resources.cpus),
             # The provider has no pids_limit; RLIMIT_NPROC counts processes and threads per uid, and every
             # service has its own uid, so this caps the service's PIDs.
             ulimits=[
@@ -266,6 +273,7 @@ class HardenedContainer(pulumi.ComponentResource):
             name=settings.resource_name(args.service, "files"),
             image=args.image,
             entrypoints=handover(uid, gid),
+            working_dir="/",  # the image's own may be closed to a root without CAP_DAC_OVERRIDE
             start=True,
             attach=True,
             must_run=False,

@@ -12,6 +12,6 @@ case "${1:-}" in
       || { echo "No Docker engine answers: run 'make engine' (installs docker.io and starts dockerd as root), or point DOCKER_HOST at a running engine." >&2; exit 1; } ;;
   pulumi)
     PATH="$toolchain/bin:$PATH" command -v pulumi >/dev/null \
-      || { echo "The Pulumi CLI is missing: run 'make toolchain' (official install, or a build from the Go modules when offline)." >&2; exit 1; } ;;
+      || { echo "The Pulumi CLI is missing: run 'make toolchain' (the release download, or a build from source when offline)." >&2; exit 1; } ;;
   *) echo "usage: $0 docker|pulumi|python" >&2; exit 2 ;;
 esac

@@ -157,7 +157,7 @@ def test_backup_env_names_files_and_carries_no_secret(stack: str) -> None:
     for path in ("/etc/fly-potato/secrets/metrics_token", "/etc/fly-potato/secrets/backup_url"):
         assert files[path]["permissions"] == "0400", path
     # The files container hands them to backup's own uid (group: postgres', for the WAL archive).
-    assert "chown -R 10011:10010 " in g.files_containers()["backup"].prop("entrypoints")[-1]
+    assert "-type f -exec chown 10011:10010 " in g.files_containers()["backup"].prop("entrypoints")[-1]
 
 
 @STACKS

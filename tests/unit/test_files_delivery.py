@@ -32,7 +32,7 @@ def test_files_containers_only_hand_the_files_to_the_service_uid(graph: ProgramG
         assert loader.prop("capabilities") == {"drops": ["ALL"], "adds": ["CHOWN"]}, service
         assert "no-new-privileges:true" in loader.prop("securityOpts"), service
         assert loader.prop("entrypoints") == handover(uid, gid), service
-        assert f"chown -R {uid}:{gid} {CONFIG_DIR}" in loader.prop("entrypoints")[-1], service
+        assert f"-type f -exec chown {uid}:{gid} " in loader.prop("entrypoints")[-1], service
         (mount,) = loader.prop("mounts")
         assert mount["target"] == CONFIG_DIR and mount["readOnly"] is False
 
