@@ -23,7 +23,7 @@ from components.database import KEYCLOAK_DATABASE
 from components.identity import IdentityRealm
 from components.network import NetworkZones
 from components.oauth2_proxy import oauth2_proxy_files
-from components.secrets import generated_bytes, generated_password
+from components.secrets import generated_cookie_secret, generated_password
 from components.settings import Settings
 
 TYPE = "fly-potato:auth:AuthServices"
@@ -63,7 +63,7 @@ class AuthServices(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
         )
         self.client_secret = generated_password(f"{name}-oidc-client-secret", settings, parent=self)
-        self.cookie_secret = generated_bytes(f"{name}-oauth2-proxy-cookie", settings, length=32, parent=self)
+        self.cookie_secret = generated_cookie_secret(f"{name}-oauth2-proxy-cookie", settings, parent=self)
 
         self.issuer_url = f"{settings.public_url}{KEYCLOAK_PATH}/realms/{settings.realm}"
         self.internal_url = f"http://keycloak:{http_port}{KEYCLOAK_PATH}"
@@ -162,7 +162,7 @@ class AuthServices(pulumi.ComponentResource):
             keycloak_internal_url=self.internal_url,
             client_id=OIDC_CLIENT_ID,
             client_secret=self.client_secret.result,
-            cookie_secret_base64=self.cookie_secret.base64,
+            cookie_secret=self.cookie_secret.result,
         )
         self.oauth2_proxy = HardenedContainer(
             f"{name}-oauth2-proxy",

@@ -16,6 +16,7 @@ as plain environment variables (R-SEC-1).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -73,6 +74,20 @@ class Healthcheck:
     start_period: str = "20s"
     # Needs Docker API 1.44 (Docker 25); Debian 12's Docker 20.10 refuses containers that set it.
     start_interval: str | None = None
+
+
+def docker_duration(text: str) -> str:
+    """A duration as the Docker provider reads it back (Go's format: "90s" -> "1m30s"), so no-op ups stay no-ops."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    if not text or parts is None:
+        raise ValueError(f"duration {text!r}: write whole hours, minutes and seconds, e.g. 90s or 1m30s")
+    seconds = sum(int(n or 0) * f for n, f in zip(parts.groups(), units.values(), strict=True))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
 def docker_cpus(cpus: float) -> str:
@@ -219,11 +234,11 @@ class HardenedContainer(pulumi.ComponentResource):
             labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=health.test,
-                interval=health.interval,
-                timeout=health.timeout,
+                interval=docker_duration(health.interval),
+                timeout=docker_duration(health.timeout),
                 retries=health.retries,
-                start_period=health.start_period,
-                start_interval=health.start_interval,
+                start_period=docker_duration(health.start_period),
+                start_interval=docker_duration(health.start_interval) if health.start_interval else None,
             )
             if health
             else None,

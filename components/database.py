@@ -221,12 +221,17 @@ class PlatformDatabases(pulumi.ComponentResource):
         self.app_database = database(APP_DATABASE, "migrator")
         self.keycloak_database = database(KEYCLOAK_DATABASE, "keycloak")
         # Created by the superuser: PostGIS is not a trusted extension.
+        # PostGIS and the two schemas hold what the migrations created (tables, views, geometry columns):
+        # dropping them is never Pulumi's job. On delete they are only forgotten and go with their database;
+        # a DROP of each during a destroy would race (views across the schemas deadlock) and fail on the
+        # columns that use PostGIS types.
+        kept_with_database = pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(retain_on_delete=True))
         self.postgis = postgresql.Extension(
             f"{name}-postgis",
             name=POSTGIS,
             database=self.app_database.name,
             schema="public",
-            opts=on_server,
+            opts=kept_with_database,
         )
         # The restore drill runs as the backup role, which may not CREATE EXTENSION postgis; it clones this
         # template instead (scripts/backup/restore.py, BACKUP_DRILL_TEMPLATE). Owned by the superuser.
@@ -256,7 +261,7 @@ class PlatformDatabases(pulumi.ComponentResource):
                 database=self.app_database.name,
                 owner=self.roles["migrator"].name,
                 drop_cascade=False,
-                opts=on_server,
+                opts=kept_with_database,
             )
             for schema in (APP_SCHEMA, ANALYTICS_SCHEMA)
         }

@@ -34,12 +34,6 @@ def _toml(value: object) -> str:
     return json.dumps(value)
 
 
-def urlsafe_cookie_secret(standard_base64: str) -> str:
-    """oauth2-proxy decodes the cookie secret as URL-safe base64; standard '+' and '/' would make it read
-    the 44 characters as the secret itself and refuse to start (not 16, 24 or 32 bytes)."""
-    return standard_base64.replace("+", "-").replace("/", "_")
-
-
 def render_oauth2_proxy_config(
     settings: Settings,
     *,
@@ -106,15 +100,14 @@ def oauth2_proxy_files(
     keycloak_internal_url: str,
     client_id: str,
     client_secret: pulumi.Input[str],
-    cookie_secret_base64: pulumi.Input[str],
+    cookie_secret: pulumi.Input[str],
 ) -> list[ContainerFile]:
     """The plain config file and the two secret files."""
     config = render_oauth2_proxy_config(
         settings, issuer_url=issuer_url, keycloak_internal_url=keycloak_internal_url, client_id=client_id
     )
-    cookie = pulumi.Output.from_input(cookie_secret_base64).apply(urlsafe_cookie_secret)
     return [
         ContainerFile(CONFIG_FILE, config, mode="0444"),
         ContainerFile(CLIENT_SECRET_FILE, client_secret, secret=True, mode="0400"),
-        ContainerFile(COOKIE_SECRET_FILE, cookie, secret=True, mode="0400"),
+        ContainerFile(COOKIE_SECRET_FILE, cookie_secret, secret=True, mode="0400"),
     ]

@@ -27,13 +27,21 @@ def generated_password(
     )
 
 
-def generated_bytes(
-    name: str, settings: Settings, *, length: int = 32, parent: pulumi.Resource | None = None
-) -> random.RandomBytes:
-    """Random bytes (base64 in ``.base64``), e.g. the oauth2-proxy cookie secret (R-AUTH-1)."""
-    return random.RandomBytes(
+# 43 base64url characters decode to 32 bytes (oauth2-proxy's AES-256 cookie key, R-AUTH-1).
+COOKIE_SECRET_LENGTH = 43
+
+
+def generated_cookie_secret(name: str, settings: Settings, *, parent: pulumi.Resource | None = None) -> random.RandomPassword:
+    """The oauth2-proxy cookie secret: 43 letters and digits, i.e. base64url text of 32 bytes, as oauth2-proxy
+    decodes it (256 bits of entropy).
+
+    A RandomPassword, not a RandomBytes: pulumi-random uses a RandomBytes' value as its resource ID, and IDs
+    are stored in plaintext in the state (R-SEC-1).
+    """
+    return random.RandomPassword(
         name,
-        length=length,
+        length=COOKIE_SECRET_LENGTH,
+        special=False,
         keepers={"rotation_epoch": str(settings.raw.secrets.rotation_epoch)},
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=pulumi.ResourceOptions(parent=parent, additional_secret_outputs=["result"]),
     )

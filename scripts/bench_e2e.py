@@ -18,16 +18,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.e2e.engine import EngineStack, require_engine  # noqa: E402
+from tests.e2e.engine import EngineStack, require_engine
 
 DOCKER_CONTAINER = "docker:index/container:Container"
 
 
 def docker_events(since: float, until: float) -> list[dict[str, object]]:
     out = subprocess.run(
-        ["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--filter", "type=container",
-         "--format", "{{json .}}"],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "events",
+            "--since",
+            f"{since:.3f}",
+            "--until",
+            f"{until:.3f}",
+            "--filter",
+            "type=container",
+            "--format",
+            "{{json .}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
@@ -74,7 +86,9 @@ def timed(label: str, action: object) -> float:
 
 def main() -> int:
     require_engine()
-    print(f"bench-e2e: {datetime.now():%Y-%m-%d %H:%M}, throwaway stacks bench (dev profile), bench-prod (prod profile)")
+    print(
+        f"bench-e2e: {datetime.now():%Y-%m-%d %H:%M}, throwaway stacks bench (dev profile), bench-prod (prod profile)"
+    )
     dev = EngineStack("bench")
     prod = EngineStack(
         "bench-prod",

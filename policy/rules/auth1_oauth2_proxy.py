@@ -20,7 +20,9 @@ from policy.rules._base import Report, StackResource, StackRule, StackView
 
 ID = "oauth2-proxy-flags"
 SERVICE = "oauth2_proxy"
-RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+# base64url text of 32 bytes: 43 characters (components.secrets.COOKIE_SECRET_LENGTH).
+COOKIE_SECRET_CHARS = 43
 COOKIE_FROM_FILE = re.compile(r"OAUTH2_PROXY_COOKIE_SECRET=\$\(cat (\S+)\)")
 
 
@@ -75,7 +77,9 @@ def _decoded_length(secret: str) -> int:
 
 def _generated_32_bytes(resource: StackResource) -> bool:
     return any(
-        dep.type == RANDOM_BYTES and dep.props.get("length") == spec.COOKIE_SECRET_BYTES
+        dep.type == RANDOM_PASSWORD
+        and dep.props.get("length") == COOKIE_SECRET_CHARS
+        and dep.props.get("special") is False
         for deps in resource.property_dependencies.values()
         for dep in deps
     )
@@ -117,7 +121,9 @@ def validate(args: StackValidationArgs, report: Report) -> None:
         report("no cookie secret is configured", container.urn)
     elif resource is None or not _generated_32_bytes(resource):
         report(
-            "the cookie secret is not known at preview and does not come from a RandomBytes of length 32", container.urn
+            "the cookie secret is not known at preview and does not come from a RandomPassword of 43 letters and "
+            "digits (base64url of 32 bytes)",
+            container.urn,
         )
 
 

@@ -162,8 +162,8 @@ class EngineStack:
     def up(self) -> auto.UpResult:
         return self.stack.up(on_output=self._say, policy_packs=[str(ROOT / "policy")], color="never")
 
-    def preview(self) -> auto.PreviewResult:
-        return self.stack.preview(on_output=self._say, policy_packs=[str(ROOT / "policy")], color="never")
+    def preview(self, diff: bool = False) -> auto.PreviewResult:
+        return self.stack.preview(on_output=self._say, policy_packs=[str(ROOT / "policy")], color="never", diff=diff)
 
     def destroy(self) -> None:
         self.stack.destroy(on_output=self._say, color="never")
@@ -223,6 +223,18 @@ def leftovers(stack: str) -> dict[str, list[str]]:
             args.insert(3, "-a")
         found[f"{kind}s"] = subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
     return found
+
+
+def purge(stack: str) -> None:
+    """Remove what a failed earlier run of the throwaway stack left (its state is gone with its temp folder)."""
+    left = leftovers(stack)
+    for kind, args in (
+        ("containers", ["rm", "-f", "-v"]),
+        ("volumes", ["volume", "rm", "-f"]),
+        ("networks", ["network", "rm"]),
+    ):
+        if left[kind]:
+            subprocess.run(["docker", *args, *left[kind]], capture_output=True, check=False)
 
 
 def inspect(name: str) -> dict[str, Any]:

@@ -128,6 +128,9 @@ def test_databases_extension_and_schemas(stack: str) -> None:
         "app": ("flypotato", "migrator"),
         "analytics": ("flypotato", "migrator"),
     }
+    # What the migrations fill is never dropped piecemeal: forgotten on delete, gone with its database.
+    assert all(s.options["retain_on_delete"] for s in schemas.values())
+    assert extensions["flypotato"].options["retain_on_delete"] is True
 
 
 # --- grants ------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from components.oauth2_proxy import (
     COOKIE_SECRET_FILE,
     START,
     render_oauth2_proxy_config,
-    urlsafe_cookie_secret,
 )
 from components.settings import Settings, SettingsError, parse_settings
 from components.tls import names_ocsp_responder
@@ -342,10 +341,17 @@ def test_oauth2_proxy_has_every_r_auth_1_flag_in_prod() -> None:
     assert options["request_logging"] is False, "request logs would carry authorization codes"
 
 
-def test_oauth2_proxy_cookie_secret_decodes_to_32_bytes_as_oauth2_proxy_reads_it() -> None:
-    secret = urlsafe_cookie_secret(base64.b64encode(bytes(range(250, 256)) * 5 + b"\xfb\xff").decode())
-    assert "+" not in secret and "/" not in secret
-    assert len(base64.urlsafe_b64decode(secret)) == 32
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_oauth2_proxy_cookie_secret_is_base64url_of_32_bytes_and_never_a_random_bytes(stack: str) -> None:
+    """oauth2-proxy decodes the secret as unpadded base64url: 43 letters and digits give 32 bytes (AES-256).
+    No RandomBytes anywhere: pulumi-random stores a RandomBytes' value as its plaintext resource ID."""
+    graph = evaluate_program(stack)
+    assert graph.of_type("random:index/randomBytes:RandomBytes") == []
+    cookie = graph.by_name("auth-oauth2-proxy-cookie")
+    assert (cookie.prop("length"), cookie.prop("special")) == (43, False)
+    secret = {u["file"]: u for u in graph.containers()["oauth2_proxy"].prop("uploads")}[COOKIE_SECRET_FILE]["content"]
+    assert re.fullmatch(r"[A-Za-z0-9]{43}", secret)
+    assert len(base64.urlsafe_b64decode(secret + "=")) == 32
 
 
 def test_oauth2_proxy_config_holds_no_secret_and_reads_them_from_files() -> None:
@@ -375,7 +381,7 @@ def test_oauth2_proxy_gets_a_plain_config_and_secret_files(graph: ProgramGraph) 
     assert options["skip_oidc_discovery"] is True and options["cookie_samesite"] == "lax"
     assert uploads[CLIENT_SECRET_FILE]["permissions"] == "0400"
     assert uploads[COOKIE_SECRET_FILE]["permissions"] == "0400"
-    assert len(base64.urlsafe_b64decode(uploads[COOKIE_SECRET_FILE]["content"])) == 32
+    assert len(base64.urlsafe_b64decode(uploads[COOKIE_SECRET_FILE]["content"] + "=")) == 32
     assert not any("COOKIE_SECRET=" in e and "$(cat" not in e for e in proxy.prop("envs") or [])
 
 
