@@ -31,7 +31,9 @@ def generated_password(
 COOKIE_SECRET_LENGTH = 43
 
 
-def generated_cookie_secret(name: str, settings: Settings, *, parent: pulumi.Resource | None = None) -> random.RandomPassword:
+def generated_cookie_secret(
+    name: str, settings: Settings, *, parent: pulumi.Resource | None = None
+) -> random.RandomPassword:
     """The oauth2-proxy cookie secret: 43 letters and digits, i.e. base64url text of 32 bytes, as oauth2-proxy
     decodes it (256 bits of entropy).
 

@@ -20,7 +20,7 @@ from policy.rules._base import Report, StackResource, StackRule, StackView
 
 ID = "oauth2-proxy-flags"
 SERVICE = "oauth2_proxy"
-RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"  # noqa: S105 (a type token)
 # base64url text of 32 bytes: 43 characters (components.secrets.COOKIE_SECRET_LENGTH).
 COOKIE_SECRET_CHARS = 43
 COOKIE_FROM_FILE = re.compile(r"OAUTH2_PROXY_COOKIE_SECRET=\$\(cat (\S+)\)")
