@@ -61,19 +61,46 @@ def readiness(events: list[dict[str, object]]) -> dict[str, float]:
 
 
 def critical_path(stack: EngineStack, durations: dict[str, float]) -> tuple[float, list[str]]:
+    """The longest chain of container readiness along the recorded dependencies (a component dependency
+    means all of its resources)."""
     graph = stack.graph()
-    containers = {r.urn: r.prop("name") for r in graph.of_type(DOCKER_CONTAINER)}
+    by_urn = {r.urn: r for r in graph.resources}
+    children: dict[str, list[str]] = {}
+    for r in graph.resources:
+        children.setdefault(r.parent, []).append(r.urn)
+
+    def custom_under(urn: str) -> list[str]:
+        found, todo = [], [urn]
+        while todo:
+            current = todo.pop()
+            if by_urn[current].custom:
+                found.append(current)
+            todo.extend(children.get(current, []))
+        return found
+
+    def direct(urn: str) -> set[str]:
+        """What a resource waits for: its own and its ancestors' dependencies (a child registers only once
+        its parent component's dependencies are done), and its provider's."""
+        named: set[str] = set()
+        current = by_urn.get(urn)
+        while current is not None:
+            named |= set(current.dependencies) | {u for deps in current.property_dependencies.values() for u in deps}
+            if current.provider:  # "URN::ID": a provider waits for what it connects to (e.g. postgres)
+                named.add(current.provider.rsplit("::", 1)[0])
+            current = by_urn.get(current.parent)
+        return {c for d in named if d in by_urn for c in custom_under(d)} - {urn}
+
     memo: dict[str, tuple[float, list[str]]] = {}
 
     def longest(urn: str) -> tuple[float, list[str]]:
         if urn not in memo:
-            before = [longest(d) for d in graph.ancestors_and_dependencies(urn) if d in containers and d != urn]
-            best = max(before, key=lambda item: item[0], default=(0.0, []))
-            own = durations.get(containers[urn], 0.0)
-            memo[urn] = (best[0] + own, [*best[1], containers[urn]] if own else best[1])
+            best = max((longest(d) for d in direct(urn)), key=lambda item: item[0], default=(0.0, []))
+            r = by_urn[urn]
+            own = durations.get(r.prop("name"), 0.0) if r.type == DOCKER_CONTAINER else 0.0
+            memo[urn] = (best[0] + own, [*best[1], r.prop("name")] if own else best[1])
         return memo[urn]
 
-    return max((longest(urn) for urn in containers), key=lambda item: item[0], default=(0.0, []))
+    return max((longest(r.urn) for r in graph.resources if r.custom), key=lambda item: item[0], default=(0.0, []))
 
 
 def timed(label: str, action: object) -> float:

@@ -197,6 +197,7 @@ class EngineStack:
                 parent=r.get("parent", ""),
                 dependencies=r.get("dependencies", []),
                 property_dependencies=r.get("propertyDependencies", {}),
+                provider=r.get("provider", ""),
                 options={"outputs": r.get("outputs", {})},
             )
             for r in deployment.get("resources", [])
