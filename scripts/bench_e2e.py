@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -28,17 +29,18 @@ class DockerEvents:
     healthchecks' exec events alone outnumber that during an ``up``)."""
 
     def __enter__(self) -> DockerEvents:
+        self.sink = tempfile.TemporaryFile("w+")  # a file, not a pipe: nothing read until the end
         self.process = subprocess.Popen(
-            ["docker", "events", "--filter", "type=container", "--format", "{{json .}}"],
-            stdout=subprocess.PIPE,
-            text=True,
+            ["docker", "events", "--filter", "type=container", "--format", "{{json .}}"], stdout=self.sink
         )
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
-        out, _ = self.process.communicate(timeout=30)
-        self.events = [json.loads(line) for line in out.splitlines() if line.strip()]
+        self.process.wait(timeout=30)
+        self.sink.seek(0)
+        self.events = [json.loads(line) for line in self.sink if line.strip()]
+        self.sink.close()
 
 
 def readiness(events: list[dict[str, object]]) -> dict[str, float]:
