@@ -82,7 +82,8 @@ case "$action" in
   refresh)
     pulumi refresh --stack "$stack" --yes --non-interactive --suppress-progress ;;
   destroy)
-    volumes=$(docker volume ls -q --filter "label=org.flypotato.stack=$stack" | tr '\n' ' ')
+    # The data volumes; the per-service config volumes and Keycloak's build cache are rebuilt by every up.
+    volumes=$(docker volume ls -q --filter "label=org.flypotato.stack=$stack" | grep -v -e '-config$' -e '-build-' | tr '\n' ' ' || true)
     if [ -n "${volumes// }" ] && [ "${YES:-}" != 1 ]; then
       if [ ! -t 0 ]; then
         echo "stack.sh: destroying stack $stack deletes its data volumes ($volumes); rerun with YES=1 to confirm." >&2
