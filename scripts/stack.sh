@@ -55,6 +55,12 @@ if [ -z "${PULUMI_CONFIG_PASSPHRASE:-}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FI
   # Dev-only passphrase, generated once per checkout and never committed.
   [ -s .secrets/dev-passphrase ] || (umask 077; head -c 24 /dev/urandom | base64 > .secrets/dev-passphrase)
   export PULUMI_CONFIG_PASSPHRASE_FILE="$PWD/.secrets/dev-passphrase"
+  # Pulumi writes the passphrase's salt into Pulumi.dev.yaml; from a per-checkout passphrase it would lock
+  # every other checkout out of the committed file. The state keeps its own salt, and the dev config has no
+  # secret values, so the file never keeps one.
+  strip_salt() { sed -i '/^encryptionsalt:/d' "Pulumi.$stack.yaml"; }
+  strip_salt
+  trap strip_salt EXIT
 fi
 
 if ! pulumi stack select "$stack" >/dev/null 2>&1; then

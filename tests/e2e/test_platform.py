@@ -358,6 +358,26 @@ def test_a_second_up_changes_nothing(live: Live) -> None:
     assert planned == {} and changes == {}, (planned, changes, "\n".join(diff[-80:]))
 
 
+def test_rotation_replaces_the_secrets_and_the_platform_serves_again(live: Live) -> None:
+    """R-SEC-4: a new ``secrets.rotation_epoch`` gives every role a new password through ``pulumi up``; the
+    old one is refused, the new one works, and the platform answers ready through the edge again."""
+    old = {role: live.role_password(role) for role in ("app", "datalens", "migrator")}
+    live.engine.overrides["secrets.rotation_epoch"] = 2
+    live.engine.write_config()
+    result = live.engine.up()
+    assert (result.summary.resource_changes or {}).get("replace", 0) > 0, result.summary.resource_changes
+    live.graph = live.engine.graph()
+    for role, before in old.items():
+        assert live.role_password(role) != before, role
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+            psycopg2.connect(
+                host="127.0.0.1", port=live.ports["postgres"], user=role, password=before, dbname="flypotato"
+            )
+        live.connect(role).close()
+    response = _http(f"{live.base}/health/ready")
+    assert response.status_code == 200 and response.json()["status"] == "ready", response.text
+
+
 # -- teardown ---------------------------------------------------------------------------------------------------
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pathlib import Path
+
 import pytest
 
 from components.settings import SettingsError, parse_settings
@@ -133,3 +135,11 @@ def test_overrides_apply() -> None:
 def test_provider_namespaces_are_left_to_their_providers() -> None:
     config = {f"fly-potato:{k}": v for k, v in stack_config("dev").items()} | {"docker:host": "unix:///x"}
     assert parse_settings(config, stack="dev").stack == "dev"
+
+
+def test_the_committed_dev_stack_file_carries_no_salt_and_no_secret() -> None:
+    """The dev passphrase is generated per checkout (scripts/stack.sh): a committed salt made from one
+    checkout's passphrase would make `make up` fail with "incorrect passphrase" in every other one."""
+    text = (Path(__file__).resolve().parents[2] / "Pulumi.dev.yaml").read_text()
+    assert "encryptionsalt" not in text
+    assert "secure:" not in text
