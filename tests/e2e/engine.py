@@ -24,24 +24,18 @@ from typing import Any
 import yaml
 from pulumi import automation as auto
 
-from policy.program import PROJECT, PlannedResource, ProgramGraph
+from components.settings import parse_settings
+from policy.program import PROJECT, PlannedResource, ProgramGraph, stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 STACK_LABEL = "org.flypotato.stack"
-# Listeners the dev profile publishes on loopback; each gets a free port.
-PUBLISHED_LISTENERS = (
-    "postgres",
-    "backend",
-    "nginx_http",
-    "keycloak",
-    "oauth2_proxy",
-    "prometheus",
-    "alertmanager",
-    "node_exporter",
-    "postgres_exporter",
-    "sql_exporter",
-)
+
+
+def published_listeners(base: str = "dev") -> list[str]:
+    """The listeners the stack file publishes (the dev profile: all of them on loopback)."""
+    settings = parse_settings(stack_config(base), stack=base)
+    return [row.listener for row in settings.port_matrix() if row.published]
 
 
 class EngineUnavailable(RuntimeError):
@@ -125,7 +119,8 @@ class EngineStack:
         self.backend = Path(tempfile.mkdtemp(prefix=f"fly-potato-{self.name}-state-"))
         self.passphrase = secrets.token_urlsafe(24)
         if self.ports is None:
-            self.ports = dict(zip(PUBLISHED_LISTENERS, free_ports(len(PUBLISHED_LISTENERS)), strict=True))
+            listeners = published_listeners(self.base)
+            self.ports = dict(zip(listeners, free_ports(len(listeners)), strict=True))
         self.config_file = ROOT / f"Pulumi.{self.name}.yaml"
         self.write_config()
         self.env = {
