@@ -8,7 +8,7 @@ Files (configuration and secrets) are delivered as content into a per-service vo
 mounts read-only at ``CONFIG_DIR``. Docker copies uploads to ``/`` of a container and refuses that when
 the root filesystem is read-only, so a companion container (label ``FILES_FOR_LABEL``) receives them and
 writes them through into the volume. Docker writes them as root; the companion then runs once, with no
-network and ``CAP_CHOWN`` alone, to hand them to the service's uid:gid (``HANDOVER``), so a secret file is
+network and ``CAP_CHOWN`` alone, to hand them to the service's uid:gid (``handover``), so a secret file is
 readable by its service and by no other uid. Nothing is bind-mounted from the host and secrets never travel
 as plain environment variables (R-SEC-1).
 """
