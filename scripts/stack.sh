@@ -20,10 +20,10 @@ esac
 [ -f "Pulumi.$stack.yaml" ] || { echo "stack.sh: there is no Pulumi.$stack.yaml; STACK is one of: $(ls Pulumi.*.yaml | sed 's/Pulumi\.\(.*\)\.yaml/\1/' | grep -v '^$' | tr '\n' ' ')" >&2; exit 2; }
 
 if [ "$action" = estimate ]; then
-  # Measured on 2 cores (README "First run"): toolchain build ~16 min, images ~12 min, pulumi up ~2 min.
-  todo=() minutes=2
+  # Measured on 2 cores: toolchain build 16-31 min, images ~15 min, pulumi up ~3 min (docs/toolchain.md).
+  todo=() minutes=3
   command -v pulumi >/dev/null 2>&1 && [ -f "$FLY_POTATO_TOOLCHAIN/.verified" ] ||
-    { todo+=("build the Pulumi toolchain (~16 min)"); minutes=$((minutes + 16)); }
+    { todo+=("build the Pulumi toolchain (16-31 min)"); minutes=$((minutes + 31)); }
   missing=$(.venv/bin/python - "$stack" <<'EOF'
 import subprocess, sys, yaml
 images = yaml.safe_load(open(f"Pulumi.{sys.argv[1]}.yaml"))["config"].get("fly-potato:images", {})
@@ -31,9 +31,9 @@ print(sum(subprocess.run(["docker", "image", "inspect", i], capture_output=True)
           for i in set(images.values())))
 EOF
   ) || missing=all
-  [ "$missing" = 0 ] || { todo+=("build $missing local images (~12 min)"); minutes=$((minutes + 12)); }
+  [ "$missing" = 0 ] || { todo+=("build $missing local images (~15 min)"); minutes=$((minutes + 15)); }
   if [ ${#todo[@]} -gt 0 ]; then
-    printf 'make up: first run on this machine: %s, then pulumi up (~2 min): about %d min in all.\n' \
+    printf 'make up: first run on this machine: %s, then pulumi up (~3 min): up to %d min in all.\n' \
       "$(IFS=';'; echo "${todo[*]}" | sed 's/;/, /g')" "$minutes"
   fi
   exit 0
