@@ -25,7 +25,7 @@ import yaml
 from pulumi import automation as auto
 
 from components.settings import parse_settings
-from policy.program import PROJECT, PlannedResource, ProgramGraph, stack_config
+from policy.program import PROJECT, PlannedResource, ProgramGraph, _set_path, stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -69,14 +69,6 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
-
-
-def _set_path(config: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    target = config
-    for part in parts[:-1]:
-        target = target.setdefault(part, {})
-    target[parts[-1]] = value
 
 
 def stack_document(base: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
