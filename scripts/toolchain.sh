@@ -423,7 +423,13 @@ verify() {
 }
 
 # ------------------------------------------------------------------ main ---
-command -v jq >/dev/null 2>&1 || die "jq is missing: apt-get install jq (make deps installs it)."
+if ! command -v jq >/dev/null 2>&1; then
+    step "jq (Debian package)"
+    sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo
+    { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends jq; } >"$LOGS/jq.log" 2>&1 ||
+        die "jq (Debian package): apt-get install jq failed (log: $LOGS/jq.log); install it and re-run."
+    done_step "installed"
+fi
 ensure_cli
 ensure_language_host
 ensure_plugins
