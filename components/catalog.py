@@ -1,6 +1,6 @@
 """The platform's services, listeners and zones: the one place where ports and zones are decided.
 
-Everything here mirrors the tables of DESIGN.md ("Services and ports", "Zones"). Stack config may
+Everything here mirrors the tables of docs/requirements.md ("Services and ports", "Zones"). Stack config may
 override ports, host ports, exposure and images (see ``components.settings``); the defaults live here.
 """
 

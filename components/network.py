@@ -1,4 +1,4 @@
-"""NetworkZones: one Docker network per zone of DESIGN.md, named per stack (R-NET-4, R-OPS-3)."""
+"""NetworkZones: one Docker network per zone of docs/requirements.md, named per stack (R-NET-4, R-OPS-3)."""
 
 from __future__ import annotations
 

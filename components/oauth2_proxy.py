@@ -78,7 +78,7 @@ def render_oauth2_proxy_config(
         "cookie_name": "_fly_potato_session",
         "cookie_secure": settings.is_prod,  # dev serves plain HTTP on localhost
         "cookie_httponly": True,
-        "cookie_samesite": "lax",  # the default is empty (DESIGN.md)
+        "cookie_samesite": "lax",  # the default is empty (docs/requirements.md, R-AUTH-1)
         "cookie_expire": f"{settings.raw.keycloak.session_max_hours}h",
         # Refresh before Keycloak's access token expires, so the API never sees a stale one.
         "cookie_refresh": f"{max(1, settings.raw.keycloak.access_token_minutes - 1)}m",

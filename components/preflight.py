@@ -1,5 +1,5 @@
 """Deploy preflight, before the program declares a single resource: the provided TLS key is usable, a local
-Docker daemon can grant ``host.max_open_files``, and (R-OPS-1) in prod the domain resolves — to
+Docker daemon can grant ``host.max_open_files`` and every service's CPU limit, and (R-OPS-1) in prod the domain resolves — to
 ``public_address`` when one is given — or the deploy stops with a sentence saying what to fix.
 
 Switched by ``fly-potato:features.dns_preflight`` (default: on in prod), e.g. off for air-gapped test stacks.
@@ -10,6 +10,7 @@ unless a test turns ``CHECK_UNDER_MOCKS`` on with a stub resolver.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import resource
 import socket
 from collections.abc import Callable
@@ -101,6 +102,23 @@ def check_open_files(settings: Settings, hard_limit: int | None) -> None:
         )
 
 
+def host_cpus() -> int:
+    """CPUs the local Docker daemon can hand out (what it checks a container's ``cpus`` against)."""
+    return len(os.sched_getaffinity(0))
+
+
+def check_cpus(settings: Settings, available: int) -> None:
+    """Raise :class:`PreflightError` when a service's CPU limit exceeds the Docker host's CPUs: Docker refuses
+    to create such a container, half-way through ``pulumi up``."""
+    over = {name: r.cpus for name, r in sorted(settings.resources.items()) if r.cpus > available}
+    if over:
+        keys = ", ".join(f"{PROJECT}:resources.{name}.cpus = {cpus:g}" for name, cpus in over.items())
+        raise PreflightError(
+            f"{keys} exceeds the {available} CPUs of the Docker host, so Docker would refuse to create the "
+            f"container; set it to at most {available}, or deploy on a host with more CPUs"
+        )
+
+
 def _under_mocks() -> bool:
     from pulumi.runtime import mocks
     from pulumi.runtime import settings as runtime_settings
@@ -115,5 +133,6 @@ def require_ready(settings: Settings) -> None:
         return
     if not DockerHost.of(settings).is_remote:
         check_open_files(settings, docker_nofile_hard_limit())
+        check_cpus(settings, host_cpus())
     if settings.dns_preflight:
         check_dns(settings)

@@ -77,5 +77,5 @@ def pack_arguments(ctx: context.StackContext | None = None) -> dict[str, Any]:
         "name": NAME,
         "policies": POLICIES,
         "enforcement_level": pack_level(ctx),
-        "description": f"Port, TLS, auth and hardening rules of DESIGN.md ({ctx.profile} profile)",
+        "description": f"Port, TLS, auth and hardening rules of docs/requirements.md ({ctx.profile} profile)",
     }

@@ -1,4 +1,4 @@
-"""What DESIGN.md requires, as data the policies compare against.
+"""What docs/requirements.md requires, as data the policies compare against.
 
 Deliberately independent of ``components/``: the pack checks the program, so it does not take the
 program's own catalog as the truth.
@@ -13,7 +13,7 @@ PUBLIC_SERVICE = "nginx"
 PUBLIC_HTTPS_PORT = 443
 PUBLIC_HTTP_PORT = 80
 
-# R-NET-4: who may join each zone ("Zones" of DESIGN.md). The blackbox probe reaches the app zone
+# R-NET-4: who may join each zone ("Zones" of docs/requirements.md). The blackbox probe reaches the app zone
 # to probe the services it watches.
 ZONE_MEMBERS: dict[str, frozenset[str]] = {
     "edge": frozenset({"nginx"}),

@@ -60,7 +60,7 @@ def render_topology(stack: str) -> str:
     lines = ["flowchart LR"]
     homes: dict[Zone, list[str]] = {}
     for service in SERVICES:
-        # Draw each service in its first zone of DESIGN.md's order (nginx: edge).
+        # Draw each service in its first zone in the order of docs/requirements.md (nginx: edge).
         home = sorted(SERVICES[service].zones, key=list(Zone).index)[0]
         homes.setdefault(home, []).append(service)
     for zone in Zone:

@@ -1,4 +1,4 @@
-"""R-NET-4: each container joins only the zones DESIGN.md lists for it; nginx alone is in edge."""
+"""R-NET-4: each container joins only the zones docs/requirements.md lists for it; nginx alone is in edge."""
 
 from __future__ import annotations
 

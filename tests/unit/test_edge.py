@@ -462,6 +462,23 @@ def test_preflight_refuses_more_open_files_than_the_docker_daemon_may_grant(monk
     assert evaluate_program("dev", {"host.max_open_files": 2048}).error is None
 
 
+def test_preflight_refuses_cpu_limits_above_the_docker_hosts_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker refuses a container whose ``cpus`` exceeds the host's: stop before the first resource instead."""
+    with pytest.raises(preflight.PreflightError) as error:
+        preflight.check_cpus(settings_of("prod"), 2)
+    message = str(error.value)
+    assert "fly-potato:resources.postgres.cpus = 4 exceeds the 2 CPUs of the Docker host" in message
+    assert "set it to at most 2" in message and "backend" not in message
+    preflight.check_cpus(settings_of("prod"), 4)
+    preflight.check_cpus(settings_of("prod", {"resources.postgres.cpus": 2}), 2)
+
+    monkeypatch.setattr(preflight, "CHECK_UNDER_MOCKS", True)
+    monkeypatch.setattr(preflight, "host_cpus", lambda: 1)
+    stopped = evaluate_program("dev", {"resources.backend.cpus": 1.5})
+    assert stopped.error and "resources.backend.cpus = 1.5" in stopped.error and stopped.resources == []
+    assert evaluate_program("dev").error is None
+
+
 def test_the_docker_daemons_limit_is_read_from_its_proc_limits(tmp_path: Path) -> None:
     pidfile = tmp_path / "docker.pid"
     pidfile.write_text(f"{os.getpid()}\n")

@@ -1,11 +1,11 @@
-"""The published ports of each committed stack equal DESIGN.md's "Services and ports" table
+"""The published ports of each committed stack equal the "Services and ports" table of docs/requirements.md
 (R-NET-1, R-NET-2, R-NET-3), checked on the Docker containers the program declares."""
 
 from __future__ import annotations
 
 from policy.program import ProgramGraph
 
-# service -> {(host_ip, host_port, container_port)} as in DESIGN.md.
+# service -> {(host_ip, host_port, container_port)} as in docs/requirements.md.
 DEV_TABLE = {
     "postgres": {("127.0.0.1", 5433, 5433)},
     "backend": {("127.0.0.1", 8073, 8000)},
