@@ -286,12 +286,7 @@ class Settings(BaseSettings):
         return to_asyncpg_url(self.database_url.get_secret_value())
 
     def async_migrator_url(self) -> str:
-        if self.migrator_url is None:
-            raise SettingsError(
-                f"migrator_url: not set; migrations run as the migrator role — set {contract.ENV_PREFIX}MIGRATOR_URL, "
-                f"{contract.ENV_PREFIX}MIGRATOR_URL_FILE, or the migrator_url stack output."
-            )
-        return to_asyncpg_url(self.migrator_url.get_secret_value())
+        return _async_migrator_url(self.migrator_url)
 
     def masked(self) -> dict[str, Any]:
         """Settings safe to log: secrets and URL passwords masked."""
@@ -303,6 +298,53 @@ class Settings(BaseSettings):
             else:
                 out[name] = value
         return out
+
+
+class MigratorSettings(BaseSettings):
+    """What ``alembic upgrade`` needs, and nothing else: the migration container gets only the migrator
+    role's URL, so it must not be held to the serving backend's settings (public URL, metrics token, …)."""
+
+    model_config = SettingsConfigDict(env_prefix=contract.ENV_PREFIX, extra="ignore", frozen=True)
+
+    profile: Literal["dev", "prod"] = "dev"
+    migrator_url: SecretStr | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return Settings.settings_customise_sources(
+            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        )
+
+    @model_validator(mode="after")
+    def _refuse_weak_password_outside_dev(self) -> MigratorSettings:
+        if self.profile != "dev" and self.migrator_url is not None:
+            password = make_url(self.migrator_url.get_secret_value()).password or ""
+            if password.lower() in PLACEHOLDER_SECRETS or len(password) < MIN_PASSWORD_LENGTH:
+                raise SettingsError(
+                    f"migrator_url: the database password is a placeholder or shorter than {MIN_PASSWORD_LENGTH} "
+                    f"characters in profile {self.profile!r}; use the generated stack output or "
+                    f"{contract.ENV_PREFIX}MIGRATOR_URL_FILE."
+                )
+        return self
+
+    def async_migrator_url(self) -> str:
+        return _async_migrator_url(self.migrator_url)
+
+
+def _async_migrator_url(url: SecretStr | None) -> str:
+    if url is None:
+        raise SettingsError(
+            f"migrator_url: not set; migrations run as the migrator role — set {contract.ENV_PREFIX}MIGRATOR_URL, "
+            f"{contract.ENV_PREFIX}MIGRATOR_URL_FILE, or the migrator_url stack output."
+        )
+    return to_asyncpg_url(url.get_secret_value())
 
 
 def to_asyncpg_url(url: str) -> str:
@@ -323,3 +365,7 @@ def mask_url(url: str) -> str:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def get_migrator_settings() -> MigratorSettings:
+    return MigratorSettings()

@@ -1,6 +1,7 @@
 """Deploy preflight, before the program declares a single resource: the provided TLS key is usable, a local
-Docker daemon can grant ``host.max_open_files`` and every service's CPU limit, and (R-OPS-1) in prod the domain resolves — to
-``public_address`` when one is given — or the deploy stops with a sentence saying what to fix.
+Docker daemon can grant ``host.max_open_files`` and every service's CPU limit, and (R-OPS-1) in prod the
+domain resolves — to ``public_address`` when one is given — or the deploy stops with a sentence saying
+what to fix.
 
 Switched by ``fly-potato:features.dns_preflight`` (default: on in prod), e.g. off for air-gapped test stacks.
 Under the unit-test mocks there is no deployment to protect and no network to ask, so the check is skipped

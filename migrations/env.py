@@ -1,10 +1,10 @@
 """Alembic environment: async (asyncpg), connecting as the migrator role.
 
-The URL comes from ``sqlalchemy.url`` when a caller set it (tests), else from the app settings'
-``migrator_url``. The ``app`` and ``analytics`` schemas may already exist (created and owned by
-the migrator role in the real deployment); they are created only when missing, so the migrator
-needs no CREATE privilege on the database when they exist. PostGIS must be installed in the
-database beforehand by a superuser (it is not a trusted extension).
+The URL comes from ``sqlalchemy.url`` when a caller set it (tests), else from ``migrator_url`` of
+:class:`app.config.MigratorSettings` (the migration container is given nothing else). The ``app`` and
+``analytics`` schemas may already exist (created and owned by the migrator role in the real deployment);
+they are created only when missing, so the migrator needs no CREATE privilege on the database when they
+exist. PostGIS must be installed in the database beforehand by a superuser (it is not a trusted extension).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import models  # noqa: F401 - registers the tables on Base.metadata
-from app.config import get_settings, to_asyncpg_url
+from app.config import get_migrator_settings, to_asyncpg_url
 from app.db import ANALYTICS_SCHEMA, APP_SCHEMA, Base
 
 config = context.config
@@ -34,7 +34,7 @@ def _url() -> str:
     explicit = config.get_main_option("sqlalchemy.url")
     if explicit:
         return to_asyncpg_url(explicit)
-    return get_settings().async_migrator_url()
+    return get_migrator_settings().async_migrator_url()
 
 
 def _prepare(connection: Connection) -> None:

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from app import contract
-from app.config import Settings, get_settings, load_stack_outputs
+from app.config import MigratorSettings, Settings, SettingsError, get_settings, load_stack_outputs
 
 STRONG_PASSWORD = "p" * 24
 PROD_OUTPUTS = {
@@ -61,6 +61,26 @@ def test_stack_outputs_file_with_secret_files(tmp_path: Path, monkeypatch: pytes
     assert settings.async_migrator_url() == f"postgresql+asyncpg://migrator:{STRONG_PASSWORD}@postgres:5433/flypotato"
     masked = json.dumps(settings.masked(), default=str)
     assert STRONG_PASSWORD not in masked and "t" * 40 not in masked
+
+
+def test_the_migration_container_needs_only_the_migrator_url_in_prod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The migration container gets the profile and the migrator URL file, nothing else: the backend's
+    prod checks (public URL, metrics token, …) must not stop ``alembic upgrade``; a weak password still does."""
+    url = f"postgresql://migrator:{STRONG_PASSWORD}@postgres:5433/flypotato"
+    monkeypatch.setenv("FLY_POTATO_PROFILE", "prod")
+    monkeypatch.setenv("FLY_POTATO_MIGRATOR_URL_FILE", write(tmp_path, "migrator_url", url + "\n"))
+    with pytest.raises(ValidationError, match="public_url"):
+        Settings()
+    migrator = MigratorSettings()
+    assert migrator.async_migrator_url() == f"postgresql+asyncpg://migrator:{STRONG_PASSWORD}@postgres:5433/flypotato"
+    monkeypatch.setenv("FLY_POTATO_MIGRATOR_URL_FILE", write(tmp_path, "weak", "postgresql://migrator:changeme@db/x"))
+    with pytest.raises(ValidationError, match="migrator_url: the database password is a placeholder"):
+        MigratorSettings()
+    monkeypatch.delenv("FLY_POTATO_MIGRATOR_URL_FILE")
+    with pytest.raises(SettingsError, match="migrator_url: not set"):
+        MigratorSettings().async_migrator_url()
 
 
 def test_environment_beats_secret_files_beats_stack_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
