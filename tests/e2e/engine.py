@@ -202,14 +202,21 @@ class EngineStack:
             shutil.rmtree(self.backend, ignore_errors=True)
 
 
+def firewall_rules(stack: str) -> list[str]:
+    """The host's iptables rules tagged with the stack (its DOCKER-USER chains, R-NET-5/R-NET-6)."""
+    listing = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
+    return [line for line in listing.splitlines() if f'"{PROJECT}:{stack}:' in line]
+
+
 def leftovers(stack: str) -> dict[str, list[str]]:
-    """Docker objects still labelled with the stack."""
+    """Docker objects still labelled with the stack, and its firewall rules."""
     found = {}
     for kind in ("container", "network", "volume"):
         args = ["docker", kind, "ls", "-q", "--filter", f"label={STACK_LABEL}={stack}"]
         if kind == "container":
             args.insert(3, "-a")
         found[f"{kind}s"] = subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
+    found["firewall_rules"] = firewall_rules(stack)
     return found
 
 
@@ -223,6 +230,13 @@ def purge(stack: str) -> None:
     ):
         if left[kind]:
             subprocess.run(["docker", *args, *left[kind]], capture_output=True, check=False)
+    chains = {line.split()[1] for line in left["firewall_rules"] if line.startswith("-A FP-")}
+    for chain in sorted(chains):
+        subprocess.run(
+            ["bash", str(ROOT / "scripts/host/docker-user-chain.sh"), "remove", "--chain", chain],
+            capture_output=True,
+            check=False,
+        )
 
 
 def inspect(name: str) -> dict[str, Any]:
