@@ -424,6 +424,7 @@ def test_preflight_runs_before_any_resource_and_can_be_switched_off(monkeypatch:
     monkeypatch.setattr(preflight, "CHECK_UNDER_MOCKS", True)
     monkeypatch.setattr(preflight, "resolve_host", nowhere)
     monkeypatch.setattr(preflight, "docker_nofile_hard_limit", lambda: None)
+    monkeypatch.setattr(preflight, "host_cpus", lambda: 16)  # a host the prod sizing fits
     stopped = evaluate_program("prod")
     assert stopped.error and "does not resolve" in stopped.error
     assert stopped.resources == [], "nothing declared before the preflight"
