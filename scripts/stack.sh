@@ -80,7 +80,9 @@ policy_pack() {
 case "$action" in
   up)
     policy_pack
-    pulumi up --stack "$stack" --yes --non-interactive --skip-preview --policy-pack policy --suppress-progress
+    # Never skip the preview: the pack's rules are stack policies, which the engine evaluates after the last
+    # resource during an update but before anything is created during the preview that `up` runs first.
+    pulumi up --stack "$stack" --yes --non-interactive --policy-pack policy --suppress-progress
     echo "public_url: $(pulumi stack output --stack "$stack" public_url)" ;;
   preview)
     policy_pack

@@ -53,3 +53,16 @@ def test_prod_deploys_through_a_protected_environment_after_dev() -> None:
     deploy = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
     assert deploy["jobs"]["prod"]["environment"] == "production"
     assert deploy["jobs"]["prod"]["needs"] == ["dev"]
+
+
+def test_every_deploy_previews_with_the_pack_before_its_up() -> None:
+    """The pack's rules are stack policies; an update evaluates them only after its last resource is
+    created, so each deploy job runs a preview with the pack first, and ``up`` only after it."""
+    deploy = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
+    for job in ("dev", "prod"):
+        steps = [s for s in deploy["jobs"][job]["steps"] if str(s.get("uses", "")).startswith("pulumi/actions")]
+        commands = [s["with"]["command"] for s in steps]
+        assert commands.index("preview") < commands.index("up"), (job, commands)
+        preview = steps[commands.index("preview")]
+        assert preview["with"]["policyPacks"] == "policy" and preview["with"]["stack-name"] == job
+    assert "--skip-preview" not in (ROOT / "scripts/stack.sh").read_text()
