@@ -126,7 +126,7 @@ def test_dev_has_no_certificate_probe_and_backups_off_drops_their_job_and_rules(
     dev = settings_for("dev")
     assert mc.certificate_probe_target(dev) is None
     assert "blackbox_tls" not in mc.render_prometheus_config(dev)
-    without = settings_for("prod", features={"backups": False, "http_redirect": True, "dns_preflight": True})
+    without = settings_for("dev", features={"backups": False})  # prod refuses backups off (R-DB-2)
     assert "job_name: backup" not in mc.render_prometheus_config(without)
     assert "BackupTooOld" not in mc.render_rules(without)
     assert "BackupTooOld" in mc.render_rules(dev)
