@@ -183,6 +183,17 @@ EGRESS_PURPOSES: dict[str, tuple[frozenset[int], frozenset[str]]] = {
 }
 
 
+# What each service may leave the host for (R-NET-5). A service not listed holds or serves the platform's data
+# (postgres, migration, backend, the exporters, prometheus, nginx...) and never joins the egress zone; DNS and
+# NTP only accompany a service's own purpose.
+EGRESS_SERVICES: dict[str, frozenset[str]] = {
+    "alertmanager": frozenset({"smtp", "dns", "ntp"}),
+    "backup": frozenset({"object_storage", "dns", "ntp"}),
+    "keycloak": frozenset({"idp", "smtp", "dns", "ntp"}),
+    "oauth2_proxy": frozenset({"idp", "dns", "ntp"}),
+}
+
+
 def listeners_of(service: str) -> list[Listener]:
     return [item for item in LISTENERS.values() if item.service == service]
 

@@ -3,7 +3,10 @@
 Configuration comes from :mod:`components.monitoring_config` (pure, known at preview); this module only
 places it into hardened containers. Prometheus is never public: internal zone only, published on the
 operator loopback in dev and not at all in prod (catalog). Secrets (metrics token, SMTP password, exporter
-DSN, webhook URL) are files.
+DSN, webhook URL) are files. Every exporter's /metrics wants the metrics token (R-SEC-5): the Debian
+exporters through the metrics gate in front of them (see :mod:`components.monitoring_config`), the
+platform's own (backend, backup, container_exporter) by themselves. The certificate probe trusts the stack's
+internal CA, delivered as a file (R-TLS-4).
 
 Container restarts (ContainerRestarts alert): Docker exports no restart counter; its engine metrics
 endpoint counts actions engine-wide, not per container, and cAdvisor is not packaged by Debian. The
@@ -74,6 +77,7 @@ class MonitoringServices(pulumi.ComponentResource):
         *,
         metrics_token: pulumi.Input[str],
         exporter_password: pulumi.Input[str],
+        internal_ca_pem: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
@@ -154,73 +158,84 @@ class MonitoringServices(pulumi.ComponentResource):
                 healthcheck=http_probe(p["alertmanager"], "/-/ready"),
             ),
         )
-        self.node_exporter = make(
+        # R-SEC-5: the Debian exporters cannot ask for a bearer token themselves; each runs on loopback behind
+        # the metrics gate (nginx in its image, see monitoring_config), which wants the stack's metrics token.
+        gate_script = ContainerFile(paths.metrics_gate_script, mc.METRICS_GATE_SOURCE.read_text())
+        gate_token = ContainerFile(
+            paths.metrics_gate_token,
+            pulumi.Output.from_input(metrics_token).apply(mc.render_metrics_gate_token),
+            secret=True,
+            mode="0400",
+        )
+
+        def gated(
+            service: str,
+            args: list[str],
+            *,
+            files: list[ContainerFile] | None = None,
+            env: dict[str, pulumi.Input[str]] | None = None,
+            host_binds: list[HostBind] | None = None,
+        ) -> HardenedContainer:
+            port = p[service]
+            return make(
+                service,
+                HardenedContainerArgs(
+                    service=service,
+                    image=settings.images[service],
+                    entrypoint=["bash", paths.metrics_gate_script, paths.metrics_gate_config, "--"],
+                    command=[*mc.gated_exporter_argv(service, port), *args],
+                    env=env or {},
+                    files=[
+                        gate_script,
+                        ContainerFile(paths.metrics_gate_config, mc.render_metrics_gate_config(service, port, paths)),
+                        gate_token,
+                        *(files or []),
+                    ],
+                    host_binds=host_binds or [],
+                    healthcheck=http_probe(port, mc.GATE_HEALTH_PATH),
+                ),
+            )
+
+        self.node_exporter = gated(
             "node_exporter",
-            HardenedContainerArgs(
-                service="node_exporter",
-                image=settings.images["node_exporter"],
-                command=[
-                    f"--web.listen-address=0.0.0.0:{p['node_exporter']}",
-                    # The host's kernel views, read-only: CPU, memory, load, network and disk I/O of the host.
-                    # The host's root filesystem is not mounted, so filesystem usage is the container's own.
-                    f"--path.procfs={HOST_PROC}",
-                    f"--path.sysfs={HOST_SYS}",
-                ],
-                host_binds=[HostBind("/proc", HOST_PROC), HostBind("/sys", HOST_SYS)],
-                healthcheck=http_probe(p["node_exporter"], "/metrics"),
-            ),
+            # The host's kernel views, read-only: CPU, memory, load, network and disk I/O of the host.
+            # The host's root filesystem is not mounted, so filesystem usage is the container's own.
+            [f"--path.procfs={HOST_PROC}", f"--path.sysfs={HOST_SYS}"],
+            host_binds=[HostBind("/proc", HOST_PROC), HostBind("/sys", HOST_SYS)],
         )
-        self.postgres_exporter = make(
+        self.postgres_exporter = gated(
             "postgres_exporter",
-            HardenedContainerArgs(
-                service="postgres_exporter",
-                image=settings.images["postgres_exporter"],
-                command=[f"--web.listen-address=0.0.0.0:{p['postgres_exporter']}"],
-                env={
-                    "DATA_SOURCE_URI": f"postgres:{p['postgres']}/postgres?sslmode=disable",
-                    "DATA_SOURCE_USER": "exporter",
-                    "DATA_SOURCE_PASS_FILE": f"{SECRETS_DIR}/exporter_password",
-                },
-                files=[ContainerFile(f"{SECRETS_DIR}/exporter_password", exporter_password, secret=True, mode="0400")],
-                healthcheck=http_probe(p["postgres_exporter"], "/metrics"),
-            ),
+            [],
+            env={
+                "DATA_SOURCE_URI": f"postgres:{p['postgres']}/postgres?sslmode=disable",
+                "DATA_SOURCE_USER": "exporter",
+                "DATA_SOURCE_PASS_FILE": f"{SECRETS_DIR}/exporter_password",
+            },
+            files=[ContainerFile(f"{SECRETS_DIR}/exporter_password", exporter_password, secret=True, mode="0400")],
         )
-        self.sql_exporter = make(
+        self.sql_exporter = gated(
             "sql_exporter",
-            HardenedContainerArgs(
-                service="sql_exporter",
-                image=settings.images["sql_exporter"],
-                command=[
-                    f"-web.listen-address=0.0.0.0:{p['sql_exporter']}",
-                    f"-config.file={paths.sql_exporter_config}",
-                ],
-                files=[
-                    ContainerFile(
-                        paths.sql_exporter_config,
-                        pulumi.Output.from_input(exporter_password).apply(
-                            lambda password: mc.render_sql_exporter_config(
-                                settings, mc.sql_exporter_dsn(settings, password)
-                            )
-                        ),
-                        secret=True,
-                        mode="0400",
-                    )
-                ],
-                healthcheck=http_probe(p["sql_exporter"], "/metrics"),
-            ),
+            [f"-config.file={paths.sql_exporter_config}"],
+            files=[
+                ContainerFile(
+                    paths.sql_exporter_config,
+                    pulumi.Output.from_input(exporter_password).apply(
+                        lambda password: mc.render_sql_exporter_config(
+                            settings, mc.sql_exporter_dsn(settings, password)
+                        )
+                    ),
+                    secret=True,
+                    mode="0400",
+                )
+            ],
         )
-        self.blackbox_exporter = make(
-            "blackbox_exporter",
-            HardenedContainerArgs(
-                service="blackbox_exporter",
-                image=settings.images["blackbox_exporter"],
-                command=[
-                    f"--web.listen-address=0.0.0.0:{p['blackbox_exporter']}",
-                    f"--config.file={paths.blackbox_config}",
-                ],
-                files=[ContainerFile(paths.blackbox_config, mc.render_blackbox_config(settings))],
-                healthcheck=http_probe(p["blackbox_exporter"], "/-/healthy"),
-            ),
+        blackbox_files = [ContainerFile(paths.blackbox_config, mc.render_blackbox_config(settings, paths))]
+        if settings.raw.tls.mode == "internal_ca":
+            if internal_ca_pem is None:
+                raise ValueError("the certificate probe of an internal-CA stack needs the CA certificate (R-TLS-4)")
+            blackbox_files.append(ContainerFile(paths.internal_ca, internal_ca_pem))
+        self.blackbox_exporter = gated(
+            "blackbox_exporter", [f"--config.file={paths.blackbox_config}"], files=blackbox_files
         )
 
         self.container_exporter: HardenedContainer | None = None

@@ -1,13 +1,15 @@
 """Monitoring configuration rendered from the stack settings: pure functions, known at preview.
 
 prometheus.yml (scrape jobs, rule file, Alertmanager), the alert rules (components/rules/alerts.yml),
-alertmanager.yml (receivers from ``fly-potato:alerting``), the sql_exporter jobs and the blackbox modules.
+alertmanager.yml (receivers from ``fly-potato:alerting``), the sql_exporter jobs, the blackbox modules and
+the metrics gate in front of the exporters that have no bearer-token option (R-SEC-5).
 Secrets never appear in these texts except where an image offers no file option (see
 ``render_alertmanager_config``); they are referenced by the paths in :class:`MonitoringPaths`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -22,6 +24,7 @@ from components.data import APP_DATABASE
 from components.settings import Settings
 
 RULES_SOURCE = Path(__file__).resolve().parent / "rules" / "alerts.yml"
+METRICS_GATE_SOURCE = Path(__file__).resolve().parent.parent / "scripts" / "monitoring" / "metrics_gate.sh"
 
 # Rule groups that only make sense when their feature is deployed.
 FEATURE_GROUPS = {"backups": "fly-potato-backup"}
@@ -52,6 +55,12 @@ class MonitoringPaths:
     smtp_password: str = f"{SECRETS_DIR}/smtp_password"
     sql_exporter_config: str = f"{SECRETS_DIR}/sql_exporter.yml"
     blackbox_config: str = f"{CONFIG_DIR}/blackbox.yml"
+    # Trust anchor of the certificate probe when the stack issues its own certificate (R-TLS-4).
+    internal_ca: str = f"{CONFIG_DIR}/internal-ca.pem"
+    metrics_gate_script: str = f"{CONFIG_DIR}/metrics_gate.sh"
+    metrics_gate_config: str = f"{CONFIG_DIR}/metrics-gate.conf"
+    # The token as nginx reads it (a `map` entry): secret, like the token file Prometheus sends from.
+    metrics_gate_token: str = f"{SECRETS_DIR}/metrics-gate-token.conf"
 
     def under(self, root: str | Path) -> MonitoringPaths:
         """The same layout below ``root`` (for promtool/amtool runs outside a container)."""
@@ -83,9 +92,9 @@ def scrape_jobs(settings: Settings) -> list[ScrapeJob]:
         ScrapeJob("prometheus", "prometheus", "prometheus"),
         ScrapeJob("alertmanager", "alertmanager", "alertmanager"),
         ScrapeJob("backend", "backend", "backend", bearer_token=True),
-        ScrapeJob("postgres_exporter", "postgres_exporter", "postgres_exporter"),
-        ScrapeJob("sql_exporter", "sql_exporter", "sql_exporter"),
-        ScrapeJob("node_exporter", "node_exporter", "node_exporter"),
+        ScrapeJob("postgres_exporter", "postgres_exporter", "postgres_exporter", bearer_token=True),
+        ScrapeJob("sql_exporter", "sql_exporter", "sql_exporter", bearer_token=True),
+        ScrapeJob("node_exporter", "node_exporter", "node_exporter", bearer_token=True),
         ScrapeJob("oauth2_proxy", "oauth2_proxy", "oauth2_proxy_metrics"),
         # Keycloak 26 serves metrics on the management port under the HTTP relative path.
         ScrapeJob("keycloak", "keycloak", "keycloak_management", metrics_path=f"{KEYCLOAK_PATH}/metrics"),
@@ -134,6 +143,7 @@ def render_prometheus_config(settings: Settings, paths: MonitoringPaths = PATHS)
                 "job_name": "blackbox_tls",
                 "metrics_path": "/probe",
                 "params": {"module": [BLACKBOX_TLS_MODULE]},
+                "authorization": {"type": "Bearer", "credentials_file": paths.metrics_token},
                 "static_configs": [
                     {"targets": [probe], "labels": {"service": "nginx", "endpoint": settings.public_url}}
                 ],
@@ -296,23 +306,132 @@ def render_sql_exporter_config(settings: Settings, dsn: str) -> str:
     )
 
 
-def render_blackbox_config(settings: Settings) -> str:
-    """Certificate probe: a TLS handshake with the public name. The internal CA of dev-like stacks is not
-    in the probe's trust store, so verification is skipped there; expiry is read either way."""
+def render_blackbox_config(settings: Settings, paths: MonitoringPaths = PATHS) -> str:
+    """Certificate probe: a TLS handshake with the public name, verified (R-TLS-4). A stack with its own
+    internal CA delivers that CA's certificate to the exporter (``paths.internal_ca``) and the probe trusts it
+    alone; a provided chain is verified against the image's system trust store. A certificate the probe
+    cannot verify fails the probe (CertProbeFailed) instead of reporting an expiry nobody can trust."""
+    tls_config: dict[str, Any] = {"server_name": settings.domain, "insecure_skip_verify": False}
+    if settings.raw.tls.mode == "internal_ca":
+        tls_config["ca_file"] = paths.internal_ca
     return _dump(
         {
             "modules": {
                 BLACKBOX_TLS_MODULE: {
                     "prober": "tcp",
                     "timeout": "5s",
-                    "tcp": {
-                        "tls": True,
-                        "tls_config": {
-                            "server_name": settings.domain,
-                            "insecure_skip_verify": settings.raw.tls.mode == "internal_ca",
-                        },
-                    },
+                    "tcp": {"tls": True, "tls_config": tls_config},
                 }
             }
         }
     )
+
+
+# --- metrics gate (R-SEC-5) ---------------------------------------------------------------------------------
+#
+# The Debian exporters' web configuration (exporter-toolkit in node_exporter 1.5.0, postgres_exporter 0.11.1,
+# blackbox_exporter 0.23.0) offers TLS and basic auth only, and sql_exporter 0.4.5 has none, so none of them
+# can ask for a bearer token. Each runs on 127.0.0.1 inside its container, and nginx (Debian's, installed in
+# the exporter images) answers on the exporter's listener: every path wants ``Authorization: Bearer <token>``
+# except ``/healthz``, which returns the exporter's own liveness page (no metrics) for the healthcheck.
+
+
+@dataclass(frozen=True)
+class GatedExporter:
+    service: str
+    executable: str  # in the image (Debian package)
+    listen_flag: str  # the exporter's listen-address flag, as its flag parser spells it
+    health_path: str  # an exporter page without metrics, 200 while it runs
+
+
+GATED_EXPORTERS: dict[str, GatedExporter] = {
+    g.service: g
+    for g in (
+        GatedExporter("node_exporter", "/usr/bin/prometheus-node-exporter", "--web.listen-address", "/"),
+        GatedExporter("postgres_exporter", "/usr/bin/prometheus-postgres-exporter", "--web.listen-address", "/"),
+        GatedExporter("sql_exporter", "/usr/bin/prometheus-sql-exporter", "-web.listen-address", "/healthz"),
+        GatedExporter(
+            "blackbox_exporter", "/usr/bin/prometheus-blackbox-exporter", "--web.listen-address", "/-/healthy"
+        ),
+    )
+}
+GATE_HEALTH_PATH = "/healthz"
+GATE_RUNTIME_DIR = "/tmp"  # the containers' own tmpfs: nginx's pid file and buffers
+_UPSTREAM_PORTS = (9999, 9998)
+_TOKEN_TEXT = re.compile(r"[A-Za-z0-9]{32,}")
+
+
+def gate_upstream_port(listen_port: int) -> int:
+    """The exporter's loopback port behind the gate (any port but the gate's own)."""
+    return next(port for port in _UPSTREAM_PORTS if port != listen_port)
+
+
+def gated_exporter_argv(service: str, listen_port: int, *, upstream_port: int | None = None) -> list[str]:
+    """The exporter's command line start: its executable, listening on loopback behind the gate."""
+    exporter = GATED_EXPORTERS[service]
+    port = upstream_port or gate_upstream_port(listen_port)
+    return [exporter.executable, f"{exporter.listen_flag}=127.0.0.1:{port}"]
+
+
+def render_metrics_gate_token(token: str) -> str:
+    """The nginx ``map`` entry that admits ``Authorization: Bearer <token>`` (exact, case-sensitive match)."""
+    if not _TOKEN_TEXT.fullmatch(token):
+        raise ValueError("the metrics token must be 32 or more letters and digits")
+    return f'"~^Bearer {token}$" 1;\n'
+
+
+def render_metrics_gate_config(
+    service: str,
+    listen_port: int,
+    paths: MonitoringPaths = PATHS,
+    *,
+    listen_host: str = "",
+    upstream_port: int | None = None,
+    runtime_dir: str = GATE_RUNTIME_DIR,
+) -> str:
+    """nginx configuration of the gate in front of ``service`` (listening on ``listen_port``)."""
+    exporter = GATED_EXPORTERS[service]
+    upstream = f"http://127.0.0.1:{upstream_port or gate_upstream_port(listen_port)}"
+    listen = f"{listen_host}:{listen_port}" if listen_host else str(listen_port)
+    temp = "\n".join(
+        f"    {kind}_temp_path {runtime_dir}/gate-{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""# Metrics gate of {service} (R-SEC-5): the exporter listens on {upstream} only; this answers on its
+# listener and wants the stack's metrics token as a bearer token on every path but {GATE_HEALTH_PATH}.
+pid {runtime_dir}/metrics-gate.pid;
+worker_processes 1;
+error_log stderr warn;
+
+events {{
+    worker_connections 64;
+}}
+
+http {{
+    access_log off;
+    server_tokens off;
+    client_max_body_size 1k;
+{temp}
+
+    map $http_authorization $metrics_authorized {{
+        default 0;
+        include {paths.metrics_gate_token};
+    }}
+
+    server {{
+        listen {listen};
+
+        location = {GATE_HEALTH_PATH} {{
+            proxy_pass {upstream}{exporter.health_path};
+        }}
+
+        location / {{
+            if ($metrics_authorized != 1) {{
+                add_header WWW-Authenticate 'Bearer realm="metrics"' always;
+                return 401;
+            }}
+            proxy_pass {upstream};
+        }}
+    }}
+}}
+"""

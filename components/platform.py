@@ -113,6 +113,7 @@ class Platform(pulumi.ComponentResource):
                 self.zones,
                 metrics_token=self.metrics_token.result,
                 exporter_password=pw["exporter"],
+                internal_ca_pem=self.edge.certificate.ca_cert_pem,
                 opts=pulumi.ResourceOptions.merge(child, after_postgres),
             )
             if settings.features.monitoring

@@ -109,7 +109,7 @@ ALLOWED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 # Source code and other host paths are never bind-mounted.
 DOCKER_SOCKET = "/var/run/docker.sock"
 HOST_READERS: dict[str, frozenset[str]] = {
-    "container_exporter": frozenset({DOCKER_SOCKET}),
+    "container_exporter": frozenset({DOCKER_SOCKET, "/run/docker.sock"}),
     "node_exporter": frozenset({"/proc", "/sys"}),
 }
 ROTATING_LOG_DRIVERS = frozenset({"json-file", "local"})

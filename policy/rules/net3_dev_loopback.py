@@ -1,8 +1,12 @@
-"""R-NET-3: dev publishes every port on loopback only ("do not publish DEV externally")."""
+"""R-NET-3: dev publishes every port on loopback only ("do not publish DEV externally").
+
+Mandatory in every profile, unlike the pack's other rules (advisory on dev stacks): a dev stack on a routable
+address is the classic leak. The settings refuse such a bind first; this rule catches any other way there.
+"""
 
 from __future__ import annotations
 
-from pulumi_policy import ResourceValidationArgs
+from pulumi_policy import EnforcementLevel, ResourceValidationArgs
 
 from policy import context, spec
 from policy.props import is_unknown
@@ -22,4 +26,6 @@ def validate(args: ResourceValidationArgs, report: Report) -> None:
             report(f"{binding.describe()} is reachable from the network; dev binds 127.0.0.1 only")
 
 
-POLICY = ResourceRule(ID, "R-NET-3", "dev publishes every port on 127.0.0.1 only", validate)
+POLICY = ResourceRule(
+    ID, "R-NET-3", "dev publishes every port on 127.0.0.1 only", validate, enforcement_level=EnforcementLevel.MANDATORY
+)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install Debian bookworm's Prometheus tools for tests/monitoring: prometheus + promtool (package
 # prometheus), alertmanager + amtool (package prometheus-alertmanager), blackbox_exporter (its
-# --config.check validates the probe modules) and sql_exporter (prometheus-sql-exporter: the live scrape
-# runs the rendered custom queries). The versions match the images of the stacks
-# (prometheus 2.42, alertmanager 0.25, blackbox_exporter 0.23).
+# --config.check validates the probe modules; the certificate probe runs against a real TLS server),
+# sql_exporter (prometheus-sql-exporter: the live scrape runs the rendered custom queries), and
+# node_exporter + postgres_exporter (the metrics gate in front of every exporter is tested with them).
+# The versions match the images of the stacks (prometheus 2.42, alertmanager 0.25, blackbox_exporter
+# 0.23, node_exporter 1.5.0, postgres_exporter 0.11.1, sql_exporter 0.4.5).
 # Idempotent: returns at once when every binary is present; runs apt-get update at most once.
 set -euo pipefail
 
@@ -14,6 +16,8 @@ declare -A PACKAGE_OF=(
   [amtool]=prometheus-alertmanager
   [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
   [prometheus-sql-exporter]=prometheus-sql-exporter
+  [prometheus-node-exporter]=prometheus-node-exporter
+  [prometheus-postgres-exporter]=prometheus-postgres-exporter
 )
 
 missing=()
@@ -22,7 +26,7 @@ for binary in "${!PACKAGE_OF[@]}"; do
 done
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "prometheus, promtool, alertmanager, amtool, blackbox_exporter and sql_exporter already installed"
+  echo "prometheus, promtool, alertmanager, amtool and the blackbox, sql, node and postgres exporters already installed"
   exit 0
 fi
 
@@ -47,3 +51,5 @@ ${SUDO} apt-get install -y -qq --no-install-recommends "${packages[@]}"
 promtool --version 2>&1 | head -n1
 amtool --version 2>&1 | head -n1
 prometheus-blackbox-exporter --version 2>&1 | head -n1
+prometheus-node-exporter --version 2>&1 | head -n1
+prometheus-postgres-exporter --version 2>&1 | head -n1

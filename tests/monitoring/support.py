@@ -17,7 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DEPS_HINT = (
-    "run scripts/deps/monitoring.sh to install Debian's prometheus, prometheus-alertmanager, blackbox and sql exporters"
+    "run scripts/deps/monitoring.sh to install Debian's prometheus, prometheus-alertmanager and the blackbox, sql, "
+    "node and postgres exporters"
 )
 BINARIES = {
     "prometheus": "prometheus",
@@ -26,11 +27,15 @@ BINARIES = {
     "amtool": "prometheus-alertmanager",
     "blackbox_exporter": "prometheus-blackbox-exporter",
     "sql_exporter": "prometheus-sql-exporter",
+    "node_exporter": "prometheus-node-exporter",
+    "postgres_exporter": "prometheus-postgres-exporter",
 }
 EXECUTABLES = {
     "alertmanager": "prometheus-alertmanager",
     "blackbox_exporter": "prometheus-blackbox-exporter",
     "sql_exporter": "prometheus-sql-exporter",
+    "node_exporter": "prometheus-node-exporter",
+    "postgres_exporter": "prometheus-postgres-exporter",
 }
 
 
@@ -74,3 +79,28 @@ def prometheus_query(base: str, expr: str) -> list[dict[str, Any]]:
     status, body = http_get(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
     assert status == 200, body
     return json.loads(body)["data"]["result"]
+
+
+class Processes:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = self.root / f"{name}.log"
+        handle = log.open("wb")
+        process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=self.root)
+        self.running.append((name, process, log))
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}\n{log.read_text()[-2000:]}" for name, _, log in self.running)
+
+    def stop(self) -> None:
+        for _, process, _ in reversed(self.running):
+            process.terminate()
+        for _, process, _ in self.running:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()

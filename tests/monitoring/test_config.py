@@ -42,7 +42,8 @@ def write_layout(root: Path, settings: Settings) -> mc.MonitoringPaths:
         (paths.rules, mc.render_rules(settings)),
         (paths.metrics_token, "t" * 40),
         (paths.smtp_password, "smtp-secret"),
-        (paths.blackbox_config, mc.render_blackbox_config(settings)),
+        (paths.blackbox_config, mc.render_blackbox_config(settings, paths)),
+        (paths.internal_ca, "test CA certificate\n"),
     ):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text)
@@ -97,8 +98,19 @@ def test_scrape_jobs_cover_the_platform_with_the_token_where_needed() -> None:
         "backup",
         "blackbox_tls",
     }
-    for name in ("backend", "backup", "container_exporter"):
-        assert jobs[name]["authorization"] == {"type": "Bearer", "credentials_file": mc.PATHS.metrics_token}
+    # R-SEC-5: every exporter's metrics, and the probe endpoint, are scraped with the token from a file.
+    with_token = {
+        "backend",
+        "backup",
+        "container_exporter",
+        "node_exporter",
+        "postgres_exporter",
+        "sql_exporter",
+        "blackbox_tls",
+    }
+    for name in with_token:
+        assert jobs[name]["authorization"] == {"type": "Bearer", "credentials_file": mc.PATHS.metrics_token}, name
+    assert "credentials" not in mc.render_prometheus_config(settings).replace("credentials_file", "")
     assert jobs["keycloak"]["metrics_path"] == "/sso/metrics"
     assert jobs["keycloak"]["static_configs"][0]["targets"] == ["keycloak:9000"]
     assert jobs["oauth2_proxy"]["static_configs"][0]["targets"] == ["oauth2-proxy:44180"]
@@ -114,7 +126,7 @@ def test_dev_has_no_certificate_probe_and_backups_off_drops_their_job_and_rules(
     dev = settings_for("dev")
     assert mc.certificate_probe_target(dev) is None
     assert "blackbox_tls" not in mc.render_prometheus_config(dev)
-    without = settings_for("prod", features={"backups": False, "http_redirect": True, "dns_preflight": True})
+    without = settings_for("dev", features={"backups": False})  # prod refuses backups off (R-DB-2)
     assert "job_name: backup" not in mc.render_prometheus_config(without)
     assert "BackupTooOld" not in mc.render_rules(without)
     assert "BackupTooOld" in mc.render_rules(dev)
@@ -132,12 +144,15 @@ def test_blackbox_exporter_accepts_the_probe_modules(tmp_path: Path) -> None:
                 }
             )
         config = tmp_path / f"blackbox-{mode}.yml"
-        config.write_text(mc.render_blackbox_config(settings))
+        paths = write_layout(tmp_path / mode, settings)
+        config.write_text(mc.render_blackbox_config(settings, paths))
         result = run([tool("blackbox_exporter"), f"--config.file={config}", "--config.check"])
         assert result.returncode == 0, result.stdout + result.stderr
-        module = yaml.safe_load(config.read_text())["modules"][mc.BLACKBOX_TLS_MODULE]
-        assert module["tcp"]["tls_config"]["server_name"] == "flypotato.example.com"
-        assert module["tcp"]["tls_config"]["insecure_skip_verify"] is (mode == "internal_ca")
+        tls_config = yaml.safe_load(config.read_text())["modules"][mc.BLACKBOX_TLS_MODULE]["tcp"]["tls_config"]
+        assert tls_config["server_name"] == "flypotato.example.com"
+        # R-TLS-4: verified in both modes; the internal CA is the trust anchor of its own stacks.
+        assert tls_config["insecure_skip_verify"] is False
+        assert tls_config.get("ca_file") == (paths.internal_ca if mode == "internal_ca" else None)
 
 
 RECEIVERS = {

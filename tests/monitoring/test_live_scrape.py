@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,36 +15,11 @@ import yaml
 
 from components import monitoring_config as mc
 from tests.app.conftest import DATABASE, alembic_config, prepare_database
-from tests.monitoring.support import REPO, http_get, prometheus_query, tool, wait_for
+from tests.monitoring.support import REPO, Processes, http_get, prometheus_query, tool, wait_for
 from tests.monitoring.test_config import settings_for
 from tests.support.postgres import PostgresCluster, free_port, postgis_available, start_cluster_or_fail
 
 TOKEN = "k" * 40
-
-
-class Processes:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.running: list[tuple[str, subprocess.Popen[bytes], Path]] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = self.root / f"{name}.log"
-        handle = log.open("wb")
-        process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=self.root)
-        self.running.append((name, process, log))
-        return process
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {name}\n{log.read_text()[-2000:]}" for name, _, log in self.running)
-
-    def stop(self) -> None:
-        for _, process, _ in reversed(self.running):
-            process.terminate()
-        for _, process, _ in self.running:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import pytest
+import yaml
 
 from components.container import CONFIG_DIR
-from components.monitoring_config import PATHS
+from components.monitoring_config import BLACKBOX_TLS_MODULE, GATED_EXPORTERS, METRICS_GATE_SOURCE, PATHS
 from policy.program import ProgramGraph, evaluate_program, is_secret
 
 
@@ -83,3 +85,58 @@ def test_container_exporter_reads_the_socket_read_only_and_publishes_nothing() -
     labels = {item["label"]: item["value"] for item in container.prop("labels")}
     assert labels["org.flypotato.zones"] == "monitoring"
     assert container.prop("entrypoints") == ["python3", f"{CONFIG_DIR}/container_exporter.py"]
+
+
+SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
+GATED = {"node_exporter": 9100, "postgres_exporter": 9187, "sql_exporter": 9399, "blackbox_exporter": 9115}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_debian_exporter_listens_on_loopback_behind_the_metrics_gate(stack: str) -> None:
+    """R-SEC-5: the exporters that cannot ask for a bearer token listen on 127.0.0.1 only; the gate on their
+    listener admits the stack's metrics token, the same one Prometheus sends from its token file."""
+    g = graph(stack)
+    containers = g.containers()
+    token = uploads(containers["prometheus"])[PATHS.metrics_token]["content"]
+    assert len(token) == 40
+    for service, port in GATED.items():
+        container = containers[service]
+        assert container.prop("entrypoints") == [
+            "bash",
+            PATHS.metrics_gate_script,
+            PATHS.metrics_gate_config,
+            "--",
+        ], service
+        command = container.prop("command")
+        assert command[0] == GATED_EXPORTERS[service].executable
+        assert command[1] == f"{GATED_EXPORTERS[service].listen_flag}=127.0.0.1:9999", service
+        assert not any("0.0.0.0" in part for part in command), f"{service} listens beyond loopback: {command}"
+        files = uploads(container)
+        assert files[PATHS.metrics_gate_token]["permissions"] == "0400"
+        assert files[PATHS.metrics_gate_token]["content"] == f'"~^Bearer {token}$" 1;\n'
+        gate = files[PATHS.metrics_gate_config]["content"]
+        assert f"listen {port};" in gate and "proxy_pass http://127.0.0.1:9999" in gate
+        assert f"include {PATHS.metrics_gate_token};" in gate and token not in gate
+        assert files[PATHS.metrics_gate_script]["content"] == METRICS_GATE_SOURCE.read_text()
+        health = " ".join(container.prop("healthcheck")["tests"])
+        assert f"/dev/tcp/127.0.0.1/{port}" in health and "GET /healthz " in health, service
+        envs = " ".join(container.prop("envs", []))
+        assert token not in envs and token not in " ".join(command)
+
+
+def test_the_certificate_probe_trusts_the_stacks_internal_ca() -> None:
+    """R-TLS-4: the blackbox exporter receives the internal CA's certificate and verifies the edge with it."""
+    g = graph("prod")
+    [ca] = [r for r in g.of_type(SELF_SIGNED) if r.prop("isCaCertificate")]
+    # The mocked engine's certificate of that CA resource (policy.program._fake_state).
+    digest = hashlib.sha256(f"{SELF_SIGNED}/{ca.name}".encode()).hexdigest()
+    files = uploads(g.containers()["blackbox_exporter"])
+    assert (
+        files[PATHS.internal_ca]["content"] == f"-----BEGIN CERTIFICATE-----\nmock{digest}\n-----END CERTIFICATE-----\n"
+    )
+    module = yaml.safe_load(files[PATHS.blackbox_config]["content"])["modules"][BLACKBOX_TLS_MODULE]
+    assert module["tcp"]["tls_config"] == {
+        "server_name": "flypotato.example.com",
+        "insecure_skip_verify": False,
+        "ca_file": PATHS.internal_ca,
+    }

@@ -72,6 +72,21 @@ def _join_network(service: str, zone: str) -> Callable[[ProgramGraph], None]:
     return mutate
 
 
+def _rebind(services: tuple[str, ...], address: str) -> Callable[[ProgramGraph], None]:
+    def mutate(graph: ProgramGraph) -> None:
+        for service in services:
+            edit_inputs(container(graph, service), "ports", lambda ports: [{**p, "ip": address} for p in ports])
+
+    return mutate
+
+
+def _network_input(zone: str, key: str, value: Any) -> Callable[[ProgramGraph], None]:
+    def mutate(graph: ProgramGraph) -> None:
+        graph.by_name(f"zones-{zone}").inputs[key] = value
+
+    return mutate
+
+
 def _oauth2_option(old: str, new: str) -> Callable[[ProgramGraph], None]:
     def mutate(graph: ProgramGraph) -> None:
         edit_upload(graph, "oauth2_proxy", "/etc/fly-potato/oauth2-proxy.cfg", replace_in(old, new))
@@ -113,7 +128,8 @@ CASES = [
         "other-bindings-loopback",
         "prod",
         {("postgres", M), ("keycloak", M)},
-        overrides={"operator_bind_address": "192.0.2.10"},
+        mutate=_rebind(("postgres", "keycloak"), "192.0.2.10"),
+        why="the settings refuse a routable operator_bind_address",
     ),
     # R-NET-3
     Case("dev-bindings-loopback", "dev", set()),
@@ -121,7 +137,7 @@ CASES = [
         "dev-bindings-loopback",
         "dev",
         {
-            (s, A)
+            (s, M)
             for s in (
                 "postgres",
                 "backend",
@@ -135,7 +151,23 @@ CASES = [
                 "sql_exporter",
             )
         },
-        overrides={"public_bind_address": "0.0.0.0", "operator_bind_address": "0.0.0.0"},
+        mutate=_rebind(
+            (
+                "postgres",
+                "backend",
+                "nginx",
+                "keycloak",
+                "oauth2_proxy",
+                "prometheus",
+                "alertmanager",
+                "node_exporter",
+                "postgres_exporter",
+                "sql_exporter",
+            ),
+            "0.0.0.0",
+        ),
+        why="the settings refuse a dev public_bind_address or operator_bind_address off loopback (R-NET-3 is "
+        "mandatory in every profile)",
     ),
     # R-NET-4
     Case("zone-membership", "prod", set()),
@@ -157,7 +189,13 @@ CASES = [
     ),
     # R-NET-5
     Case("egress-allow-list", "prod", set()),
-    Case("egress-allow-list", "prod", {("zones-data", M)}, overrides={"zones": {"data": {"internal": False}}}),
+    Case(
+        "egress-allow-list",
+        "prod",
+        {("zones-data", M)},
+        mutate=_network_input("data", "internal", False),
+        why="the settings refuse zones.data.internal = false in prod",
+    ),
     Case(
         "egress-allow-list",
         "prod",

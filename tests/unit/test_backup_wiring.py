@@ -245,10 +245,10 @@ def test_prometheus_scrapes_backup_with_the_bearer_token_file(stack: str) -> Non
 
 
 def test_without_backups_postgres_does_not_archive() -> None:
-    g = graph("prod", **{"features.backups": False})
+    g = graph("dev", **{"features.backups": False})  # prod refuses backups off (R-DB-2)
     containers = g.containers()
     assert "backup" not in containers
-    assert not [v for v in g.of_type(VOLUME) if v.prop("name") == "fly-potato-prod-wal-archive"]
+    assert not [v for v in g.of_type(VOLUME) if v.prop("name") == "fly-potato-dev-wal-archive"]
     postgres = containers["postgres"]
     assert POSTGRES_CONF_FILE not in uploads(postgres)
     assert WAL_ARCHIVE_MOUNT not in {m["target"] for m in postgres.prop("mounts")}

@@ -273,9 +273,11 @@ def test_dev_seeds_test_users_with_generated_secret_passwords() -> None:
 
 
 def test_prod_has_no_test_users() -> None:
-    g = graph("prod", **{"keycloak.test_users": ["analyst"]})
+    g = graph("prod")
     assert not g.of_type(f"{KC}index/user:User")
     assert g.outputs["keycloak_test_users"] == {"secret": True, "value": {}}
+    with pytest.raises(SettingsError, match=r"keycloak.test_users is refused in prod"):
+        parse_settings(stack_config("prod", {"keycloak.test_users": ["analyst"]}), stack="prod")
 
 
 def test_prod_refuses_seeding_test_users() -> None:

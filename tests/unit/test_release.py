@@ -231,7 +231,7 @@ def test_egress_rules_follow_the_stack_config() -> None:
                 {"service": "backup", "purpose": "object_storage", "port": 443, "destinations": ["198.51.100.0/24"]},
                 {"service": "keycloak", "purpose": "idp", "port": 443, "destinations": ["198.51.100.0/24"]},
                 {"service": "keycloak", "purpose": "dns", "port": 53, "protocol": "udp"},
-                {"service": "node_exporter", "purpose": "ntp", "port": 123, "protocol": "udp"},
+                {"service": "backup", "purpose": "ntp", "port": 123, "protocol": "udp"},
             ]
         },
     )

@@ -57,7 +57,7 @@ BROKEN: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "prod",
-        {"egress": [{"service": "backend", "purpose": "smtp", "port": 25}]},
+        {"egress": [{"service": "alertmanager", "purpose": "smtp", "port": 25}]},
         "fly-potato:egress[0] = smtp on 25/tcp is outside the egress allow-list; smtp may use 465, 587/tcp (R-NET-5)",
     ),
     (
@@ -89,6 +89,104 @@ BROKEN: list[tuple[str, dict[str, Any], str]] = [
         "fly-potato:zones.edge.internal = true would cut the zone off the host; remove the key (the edge zone exists "
         "to reach outside)",
     ),
+    # Values that parse but would weaken a requirement (issue 16).
+    (
+        "dev",
+        {"public_bind_address": "0.0.0.0"},
+        'fly-potato:public_bind_address = "0.0.0.0" publishes a dev stack on the network; dev binds loopback only: '
+        "remove the key or use 127.0.0.1 (R-NET-3)",
+    ),
+    (
+        "prod",
+        {"operator_bind_address": "192.0.2.10"},
+        'fly-potato:operator_bind_address = "192.0.2.10" would publish postgres and keycloak on the network; use '
+        "127.0.0.1 and reach it over SSH (R-NET-2)",
+    ),
+    (
+        "prod",
+        {"keycloak.realm": "master"},
+        'fly-potato:keycloak.realm = "master" is Keycloak\'s own admin realm; give the stack its own realm, e.g. '
+        "fly-potato-prod (R-AUTH-2, R-AUTH-3)",
+    ),
+    (
+        "prod",
+        {"zones.data.subnet": "8.8.8.0/24"},
+        'fly-potato:zones.data.subnet = "8.8.8.0/24" is not a private (RFC 1918) block; pg_hba and Keycloak trust '
+        "it: use one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16, such as 10.231.40.0/24",
+    ),
+    (
+        "prod",
+        {"egress": [{"service": "postgres", "purpose": "object_storage", "port": 443}]},
+        'fly-potato:egress[0].service = "postgres" must never leave the host; egress is for alertmanager '
+        "(dns|ntp|smtp), backup (dns|ntp|object_storage), keycloak (dns|idp|ntp|smtp), oauth2_proxy (dns|idp|ntp) "
+        "(R-NET-5)",
+    ),
+    (
+        "prod",
+        {"cors_origins": ["http://app.flypotato.example.com"]},
+        'fly-potato:cors_origins[0] = "http://app.flypotato.example.com" is plain http; prod trusts https:// '
+        "origins only, e.g. https://datalens.yandex.ru (R-APP-2)",
+    ),
+    (
+        "prod",
+        {"datalens.embed_origins": ["https://localhost"]},
+        'fly-potato:datalens.embed_origins[0] = "https://localhost" is not a public origin (any visitor\'s own '
+        "machine would match); list the real https:// origin (R-APP-3)",
+    ),
+    (
+        "prod",
+        {"datalens.allow_list": ["0.0.0.0/1"], "host_ports.datalens": 15433},
+        'fly-potato:datalens.allow_list[0] = "0.0.0.0/1" is wider than a /16; list DataLens\' published source '
+        "ranges instead (R-NET-6)",
+    ),
+    (
+        "prod",
+        {"zones.app.internal": False},
+        "fly-potato:zones.app.internal = false would let the app zone reach outside the host; remove the key "
+        "(prod's inner zones are internal) (R-NET-4, R-NET-5)",
+    ),
+    (
+        "prod",
+        {"monitoring.docker_socket": "/etc"},
+        'fly-potato:monitoring.docker_socket = "/etc" is not the Docker daemon\'s socket; use /var/run/docker.sock '
+        "(or /run/docker.sock): no other host path is mounted into a container (R-SEC-2)",
+    ),
+    (
+        "prod",
+        {"edge.csp_extra": {"script-src": ["'unsafe-inline'"]}},
+        "fly-potato:edge.csp_extra.script-src[0] = \"'unsafe-inline'\" lets any host, inline code or eval in; list "
+        "exact origins such as https://sentry.example.com (R-APP-3)",
+    ),
+    (
+        "prod",
+        {"operator_endpoints.postgres_host": "203.0.113.9"},
+        'fly-potato:operator_endpoints.postgres_host = "203.0.113.9" is not this machine; the provider logs in as '
+        "the superuser without TLS: open an SSH tunnel and use localhost (docs/remote-docker-host.md)",
+    ),
+    (
+        "prod",
+        {"alerting.smtp_require_tls": False},
+        "fly-potato:alerting.smtp_require_tls = false is refused in prod; alert mail and the SMTP password would "
+        "travel in clear: remove the key",
+    ),
+    (
+        "prod",
+        {"host.egress_rules": False},
+        "fly-potato:host.egress_rules = false is refused in prod; the egress zone would reach any address: remove "
+        "the key (R-NET-5)",
+    ),
+    (
+        "prod",
+        {"host_ports.nginx_https": 8443},
+        "fly-potato:host_ports.nginx_https = 8443 on the routable 0.0.0.0 is not 443; prod answers users on 443 "
+        "only: remove the key, or bind public_bind_address to 127.0.0.1 behind another proxy (R-NET-1)",
+    ),
+    (
+        "prod",
+        {"ports.keycloak_management": 8080},
+        "fly-potato:ports.keycloak_management = 8080 is also ports.keycloak of the same container; give each "
+        "listener of a service its own port",
+    ),
     (
         "dev",
         {"datalens.allow_list": ["not-a-network"]},
@@ -115,6 +213,15 @@ def test_several_problems_are_reported_together() -> None:
     with pytest.raises(SettingsError) as caught:
         parse_settings(stack_config("dev", {"ports.postgres": 0, "ports.backend": 99999}), stack="dev")
     assert len(caught.value.problems) == 2
+
+
+def test_prod_accepts_what_the_e2e_tier_deploys() -> None:
+    """A prod-profile stack on loopback with local image ids and DNS preflight off (tests/e2e)."""
+    local = {f"images.{name}": f"sha256:{'ab' * 32}" for name in stack_config("prod")["images"]}
+    overrides = {"public_bind_address": "127.0.0.1", "features.dns_preflight": False, "secrets.rotation_epoch": 2}
+    overrides |= {"host_ports.nginx_https": 18443, "host_ports.nginx_http": 18080, **local}
+    assert parse_settings(stack_config("prod", overrides), stack="prod").public_bind_address == "127.0.0.1"
+    assert parse_settings(stack_config("prod", {"public_bind_address": "0.0.0.0"}), stack="prod")
 
 
 def test_committed_stacks_parse() -> None:
