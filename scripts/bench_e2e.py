@@ -124,11 +124,11 @@ def main() -> int:
     )
     try:
         with DockerEvents() as stream:
-            up = timed("pulumi up from nothing", dev.up)
+            up = timed("pulumi up from nothing (without its preview)", lambda: dev.up(gated=False))
         path, chain = critical_path(dev, readiness(stream.events))
         print(f"{'readiness critical path (Docker events)':<40} {path:7.1f} s  ({' -> '.join(chain)})")
         print(f"{'up / critical path':<40} {up / path if path else float('nan'):7.2f}   (goal <= 1.3)")
-        timed("pulumi up, no changes", dev.up)
+        timed("pulumi up, no changes (without its preview)", lambda: dev.up(gated=False))
         timed("pulumi preview (dev, deployed)", dev.preview)
         timed("pulumi preview (prod, new stack)", prod.preview)
     finally:

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 from pulumi import automation as auto
+from pulumi.automation import events as engine_events
 
 from components.settings import parse_settings
 from policy.program import PROJECT, PlannedResource, ProgramGraph, _set_path, stack_config
@@ -97,6 +98,59 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def local_image_ids(base: str = "dev") -> dict[str, str]:
+    """``images.<service>`` → the local image id (``sha256:…``) of the tag the dev stack file names: a prod
+    profile's digest pin (R-SEC-3) for images built here by ``make images``."""
+    config = yaml.safe_load((ROOT / f"Pulumi.{base}.yaml").read_text())["config"]
+    ids = {}
+    for service, tag in config[f"{PROJECT}:images"].items():
+        done = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tag], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise EngineUnavailable(f"image {tag} is not built: run 'make images' (make e2e does)")
+        ids[f"images.{service}"] = done.stdout.strip()
+    return ids
+
+
+@dataclass(frozen=True)
+class Step:
+    """One engine event of an operation: what happened to which resource, in the engine's order."""
+
+    sequence: int
+    kind: str  # "pre" (the step starts), "outputs" (it finished), "failed", "policy"
+    urn: str
+    op: str = ""
+    policy: str = ""
+    level: str = ""
+    message: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.urn.rsplit("::", 1)[-1] if self.urn else ""
+
+
+def _step(event: engine_events.EngineEvent) -> Step | None:
+    if event.resource_pre_event is not None:
+        meta = event.resource_pre_event.metadata
+        return Step(event.sequence, "pre", meta.urn, str(meta.op.value))
+    if event.res_outputs_event is not None:
+        meta = event.res_outputs_event.metadata
+        return Step(event.sequence, "outputs", meta.urn, str(meta.op.value))
+    if event.res_op_failed_event is not None:
+        meta = event.res_op_failed_event.metadata
+        return Step(event.sequence, "failed", meta.urn, str(meta.op.value))
+    if event.policy_event is not None:
+        policy = event.policy_event
+        return Step(
+            event.sequence,
+            "policy",
+            policy.resource_urn or "",
+            policy=policy.policy_name,
+            level=policy.enforcement_level,
+            message=policy.message,
+        )
+    return None
+
+
 @dataclass
 class EngineStack:
     """One throwaway stack: its Automation API handle, its backend folder and what the engine recorded."""
@@ -105,7 +159,9 @@ class EngineStack:
     base: str = "dev"
     overrides: dict[str, Any] = field(default_factory=dict)
     ports: dict[str, int] | None = None  # default: a free loopback port per published dev listener
-    events: list[str] = field(default_factory=list)
+    root: Path = ROOT  # the program's checkout (a changed copy of it, for a policy case)
+    events: list[str] = field(default_factory=list)  # the operations' output lines
+    steps: list[Step] = field(default_factory=list)  # the engine's structured events, in order
 
     def __post_init__(self) -> None:
         self.backend = Path(tempfile.mkdtemp(prefix=f"fly-potato-{self.name}-state-"))
@@ -113,7 +169,7 @@ class EngineStack:
         if self.ports is None:
             listeners = published_listeners(self.base)
             self.ports = dict(zip(listeners, free_ports(len(listeners)), strict=True))
-        self.config_file = ROOT / f"Pulumi.{self.name}.yaml"
+        self.config_file = self.root / f"Pulumi.{self.name}.yaml"
         self.write_config()
         self.env = {
             "PULUMI_BACKEND_URL": f"file://{self.backend}",
@@ -128,7 +184,7 @@ class EngineStack:
         command = auto.PulumiCommand(root=str(toolchain_bin().parent), skip_version_check=False)
         self.stack = auto.create_or_select_stack(
             stack_name=self.name,
-            work_dir=str(ROOT),
+            work_dir=str(self.root),
             opts=auto.LocalWorkspaceOptions(env_vars=self.env, pulumi_command=command),
         )
 
@@ -146,14 +202,35 @@ class EngineStack:
         if os.environ.get("FLY_POTATO_E2E_VERBOSE"):
             print(line, flush=True)
 
-    def up(self) -> auto.UpResult:
-        return self.stack.up(on_output=self._say, policy_packs=[str(ROOT / "policy")], color="never")
+    def _record(self, event: engine_events.EngineEvent) -> None:
+        step = _step(event)
+        if step is not None:
+            self.steps.append(step)
+
+    def up(self, gated: bool = True) -> auto.UpResult:
+        """``pulumi up`` as ``make up`` runs it: the preview with the policy pack first (the pack's stack
+        policies run at the end of an update, after its resources exist), then the update."""
+        if gated:
+            self.preview()
+        return self.stack.up(
+            on_output=self._say, on_event=self._record, policy_packs=[str(ROOT / "policy")], color="never"
+        )
 
     def preview(self, diff: bool = False) -> auto.PreviewResult:
-        return self.stack.preview(on_output=self._say, policy_packs=[str(ROOT / "policy")], color="never", diff=diff)
+        return self.stack.preview(
+            on_output=self._say,
+            on_event=self._record,
+            policy_packs=[str(ROOT / "policy")],
+            color="never",
+            diff=diff,
+        )
 
     def destroy(self) -> None:
-        self.stack.destroy(on_output=self._say, color="never")
+        self.stack.destroy(on_output=self._say, on_event=self._record, color="never")
+
+    def violations(self) -> set[tuple[str, str, str]]:
+        """(policy, resource name, level) of every policy event recorded so far."""
+        return {(s.policy, s.name, s.level) for s in self.steps if s.kind == "policy"}
 
     def outputs(self) -> dict[str, Any]:
         return {key: value.value for key, value in self.stack.outputs().items()}
@@ -161,7 +238,7 @@ class EngineStack:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(toolchain_bin() / "pulumi"), *args, "--stack", self.name],
-            cwd=ROOT,
+            cwd=self.root,
             env={**os.environ, **self.env},
             capture_output=True,
             text=True,

@@ -1,7 +1,8 @@
 """End to end through the real Pulumi engine: a throwaway dev-profile stack brought up with ``pulumi up``
 (Automation API, the project's toolchain, the policy pack), checked on the running containers, brought up
-again with no change, destroyed. Stack ``e2e`` (objects ``fly-potato-e2e-*``), every published port on a
-free loopback port, its own file backend. ``make e2e``.
+again with no change, taken through the release order's failures (R-OPS-2), rotated and destroyed. Stack
+``e2e`` (objects ``fly-potato-e2e-*``), every published port on a free loopback port, its own file backend.
+``make e2e``.
 """
 
 from __future__ import annotations
@@ -13,76 +14,28 @@ import json
 import re
 import secrets
 import subprocess
-import time
+import tempfile
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg2
 import pytest
 import requests
+from pulumi import automation as auto
 
-from policy.program import ProgramGraph
-from tests.e2e.engine import EngineStack, EngineUnavailable, inspect, leftovers, logs, purge, require_engine
+from tests.e2e import checks
+from tests.e2e.checks import Live
+from tests.e2e.engine import ROOT, EngineStack, inspect, logs
 
 pytestmark = pytest.mark.e2e
 E2E_STACK = "e2e"
 
 
-@dataclass
-class Live:
-    graph: ProgramGraph
-    engine: EngineStack
-    ports: dict[str, int]
-    up_seconds: float
-
-    @property
-    def base(self) -> str:
-        return self.graph.outputs["public_url"]
-
-    def container(self, service: str) -> str:
-        return self.graph.containers()[service].prop("name")
-
-    def role_password(self, role: str) -> str:
-        return self.graph.by_name(f"database-role-{role}").prop("password")
-
-    def connect(self, role: str, database: str = "flypotato") -> Any:
-        password = self.superuser_password() if role == "postgres" else self.role_password(role)
-        conn = psycopg2.connect(
-            host="127.0.0.1",
-            port=self.ports["postgres"],
-            user=role,
-            password=password,
-            dbname=database,
-            connect_timeout=10,
-        )
-        conn.autocommit = True
-        return conn
-
-    def superuser_password(self) -> str:
-        uploads = self.graph.containers()["postgres"].prop("uploads")
-        return next(u["content"] for u in uploads if u["file"].endswith("/postgres_password"))
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    try:
-        require_engine()
-    except EngineUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
-    purge(E2E_STACK)
-    engine = EngineStack(E2E_STACK)
-    started = time.monotonic()
-    try:
-        engine.up()
-        yield Live(engine.graph(), engine, engine.ports, time.monotonic() - started)
-    except Exception:
-        print("\n".join(engine.events[-60:]))
-        raise
-    finally:
-        engine.remove()
-        purge(E2E_STACK)
+    yield from checks.bring_up(lambda: EngineStack(E2E_STACK), E2E_STACK)
 
 
 def _http(url: str, **kwargs: Any) -> Any:
@@ -93,12 +46,7 @@ def _http(url: str, **kwargs: Any) -> Any:
 
 
 def test_every_long_running_container_is_healthy(live: Live) -> None:
-    for service, resource in live.graph.containers().items():
-        if not resource.prop("mustRun"):
-            continue
-        state = inspect(resource.prop("name"))["State"]
-        assert state["Running"], service
-        assert state["Health"]["Status"] == "healthy", (service, state["Health"]["Log"][-1:])
+    checks.assert_every_long_running_container_is_healthy(live)
 
 
 def test_migration_exited_zero(live: Live) -> None:
@@ -107,28 +55,11 @@ def test_migration_exited_zero(live: Live) -> None:
 
 
 def test_hardening_applies(live: Live) -> None:
-    for service, resource in live.graph.containers().items():
-        info = inspect(resource.prop("name"))
-        host = info["HostConfig"]
-        assert info["Config"]["User"] == resource.prop("user"), service
-        assert host["ReadonlyRootfs"] is True, service
-        assert host["CapDrop"] == ["ALL"], service
-        assert "no-new-privileges:true" in host["SecurityOpt"], service
-        assert host["Memory"] == resource.prop("memory") * 1024 * 1024 and host["MemorySwap"] == host["Memory"], service
-        nproc = next(u for u in resource.prop("ulimits") if u["name"] == "nproc")
-        applied = {u["Name"]: u for u in host["Ulimits"]}
-        assert (applied["nproc"]["Soft"], applied["nproc"]["Hard"]) == (nproc["soft"], nproc["hard"]), service
-        for binding in resource.prop("ports") or []:
-            published = host["PortBindings"][f"{int(binding['internal'])}/tcp"][0]
-            assert published["HostIp"] == "127.0.0.1", service
+    checks.assert_hardened(live)
 
 
 def test_processes_run_as_the_recorded_user(live: Live) -> None:
-    top = subprocess.run(
-        ["docker", "top", live.container("postgres"), "-o", "pid,uid"], capture_output=True, text=True, check=True
-    )
-    uids = {line.split()[1] for line in top.stdout.splitlines()[1:]}
-    assert uids == {"10010"}, uids
+    assert checks.docker_top_uids(live.container("postgres")) == {"10010"}
 
 
 def test_secret_files_belong_to_their_service_alone(live: Live) -> None:
@@ -321,24 +252,8 @@ def test_keycloak_token_claims(live: Live) -> None:
 # -- generated secrets ------------------------------------------------------------------------------------------
 
 
-def _generated_secrets(live: Live) -> list[str]:
-    values = [r.options["outputs"]["result"] for r in live.graph.of_type("random:index/randomPassword:RandomPassword")]
-    values = [v for v in values if isinstance(v, str) and len(v) >= 12]  # long enough not to match by chance
-    assert len(values) > 10
-    return values
-
-
-def test_no_generated_secret_in_plaintext_state_or_container_config(live: Live) -> None:
-    """R-SEC-1: the state file holds secrets encrypted; env and command carry file paths, not secrets."""
-    values = _generated_secrets(live)
-    state = "\n".join(p.read_text() for p in live.engine.state_files())
-    assert state, "no state file"
-    leaked = [v[:4] + "…" for v in values if v in state]
-    assert not leaked, f"plaintext secrets in the state: {leaked}"
-    for resource in live.graph.of_type("docker:index/container:Container"):
-        config = inspect(resource.prop("name"))["Config"]
-        text = json.dumps([config["Env"], config["Cmd"], config["Entrypoint"]])
-        assert not [v for v in values if v in text], resource.prop("name")
+def test_no_generated_secret_in_plaintext_state_container_config_or_engine_output(live: Live) -> None:
+    checks.assert_no_generated_secret_in_plaintext(live)
     with live.connect("postgres", "postgres") as conn, conn.cursor() as cur:
         cur.execute("SELECT current_user")
         assert cur.fetchone()[0] == "postgres"  # the generated superuser password opened it
@@ -348,39 +263,151 @@ def test_no_generated_secret_in_plaintext_state_or_container_config(live: Live) 
 
 
 def test_a_second_up_changes_nothing(live: Live) -> None:
-    """Idempotence: right after the first ``up``, a preview and an ``up`` find nothing to change."""
-    live.engine.events.clear()
-    preview = live.engine.preview(diff=True)
-    planned = {k: v for k, v in preview.change_summary.items() if k != "same"}
-    diff = [line for line in live.engine.events if line.strip()[:1] in ("~", "+", "-")]
-    result = live.engine.up()
-    changes = {k: v for k, v in (result.summary.resource_changes or {}).items() if k != "same"}
-    assert planned == {} and changes == {}, (planned, changes, "\n".join(diff[-80:]))
+    checks.assert_a_second_up_changes_nothing(live)
+
+
+# -- the release order through the engine (R-OPS-2) -------------------------------------------------------------
+
+
+def _head_revision() -> str:
+    revisions = [
+        re.search(r'^revision\s*=\s*"([^"]+)"', path.read_text(), re.M)
+        for path in sorted((ROOT / "migrations/versions").glob("*.py"))
+    ]
+    known = [m.group(1) for m in revisions if m]
+    assert known, "no migration revisions"
+    return sorted(known)[-1]
+
+
+def _derived_backend(live: Live, tag: str, dockerfile_tail: str, files: dict[str, str] | None = None) -> str:
+    """A backend image built FROM the stack's own, changed as the test needs (a release candidate)."""
+    base = live.engine.overrides.get("images.backend") or live.graph.containers()["backend"].prop("image")
+    image = f"fly-potato/backend:{tag}"
+    with tempfile.TemporaryDirectory() as context:
+        for name, content in (files or {}).items():
+            (Path(context) / name).write_text(content)
+        (Path(context) / "Dockerfile").write_text(f"FROM {base}\n{dockerfile_tail}\n")
+        subprocess.run(["docker", "build", "-q", "-t", image, context], capture_output=True, text=True, check=True)
+    return image
+
+
+def _release(live: Live, image: str | None, **overrides: Any) -> None:
+    """Point the stack's backend and migration at ``image`` (None: back to the stack file's) and write it."""
+    for key in ("images.backend", "images.migration"):
+        if image is None:
+            live.engine.overrides.pop(key, None)
+        else:
+            live.engine.overrides[key] = image
+    live.engine.overrides.update(overrides)
+    live.engine.write_config()
+
+
+def _first(live: Live, kind: str, name: str) -> int:
+    return next(i for i, s in enumerate(live.engine.steps) if s.kind == kind and s.name == name)
+
+
+def _ready_through_the_edge(live: Live) -> dict[str, Any]:
+    response = checks.ready(live.base)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.fixture
+def release_candidates(live: Live) -> Iterator[list[str]]:
+    built: list[str] = []
+    yield built
+    _release(live, None)
+    for key in [k for k in live.engine.overrides if k.startswith("host.")]:
+        live.engine.overrides.pop(key)
+    live.engine.write_config()
+    if built:
+        subprocess.run(["docker", "image", "rm", "-f", *built], capture_output=True, check=False)
+
+
+def test_a_failing_migration_fails_the_up_after_the_backup_and_the_old_backend_keeps_serving(
+    live: Live, release_candidates: list[str]
+) -> None:
+    """R-OPS-2 through the engine: pre-deploy backup → migration → (gate) → backend. A migration that fails
+    makes ``pulumi up`` fail at the gate; the backend is never replaced and keeps answering ready; the
+    backup ran before the migration (the engine's own event order). The next good release deploys."""
+    before = inspect(live.container("backend"))["Id"]
+    head = _head_revision()
+    broken = _derived_backend(
+        live,
+        "e2e-broken-migration",
+        "COPY 9999_e2e_fails.py /srv/migrations/versions/9999_e2e_fails.py",
+        {
+            "9999_e2e_fails.py": (
+                f'"""A release candidate whose migration fails."""\nfrom alembic import op\n\nrevision = "9999"\n'
+                f'down_revision = "{head}"\nbranch_labels = None\ndepends_on = None\n\n\n'
+                'def upgrade() -> None:\n    op.execute("SELECT 1 / 0")\n\n\n'
+                "def downgrade() -> None:\n    pass\n"
+            )
+        },
+    )
+    release_candidates.append(broken)
+    _release(live, broken)
+    live.engine.steps.clear()
+    with pytest.raises(auto.CommandError) as failure:
+        live.engine.up()
+    text = str(failure.value)
+    assert "release-migration-gate" in text and "migration" in text, text[-2000:]
+    failed = {s.name for s in live.engine.steps if s.kind == "failed"}
+    assert failed == {"release-migration-gate"}, failed
+    assert _first(live, "outputs", "release-backup") < _first(live, "pre", "data-migration"), "backup after migration"
+    state = inspect(live.container("migration"))["State"]
+    assert state["ExitCode"] != 0
+    assert "division by zero" in logs(live.container("migration"), tail=80)
+    assert inspect(live.container("backend"))["Id"] == before, "the backend was replaced after a failed migration"
+    assert _ready_through_the_edge(live)["migration"] == head
+    with live.connect("postgres") as conn, conn.cursor() as cur:
+        cur.execute("SELECT version_num FROM app.alembic_version")
+        assert cur.fetchall() == [(head,)], "the failed revision left a trace"
+
+    _release(live, None)
+    live.engine.up()
+    assert inspect(live.container("migration"))["State"]["ExitCode"] == 0
+    assert _ready_through_the_edge(live)["status"] == "ready"
+
+
+def test_a_backend_that_never_becomes_ready_fails_the_up_at_the_smoke_step(
+    live: Live, release_candidates: list[str]
+) -> None:
+    """R-OPS-2: the release's last step polls /health/ready through nginx; a backend that stays live but
+    never ready fails ``pulumi up`` there, within ``host.smoke_timeout_seconds``. Rolling back is the next
+    ``up`` with the previous image."""
+    never = _derived_backend(live, "e2e-never-ready", "ENV FLY_POTATO_READY_TIMEOUT_SECONDS=0.000001")
+    release_candidates.append(never)
+    _release(live, never, **{"host.smoke_timeout_seconds": 20})
+    live.engine.steps.clear()
+    with pytest.raises(auto.CommandError) as failure:
+        live.engine.up()
+    failed = {s.name for s in live.engine.steps if s.kind == "failed"}
+    assert failed == {"release-smoke"}, (failed, str(failure.value)[-2000:])
+    assert "smoke: " in str(failure.value), str(failure.value)[-2000:]
+    deployed = inspect(live.container("backend"))["Image"]
+    assert (
+        deployed
+        == subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Id}}", never], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    ), "the candidate backend was not deployed"
+    assert checks.ready(live.base).status_code == 503
+
+    _release(live, None)
+    live.engine.overrides.pop("host.smoke_timeout_seconds")
+    live.engine.write_config()
+    live.engine.up()
+    assert _ready_through_the_edge(live)["status"] == "ready"
+
+
+# -- rotation and teardown --------------------------------------------------------------------------------------
 
 
 def test_rotation_replaces_the_secrets_and_the_platform_serves_again(live: Live) -> None:
-    """R-SEC-4: a new ``secrets.rotation_epoch`` gives every role a new password through ``pulumi up``; the
-    old one is refused, the new one works, and the platform answers ready through the edge again."""
-    old = {role: live.role_password(role) for role in ("app", "datalens", "migrator")}
-    live.engine.overrides["secrets.rotation_epoch"] = 2
-    live.engine.write_config()
-    result = live.engine.up()
-    assert (result.summary.resource_changes or {}).get("replace", 0) > 0, result.summary.resource_changes
-    live.graph = live.engine.graph()
-    for role, before in old.items():
-        assert live.role_password(role) != before, role
-        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-            psycopg2.connect(
-                host="127.0.0.1", port=live.ports["postgres"], user=role, password=before, dbname="flypotato"
-            )
-        live.connect(role).close()
-    response = _http(f"{live.base}/health/ready")
-    assert response.status_code == 200 and response.json()["status"] == "ready", response.text
-
-
-# -- teardown ---------------------------------------------------------------------------------------------------
+    checks.assert_rotation_replaces_the_secrets(live, lambda: checks.ready_answer(live.base))
 
 
 def test_zz_destroy_leaves_nothing(live: Live) -> None:
-    live.engine.destroy()
-    assert leftovers(E2E_STACK) == {"containers": [], "networks": [], "volumes": []}
+    checks.assert_destroy_leaves_nothing(live)
