@@ -111,6 +111,15 @@ def local_image_ids(base: str = "dev") -> dict[str, str]:
     return ids
 
 
+def fit_to_this_host() -> dict[str, float]:
+    """``resources.<service>.cpus`` overrides that cap the prod sizing (up to 4 CPUs) at this host's CPUs:
+    Docker refuses a container asking for more, and the deploy preflight stops such a stack."""
+    from components.catalog import PROD_RESOURCES
+
+    cpus = len(os.sched_getaffinity(0))
+    return {f"resources.{name}.cpus": float(cpus) for name, r in PROD_RESOURCES.items() if r.cpus > cpus}
+
+
 @dataclass(frozen=True)
 class Step:
     """One engine event of an operation: what happened to which resource, in the engine's order."""

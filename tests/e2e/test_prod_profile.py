@@ -9,7 +9,6 @@ rotated, destroyed. ``make e2e``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -17,10 +16,9 @@ from typing import Any
 import pytest
 import requests
 
-from components.catalog import PROD_RESOURCES
 from tests.e2e import checks
 from tests.e2e.checks import Live
-from tests.e2e.engine import ROOT, EngineStack, firewall_rules, free_ports, local_image_ids
+from tests.e2e.engine import ROOT, EngineStack, firewall_rules, fit_to_this_host, free_ports, local_image_ids
 from tests.e2e.outside import HOST_ADDRESS, Outside
 
 pytestmark = pytest.mark.e2e
@@ -41,13 +39,11 @@ def outside() -> Iterator[Outside]:
 
 def _prod_stack() -> EngineStack:
     postgres, keycloak = free_ports(2)
-    cpus = len(os.sched_getaffinity(0))
     overrides: dict[str, Any] = {
         "features.dns_preflight": False,
         "public_bind_address": HOST_ADDRESS,
         **local_image_ids(),
-        # The prod sizing asks up to 4 CPUs; Docker refuses more than the host has (the preflight says so).
-        **{f"resources.{name}.cpus": cpus for name, r in PROD_RESOURCES.items() if r.cpus > cpus},
+        **fit_to_this_host(),
     }
     ports = {"nginx_https": 443, "nginx_http": 80, "postgres": postgres, "keycloak": keycloak}
     return EngineStack(STACK, base="prod", overrides=overrides, ports=ports)
