@@ -78,8 +78,10 @@ def bring_up(engine_factory: Any, name: str) -> Iterator[Live]:
         print("\n".join(engine.events[-60:]))
         raise
     finally:
-        engine.remove()
-        purge(name)
+        try:
+            engine.remove()
+        finally:
+            purge(name)
 
 
 def assert_every_long_running_container_is_healthy(live: Live) -> None:

@@ -278,8 +278,10 @@ class EngineStack:
         return ProgramGraph(self.name, {}, resources, self.outputs())
 
     def remove(self) -> None:
-        """Destroy what is left, forget the stack, drop its config and state."""
+        """Destroy what is left (a throwaway stack: protected resources too), forget it, drop its config and state."""
         try:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self.cli("state", "unprotect", "--all", "--yes")
             self.destroy()
         finally:
             with contextlib.suppress(auto.CommandError):

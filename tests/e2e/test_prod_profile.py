@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from pulumi import automation as auto
 
 from tests.e2e import checks
 from tests.e2e.checks import Live
@@ -114,7 +115,6 @@ def test_tls_is_1_2_and_1_3_only_with_hsts(prod: Live, outside: Outside) -> None
         str(SSLYZE),
         "-m",
         "sslyze",
-        "--quiet",
         "--json_out=-",
         "--sslv2",
         "--sslv3",
@@ -222,5 +222,15 @@ def test_rotation_replaces_the_secrets_and_the_platform_serves_again(prod: Live,
     checks.assert_rotation_replaces_the_secrets(prod, ready)
 
 
-def test_zz_destroy_leaves_nothing(prod: Live) -> None:
+def test_zz_destroy_refuses_the_protected_data_then_leaves_nothing(prod: Live, outside: Outside) -> None:
+    """Prod protects its realm and database: ``destroy`` refuses until an operator unprotects them on purpose
+    (``pulumi state unprotect``); a refused destroy leaves the platform serving; then nothing of the stack is
+    left, firewall chain included."""
+    with pytest.raises(auto.CommandError) as refused:
+        prod.engine.destroy()
+    assert "because it is protected" in str(refused.value), str(refused.value)[-2000:]
+    protected = {s.name for s in prod.engine.steps if s.kind == "failed"}
+    assert {"auth-identity-realm"} <= protected, protected
+    assert _https(outside, "/health/ready")["status"] == 200, "a refused destroy took the platform down"
+    prod.engine.cli("state", "unprotect", "--all", "--yes")
     checks.assert_destroy_leaves_nothing(prod)
