@@ -19,13 +19,23 @@ from pulumi import automation as auto
 
 from tests.e2e import checks
 from tests.e2e.checks import Live
-from tests.e2e.engine import ROOT, EngineStack, firewall_rules, fit_to_this_host, free_ports, local_image_ids
+from tests.e2e.engine import (
+    ROOT,
+    EngineStack,
+    firewall_rules,
+    fit_to_this_host,
+    free_ports,
+    leftovers,
+    local_image_ids,
+    purge,
+)
 from tests.e2e.outside import HOST_ADDRESS, Outside
 
 pytestmark = pytest.mark.e2e
 STACK = "e2e-prod-live"
 DOMAIN = "flypotato.example.com"  # the committed prod domain; clients pin it to the veth address
 SSLYZE = ROOT / ".venv-sslyze/bin/python"
+RETAINED_VOLUMES = ("pgdata", "backups", "wal-archive", "prometheus-data", "alertmanager-data")
 
 
 @pytest.fixture(scope="module")
@@ -222,10 +232,12 @@ def test_rotation_replaces_the_secrets_and_the_platform_serves_again(prod: Live,
     checks.assert_rotation_replaces_the_secrets(prod, ready)
 
 
-def test_zz_destroy_refuses_the_protected_data_then_leaves_nothing(prod: Live, outside: Outside) -> None:
+def test_zz_destroy_refuses_the_protected_data_then_leaves_only_the_retained_volumes(
+    prod: Live, outside: Outside
+) -> None:
     """Prod protects its realm and database: ``destroy`` refuses until an operator unprotects them on purpose
-    (``pulumi state unprotect``); a refused destroy leaves the platform serving; then nothing of the stack is
-    left, firewall chain included."""
+    (``pulumi state unprotect``); a refused destroy leaves the platform serving. Then nothing of the stack is
+    left, firewall chain included, but the data volumes prod retains on delete."""
     with pytest.raises(auto.CommandError) as refused:
         prod.engine.destroy()
     assert "because it is protected" in str(refused.value), str(refused.value)[-2000:]
@@ -233,4 +245,13 @@ def test_zz_destroy_refuses_the_protected_data_then_leaves_nothing(prod: Live, o
     assert {"auth-identity-realm"} <= protected, protected
     assert _https(outside, "/health/ready")["status"] == 200, "a refused destroy took the platform down"
     prod.engine.cli("state", "unprotect", "--all", "--yes")
-    checks.assert_destroy_leaves_nothing(prod)
+    prod.engine.destroy()
+    left = leftovers(STACK)
+    assert left["containers"] == left["networks"] == left["firewall_rules"] == [], left
+    names = subprocess.run(
+        ["docker", "volume", "inspect", "-f", "{{.Name}}", *left["volumes"]], capture_output=True, text=True, check=True
+    ).stdout.split()
+    # retain_on_delete in prod: the data outlives the stack until an operator removes it.
+    assert sorted(names) == sorted(f"fly-potato-{STACK}-{v}" for v in RETAINED_VOLUMES), names
+    purge(STACK)
+    assert leftovers(STACK) == {"containers": [], "networks": [], "volumes": [], "firewall_rules": []}
