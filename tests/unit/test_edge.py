@@ -254,10 +254,13 @@ def test_forwarded_headers_are_overwritten_in_every_proxied_location(prod_conf: 
 
 
 def test_only_keycloak_realms_and_resources_are_public(prod_conf: str) -> None:
+    """An allow-list (R-AUTH-2): the stack's own realm and the resources; every other realm, master above all,
+    falls to the closed /sso/ (tests/edge tries the hostile spellings on a real nginx)."""
     https = server_blocks(prod_conf)[1]
-    assert "proxy_pass $upstream_keycloak;" in location(https, "/sso/realms/")
-    assert "proxy_pass $upstream_keycloak;" in location(https, "/sso/resources/")
-    for closed in ("/sso/", "= /sso", "/sso/realms/master/"):
+    assert "proxy_pass $upstream_keycloak;" in location(https, "^~ /sso/realms/fly-potato-prod/")
+    assert "proxy_pass $upstream_keycloak;" in location(https, "^~ /sso/resources/")
+    assert "location /sso/realms/" not in https and "master" not in https
+    for closed in ("/sso/", "= /sso"):
         assert location(https, closed).strip() == "return 404;"
     assert prod_conf.count("proxy_pass $upstream_keycloak;") == 2
     assert ":9000" not in prod_conf, "Keycloak's management port is never proxied"
