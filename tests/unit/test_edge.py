@@ -351,6 +351,13 @@ def test_oauth2_proxy_has_every_r_auth_1_flag_in_prod() -> None:
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_sign_in_state_carries_no_unescaped_ampersand(stack: str) -> None:
+    """oauth2-proxy 7.8 writes the page to return to into the OIDC ``state`` as ``nonce:/page?a=1&b=2``; handed
+    back unescaped, the callback splits it at ``&``. With ``encode_state`` it is base64url, which has no ``&``."""
+    assert oauth2_proxy_options(stack)["encode_state"] is True
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_oauth2_proxy_cookie_secret_is_base64url_of_32_bytes_and_never_a_random_bytes(stack: str) -> None:
     """oauth2-proxy decodes the secret as unpadded base64url: 43 letters and digits give 32 bytes (AES-256).
     No RandomBytes anywhere: pulumi-random stores a RandomBytes' value as its plaintext resource ID."""
