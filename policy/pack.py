@@ -1,10 +1,10 @@
 """The fly-potato policy pack: its policies and the enforcement level of the stack it runs for.
 
 Prod stacks get mandatory rules, dev stacks advisory ones (see ``policy.context`` for how the
-profile is found), except R-NET-3 (dev binds loopback only), which is mandatory in every profile. Policy config overrides both, as CrossGuard does: ``pulumi preview
+profile is found). Policy config overrides both, as CrossGuard does: ``pulumi preview
 --policy-pack policy --policy-pack-config levels.json`` with ``{"all": "advisory"}`` or
-``{"tls-hsts": "mandatory"}``. A policy with its own level (R-SEC-4) keeps it unless config says
-otherwise.
+``{"tls-hsts": "mandatory"}``. A policy with its own level keeps it unless config says otherwise:
+R-SEC-4 (advisory), and R-NET-3 (dev binds loopback only), mandatory in every profile.
 """
 
 from __future__ import annotations
