@@ -244,7 +244,7 @@ def test_api_answers_401_and_pages_redirect_to_sign_in(prod_conf: str) -> None:
 
 def test_forwarded_headers_are_overwritten_in_every_proxied_location(prod_conf: str) -> None:
     https = server_blocks(prod_conf)[1]
-    for path in ("/oauth2/", "= /oauth2/auth", "/api/", "/sso/realms/", "/sso/resources/", "/"):
+    for path in ("/oauth2/", "= /oauth2/auth", "/api/", "^~ /sso/realms/fly-potato-prod/", "^~ /sso/resources/", "/"):
         body = location(https, path)
         assert "proxy_set_header X-Forwarded-For $remote_addr;" in body, path
         assert "proxy_set_header X-Forwarded-Proto https;" in body, path
@@ -346,7 +346,8 @@ def test_oauth2_proxy_has_every_r_auth_1_flag_in_prod() -> None:
     assert options["pass_access_token"] is True
     assert options["reverse_proxy"] is True
     assert options["set_xauthrequest"] is True
-    assert options["metrics_address"] == "0.0.0.0:44180"
+    # Loopback only: the metrics gate answers on 44180 and wants the metrics token (R-SEC-5).
+    assert options["metrics_address"] == "127.0.0.1:9999"
     assert options["request_logging"] is False, "request logs would carry authorization codes"
 
 
