@@ -10,6 +10,8 @@ from app.config import Settings
 
 APP_SCHEMA = "app"
 ANALYTICS_SCHEMA = "analytics"
+# Alembic's version table lives apart from the app's tables: the app role may read it, never write it (R-DB-1).
+VERSION_SCHEMA = "migrations"  # the readiness queries name migrations.alembic_version
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -53,8 +53,8 @@ class SecurityHeadersMiddleware:
 async def _migration_version(maker: async_sessionmaker[AsyncSession]) -> str | None:
     try:
         async with maker() as session:
-            if (await session.execute(text("SELECT to_regclass('app.alembic_version') IS NOT NULL"))).scalar():
-                return (await session.execute(text("SELECT version_num FROM app.alembic_version"))).scalar()
+            if (await session.execute(text("SELECT to_regclass('migrations.alembic_version') IS NOT NULL"))).scalar():
+                return (await session.execute(text("SELECT version_num FROM migrations.alembic_version"))).scalar()
     except Exception as exc:
         log.warning("could not read the migration version: %s", exc.__class__.__name__)
     return None

@@ -31,6 +31,8 @@ MAINTENANCE_DATABASE = "postgres"
 POSTGIS_TEMPLATE_DATABASE = "template_postgis"
 APP_SCHEMA = "app"
 ANALYTICS_SCHEMA = "analytics"
+# Alembic's version table (app.db.VERSION_SCHEMA): the app role reads it, only the migrator writes it (R-DB-1).
+VERSION_SCHEMA = "migrations"
 POSTGIS = "postgis"
 
 TABLE_DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -263,7 +265,7 @@ class PlatformDatabases(pulumi.ComponentResource):
                 drop_cascade=False,
                 opts=kept_with_database,
             )
-            for schema in (APP_SCHEMA, ANALYTICS_SCHEMA)
+            for schema in (APP_SCHEMA, ANALYTICS_SCHEMA, VERSION_SCHEMA)
         }
 
         self.grants: list[pulumi.CustomResource] = []
@@ -363,6 +365,7 @@ class PlatformDatabases(pulumi.ComponentResource):
             ("app", "public"),
             ("datalens", "public"),
             ("app", APP_SCHEMA),
+            ("app", VERSION_SCHEMA),
             ("datalens", ANALYTICS_SCHEMA),
         ):
             self._grant(
@@ -380,6 +383,7 @@ class PlatformDatabases(pulumi.ComponentResource):
         existing: tuple[tuple[str, str, str, Sequence[str]], ...] = (
             ("app", APP_SCHEMA, "table", TABLE_DML),
             ("app", APP_SCHEMA, "sequence", SEQUENCE_USE),
+            ("app", VERSION_SCHEMA, "table", ("SELECT",)),
             ("datalens", ANALYTICS_SCHEMA, "table", ("SELECT",)),
         )
         for grantee, target, object_type, privileges in existing:
@@ -401,6 +405,7 @@ class PlatformDatabases(pulumi.ComponentResource):
             ("app", APP_SCHEMA, "table", TABLE_DML),
             ("app", APP_SCHEMA, "sequence", SEQUENCE_USE),
             ("app", APP_SCHEMA, "function", ("EXECUTE",)),
+            ("app", VERSION_SCHEMA, "table", ("SELECT",)),
             ("datalens", ANALYTICS_SCHEMA, "table", ("SELECT",)),
             ("datalens", ANALYTICS_SCHEMA, "function", ("EXECUTE",)),
             ("public", None, "function", ()),

@@ -120,6 +120,7 @@ def render_nginx_conf(settings: Settings, *, ocsp_stapling: bool = False, layout
             profile=settings.profile.value,
             prod=settings.is_prod,
             domain=settings.domain,
+            realm=settings.realm,
             layout=layout,
             http_port=ports["nginx_http"],
             https_port=ports["nginx_https"],

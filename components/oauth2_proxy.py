@@ -75,6 +75,10 @@ def render_oauth2_proxy_config(
         # API clients may present a Keycloak access token instead of the cookie (audience: this client).
         "skip_jwt_bearer_tokens": True,
         "skip_provider_button": True,
+        # The sign-in redirect carries the page the user asked for in the OIDC state, raw by default
+        # ("nonce:/flights?from=1&to=2"): an unescaped & splits it on the way back and the rest of the query is
+        # lost. Base64url has no & (nor ? / = :) to misread.
+        "encode_state": True,
         "cookie_name": "_fly_potato_session",
         "cookie_secure": settings.is_prod,  # dev serves plain HTTP on localhost
         "cookie_httponly": True,

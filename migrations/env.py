@@ -21,13 +21,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import models  # noqa: F401 - registers the tables on Base.metadata
 from app.config import get_migrator_settings, to_asyncpg_url
-from app.db import ANALYTICS_SCHEMA, APP_SCHEMA, Base
+from app.db import ANALYTICS_SCHEMA, APP_SCHEMA, VERSION_SCHEMA, Base
 
 config = context.config
 if config.config_file_name and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 target_metadata = Base.metadata
-VERSION_TABLE_SCHEMA = APP_SCHEMA
+VERSION_TABLE_SCHEMA = VERSION_SCHEMA  # "migrations", as PROTECT_VERSION_TABLE and the app's readiness name it
 
 
 def _url() -> str:
@@ -47,10 +47,42 @@ def _prepare(connection: Connection) -> None:
                 "The PostGIS extension is missing and the migrator role cannot create it; run "
                 "`CREATE EXTENSION postgis;` as a superuser in this database, then migrate again."
             ) from exc
-    for schema in (APP_SCHEMA, ANALYTICS_SCHEMA):
+    for schema in (APP_SCHEMA, ANALYTICS_SCHEMA, VERSION_SCHEMA):
         exists = connection.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).first()
         if exists is None:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    # Earlier releases kept the version table in schema app, where the app role's DML reaches it.
+    moved = connection.execute(
+        text("SELECT to_regclass(:old) IS NOT NULL AND to_regclass(:new) IS NULL"),
+        {"old": f"{APP_SCHEMA}.alembic_version", "new": f"{VERSION_SCHEMA}.alembic_version"},
+    ).scalar()
+    if moved:
+        connection.execute(text(f'ALTER TABLE "{APP_SCHEMA}".alembic_version SET SCHEMA "{VERSION_SCHEMA}"'))
+    connection.commit()
+
+
+# Nobody but the version table's owner (the migrator) may write it, whatever grants reached it (R-DB-1).
+PROTECT_VERSION_TABLE = """
+DO $$
+DECLARE grantee text;
+BEGIN
+  FOR grantee IN
+    SELECT DISTINCT CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END
+    FROM pg_class c
+    CROSS JOIN LATERAL aclexplode(c.relacl) acl
+    LEFT JOIN pg_roles r ON r.oid = acl.grantee
+    WHERE c.oid = 'migrations.alembic_version'::regclass AND acl.grantee <> c.relowner
+  LOOP
+    EXECUTE format(
+      'REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON migrations.alembic_version FROM %s', grantee
+    );
+  END LOOP;
+END $$;
+"""
+
+
+def _protect_version_table(connection: Connection) -> None:
+    connection.execute(text(PROTECT_VERSION_TABLE))
     connection.commit()
 
 
@@ -79,6 +111,7 @@ def _run_sync(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
         context.run_migrations()
+    _protect_version_table(connection)
 
 
 async def run_migrations_online() -> None:

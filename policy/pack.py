@@ -3,8 +3,8 @@
 Prod stacks get mandatory rules, dev stacks advisory ones (see ``policy.context`` for how the
 profile is found). Policy config overrides both, as CrossGuard does: ``pulumi preview
 --policy-pack policy --policy-pack-config levels.json`` with ``{"all": "advisory"}`` or
-``{"tls-hsts": "mandatory"}``. A policy with its own level (R-SEC-4) keeps it unless config says
-otherwise.
+``{"tls-hsts": "mandatory"}``. A policy with its own level keeps it unless config says otherwise:
+R-SEC-4 (advisory), and R-NET-3 (dev binds loopback only), mandatory in every profile.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ async def _database_version(request: Request) -> str | None:
     async with request.app.state.sessionmaker() as session:
         await session.execute(text("SELECT 1"))
         version = (
-            await session.execute(text("SELECT version_num FROM app.alembic_version LIMIT 1"))
+            await session.execute(text("SELECT version_num FROM migrations.alembic_version LIMIT 1"))
             if await _has_version_table(session)
             else None
         )
@@ -36,7 +36,7 @@ async def _database_version(request: Request) -> str | None:
 
 
 async def _has_version_table(session: object) -> bool:
-    result = await session.execute(text("SELECT to_regclass('app.alembic_version') IS NOT NULL"))  # type: ignore[attr-defined]
+    result = await session.execute(text("SELECT to_regclass('migrations.alembic_version') IS NOT NULL"))  # type: ignore[attr-defined]
     return bool(result.scalar())
 
 

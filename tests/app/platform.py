@@ -31,7 +31,10 @@ def prepare_database(pg: PostgresCluster, name: str) -> None:
     pg.psql(
         "CREATE EXTENSION postgis;"
         " CREATE SCHEMA app AUTHORIZATION migrator; CREATE SCHEMA analytics AUTHORIZATION migrator;"
+        " CREATE SCHEMA migrations AUTHORIZATION migrator;"
         " GRANT USAGE ON SCHEMA app TO app; GRANT USAGE ON SCHEMA analytics TO datalens;"
+        " GRANT USAGE ON SCHEMA migrations TO app;"
+        " ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA migrations GRANT SELECT ON TABLES TO app;"
         " ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA app GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app;"
         " ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA app GRANT USAGE, SELECT ON SEQUENCES TO app;"
         " ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA analytics GRANT SELECT ON TABLES TO datalens;",

@@ -11,7 +11,7 @@ from alembic import command
 from tests.app.conftest import REPO_ROOT, alembic_config, prepare_database
 from tests.support.postgres import PostgresCluster
 
-APP_TABLES = "alembic_version,flight_daily_region_stats,flight_hourly_stats,flight_monthly_region_stats,flights,flow_events,regions"
+APP_TABLES = "flight_daily_region_stats,flight_hourly_stats,flight_monthly_region_stats,flights,flow_events,regions"
 VIEWS = "flights,hourly_stats,region_daily_stats,regions"
 
 
@@ -41,7 +41,7 @@ def test_up_down_up_as_migrator(pg: PostgresCluster) -> None:
     owners = pg.psql("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'app'", "migrations_cycle")
     assert owners == "migrator"
     command.downgrade(cfg, "base")
-    assert objects(pg, "migrations_cycle") == ("alembic_version", "", "")
+    assert objects(pg, "migrations_cycle") == ("", "", "")
     command.upgrade(cfg, "head")
     assert objects(pg, "migrations_cycle") == first
     command.check(cfg)  # models and migrations agree (no autogenerate diff)
@@ -69,7 +69,7 @@ def test_alembic_cli_reads_the_migrator_url_from_settings(pg: PostgresCluster, t
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert pg.psql("SELECT version_num FROM app.alembic_version", "migrations_cli") == "0003"
+    assert pg.psql("SELECT version_num FROM migrations.alembic_version", "migrations_cli") == "0003"
 
 
 def test_missing_postgis_is_explained(pg: PostgresCluster) -> None:
@@ -86,3 +86,24 @@ def test_missing_postgis_is_explained(pg: PostgresCluster) -> None:
     )
     assert result.returncode != 0
     assert "CREATE EXTENSION postgis" in result.stderr
+
+
+def test_an_earlier_releases_version_table_moves_out_of_reach_of_the_app_role(pg: PostgresCluster) -> None:
+    """Earlier releases kept alembic_version in schema app, where the app role's DML reached it (R-DB-1)."""
+    prepare_database(pg, "migrations_moved")
+    cfg = alembic_config(pg.dsn("migrations_moved", user="migrator"))
+    command.upgrade(cfg, "0002")
+    pg.psql(
+        "ALTER TABLE migrations.alembic_version SET SCHEMA app;"
+        " GRANT SELECT, INSERT, UPDATE, DELETE ON app.alembic_version TO app;",
+        "migrations_moved",
+    )
+    command.upgrade(cfg, "head")
+    assert pg.psql("SELECT version_num FROM migrations.alembic_version", "migrations_moved") == "0003"
+    assert pg.psql("SELECT to_regclass('app.alembic_version') IS NULL", "migrations_moved") == "t"
+    held = pg.psql(
+        "SELECT string_agg(privilege_type, ',' ORDER BY privilege_type) FROM information_schema.role_table_grants "
+        "WHERE table_schema = 'migrations' AND grantee = 'app'",
+        "migrations_moved",
+    )
+    assert held == "SELECT"

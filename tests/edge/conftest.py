@@ -307,6 +307,8 @@ def edge(nginx_bin: str, workdir: Path, pki: Pki) -> Iterator[RunningEdge]:
         stack_config(
             "prod",
             {
+                # On loopback, as the e2e tier deploys prod: a routable bind answers on 443 and 80 only (R-NET-1).
+                "public_bind_address": "127.0.0.1",
                 "ports.nginx_http": http_port,
                 "ports.nginx_https": https_port,
                 "ports.datalens": datalens_port,

@@ -18,7 +18,7 @@ GUARDED = {
     "host.command_timeout_seconds": 30,
     "egress": [
         {"service": "alertmanager", "purpose": "smtp", "port": 587, "destinations": [OUTSIDE_NET]},
-        {"service": "node_exporter", "purpose": "ntp", "port": 123, "protocol": "udp"},
+        {"service": "backup", "purpose": "ntp", "port": 123, "protocol": "udp"},
     ],
     "datalens": {"allow_list": ["198.51.100.2/32"]},
     "host_ports": {"datalens": 6432},

@@ -123,7 +123,7 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postgre
 
 
 def version(cluster: PostgresCluster) -> str:
-    return cluster.psql("SELECT version_num FROM app.alembic_version", "rollback")
+    return cluster.psql("SELECT version_num FROM migrations.alembic_version", "rollback")
 
 
 def test_schema_step_downgrades_as_the_migrator(migrated: tuple[PostgresCluster, Path]) -> None:

@@ -127,6 +127,7 @@ def test_databases_extension_and_schemas(stack: str) -> None:
     assert {name: (s.prop("database"), s.prop("owner")) for name, s in schemas.items()} == {
         "app": ("flypotato", "migrator"),
         "analytics": ("flypotato", "migrator"),
+        "migrations": ("flypotato", "migrator"),  # alembic_version, read-only for app (R-DB-1)
     }
     # What the migrations fill is never dropped piecemeal: forgotten on delete, gone with its database.
     assert all(s.options["retain_on_delete"] for s in schemas.values())
@@ -155,10 +156,12 @@ EXPECTED_GRANTS = {
     ("app", "schema", "flypotato", "public", ("USAGE",)),
     ("datalens", "schema", "flypotato", "public", ("USAGE",)),
     ("app", "schema", "flypotato", "app", ("USAGE",)),
+    ("app", "schema", "flypotato", "migrations", ("USAGE",)),
     ("datalens", "schema", "flypotato", "analytics", ("USAGE",)),
     # existing objects
     ("app", "table", "flypotato", "app", ("DELETE", "INSERT", "SELECT", "UPDATE")),
     ("app", "sequence", "flypotato", "app", ("SELECT", "UPDATE", "USAGE")),
+    ("app", "table", "flypotato", "migrations", ("SELECT",)),
     ("datalens", "table", "flypotato", "analytics", ("SELECT",)),
 }
 
@@ -166,6 +169,7 @@ EXPECTED_DEFAULTS = {
     ("app", "migrator", "app", "table", ("DELETE", "INSERT", "SELECT", "UPDATE")),
     ("app", "migrator", "app", "sequence", ("SELECT", "UPDATE", "USAGE")),
     ("app", "migrator", "app", "function", ("EXECUTE",)),
+    ("app", "migrator", "migrations", "table", ("SELECT",)),
     ("datalens", "migrator", "analytics", "table", ("SELECT",)),
     ("datalens", "migrator", "analytics", "function", ("EXECUTE",)),
     ("public", "migrator", None, "function", ()),
@@ -207,7 +211,9 @@ def test_nothing_is_granted_to_public_or_to_datalens_outside_analytics(stack: st
             assert r.prop("schema") in {"analytics", "public"}, r.name
             assert set(r.prop("privileges")) <= {"SELECT", "USAGE", "EXECUTE"}, r.name
         if r.prop("role") == "app" and r.prop("objectType") != "database":
-            assert r.prop("schema") in {"app", "public"}, r.name
+            assert r.prop("schema") in {"app", "public", "migrations"}, r.name
+        if r.prop("role") == "app" and r.prop("schema") == "migrations":
+            assert set(r.prop("privileges")) <= {"SELECT", "USAGE"}, r.name  # reads alembic_version only
 
 
 def _acl(r: PlannedResource) -> tuple[Any, ...]:

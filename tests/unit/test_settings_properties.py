@@ -274,10 +274,13 @@ def names_a_changed_key(sentence: str, overrides: Overrides) -> bool:
         base = re.escape(f"fly-potato:{path}")
         if re.match(rf"^{base}(\b|\[|\.| )", sentence) or f" {path}" in sentence:
             return True
-        # A host-port collision names the listener it collides with ("collides with postgres on ...").
-        listener = path.removeprefix("host_ports.")
-        if path.startswith("host_ports.") and f"collides with {listener} on" in sentence:
+        # A host-port collision names the listener it collides with ("collides with postgres on ..."), also
+        # when publishing that listener made the collision.
+        listener = path.split(".", 1)[-1]
+        if path.startswith(("host_ports.", "publish.")) and f"collides with {listener} on" in sentence:
             return True
+        if path.startswith("publish.") and sentence.startswith(f"fly-potato:host_ports.{listener} "):
+            return True  # the published listener's own host port
     return False
 
 
