@@ -23,6 +23,8 @@ from typing import Any
 import psycopg2
 import pytest
 import requests
+from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
 from pulumi import automation as auto
 
 from tests.e2e import checks
@@ -120,13 +122,13 @@ def test_datalens_reads_analytics_and_nothing_else(live: Live) -> None:
         )
         assert cur.fetchone() is None  # app's tables are invisible to datalens
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            cur.execute("INSERT INTO app.alembic_version VALUES ('datalens')")
+            cur.execute("INSERT INTO migrations.alembic_version VALUES ('datalens')")
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             cur.execute("CREATE TABLE analytics.datalens_was_here (id int)")
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             cur.execute("CREATE TABLE public.datalens_was_here (id int)")
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-            cur.execute("SELECT * FROM app.alembic_version")
+            cur.execute("SELECT * FROM migrations.alembic_version")
     conn.close()
 
 
@@ -139,9 +141,15 @@ def test_app_role_has_dml_but_no_ddl(live: Live) -> None:
             "CREATE TABLE app.app_was_here (id int)",
             "CREATE TABLE public.app_was_here (id int)",
             "CREATE SCHEMA app_was_here",
+            # R-DB-1: the migration state is the migrator's; the app reads it for readiness only.
+            "UPDATE migrations.alembic_version SET version_num = '0001'",
+            "DELETE FROM migrations.alembic_version",
+            "INSERT INTO migrations.alembic_version VALUES ('app')",
         ):
             with pytest.raises(psycopg2.errors.InsufficientPrivilege):
                 cur.execute(statement)
+        cur.execute("SELECT count(*) FROM migrations.alembic_version")
+        assert cur.fetchone()[0] == 1
     conn.close()
 
 
@@ -270,13 +278,9 @@ def test_a_second_up_changes_nothing(live: Live) -> None:
 
 
 def _head_revision() -> str:
-    revisions = [
-        re.search(r'^revision\s*=\s*"([^"]+)"', path.read_text(), re.M)
-        for path in sorted((ROOT / "migrations/versions").glob("*.py"))
-    ]
-    known = [m.group(1) for m in revisions if m]
-    assert known, "no migration revisions"
-    return sorted(known)[-1]
+    head = ScriptDirectory.from_config(AlembicConfig(str(ROOT / "alembic.ini"))).get_current_head()
+    assert head, "no migration revisions"
+    return head
 
 
 def _derived_backend(live: Live, tag: str, dockerfile_tail: str, files: dict[str, str] | None = None) -> str:
@@ -362,7 +366,7 @@ def test_a_failing_migration_fails_the_up_after_the_backup_and_the_old_backend_k
     assert inspect(live.container("backend"))["Id"] == before, "the backend was replaced after a failed migration"
     assert _ready_through_the_edge(live)["migration"] == head
     with live.connect("postgres") as conn, conn.cursor() as cur:
-        cur.execute("SELECT version_num FROM app.alembic_version")
+        cur.execute("SELECT version_num FROM migrations.alembic_version")
         assert cur.fetchall() == [(head,)], "the failed revision left a trace"
 
     _release(live, None)

@@ -191,13 +191,22 @@ def test_only_the_public_listeners_are_reachable_from_outside(prod: Live, outsid
 
 
 def test_keycloaks_admin_console_never_answers_through_the_edge(prod: Live, outside: Outside) -> None:
-    """R-AUTH-2: the admin console exists on Keycloak's operator port, and the edge never reaches it."""
+    """R-AUTH-2: the admin console exists on Keycloak's operator port, and the edge never reaches it, nor the
+    master realm."""
     direct = requests.get(f"http://127.0.0.1:{prod.ports['keycloak']}/sso/admin/", timeout=10, allow_redirects=False)
     assert direct.status_code in (200, 302, 303), direct.status_code  # it is there, on the operator listener
     for path in ("/sso/admin/", "/sso/admin/master/console/", "/sso/admin/realms/master"):
         answer = _https(outside, path)
         assert answer["status"] == 404, (path, answer["status"])
         assert "keycloak" not in answer["body"].lower(), path
+    # Nor does Keycloak's own realm, in any spelling; the stack's realm does answer.
+    for path in ("/sso/realms/master", "/sso/realms/MASTER/", "/sso/realms/%6Daster/", "/sso/realms/x/../master/"):
+        answer = _https(outside, path)
+        assert answer["status"] in (400, 404), (path, answer["status"])
+        assert "public_key" not in answer["body"], path
+    realm = prod.graph.by_name("auth-identity-realm").prop("realm")
+    own = _https(outside, f"/sso/realms/{realm}")
+    assert own["status"] == 200 and "public_key" in own["body"], own["status"]
 
 
 def test_the_platform_is_ready_through_tls_from_outside(prod: Live, outside: Outside) -> None:
