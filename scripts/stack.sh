@@ -90,6 +90,13 @@ case "$action" in
   refresh)
     pulumi refresh --stack "$stack" --yes --non-interactive --suppress-progress ;;
   destroy)
+    # Prod protects its realm and database. The engine would delete everything else first and only then stop
+    # at them, leaving the platform down; so refuse before anything is touched.
+    protected=$(pulumi stack export --stack "$stack" | jq -r '[.deployment.resources[]? | select(.protect) | .urn | split("::") | last] | join(", ")')
+    if [ -n "$protected" ]; then
+      echo "stack.sh: stack $stack protects $protected; pulumi destroy would remove everything else and then stop at them, so nothing was removed. Unprotect them on purpose first (pulumi state unprotect --all --stack $stack), then destroy." >&2
+      exit 1
+    fi
     # The data volumes; the per-service config volumes and Keycloak's build cache are rebuilt by every up.
     volumes=$(docker volume ls -q --filter "label=org.flypotato.stack=$stack" | grep -v -e '-config$' -e '-build-' | tr '\n' ' ' || true)
     if [ -n "${volumes// }" ] && [ "${YES:-}" != 1 ]; then
