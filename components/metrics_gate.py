@@ -169,6 +169,6 @@ def files(
     ]
 
 
-def healthcheck(listen_port: int, **timing: str | int) -> Healthcheck:
+def healthcheck(listen_port: int, *, start_period: str = "20s", retries: int = 6) -> Healthcheck:
     """The gate's /healthz: nginx answers and the server behind it is healthy."""
-    return http_probe(listen_port, HEALTH_PATH, **timing)
+    return http_probe(listen_port, HEALTH_PATH, start_period=start_period, retries=retries)
