@@ -8,7 +8,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components import oauth2_proxy
+from components import metrics_gate, oauth2_proxy
 from components.catalog import Zone
 from components.container import (
     CONFIG_DIR,
@@ -17,7 +17,6 @@ from components.container import (
     HardenedContainer,
     HardenedContainerArgs,
     VolumeMount,
-    http_probe,
 )
 from components.database import KEYCLOAK_DATABASE
 from components.identity import IdentityRealm
@@ -31,6 +30,15 @@ TYPE = "fly-potato:auth:AuthServices"
 KEYCLOAK_PATH = "/sso"
 OIDC_CLIENT_ID = "oauth2-proxy"
 KEYCLOAK_BUILD_DIR = "/opt/keycloak/lib/quarkus"  # what `kc.sh build` (and start-dev) writes
+KEYCLOAK_ENTRYPOINT = "keycloak-entrypoint"  # the image's (kc.sh, --config-file after the command)
+
+# R-SEC-5: Keycloak's management interface (metrics, health) has no authentication but mTLS, and oauth2-proxy's
+# metrics server none at all. Both listen on 127.0.0.1 in their container behind the metrics gate, which wants
+# the metrics token on every path; /healthz answers Keycloak's /health/ready and oauth2-proxy's /ping.
+KEYCLOAK_GATE = metrics_gate.MetricsGate("keycloak", "keycloak_management", f"{KEYCLOAK_PATH}/health/ready")
+OAUTH2_PROXY_GATE = metrics_gate.MetricsGate(
+    "oauth2_proxy", "oauth2_proxy_metrics", "/ping", health_listener="oauth2_proxy"
+)
 
 
 class AuthServices(pulumi.ComponentResource):
@@ -43,12 +51,15 @@ class AuthServices(pulumi.ComponentResource):
         zones: NetworkZones,
         *,
         keycloak_db_password: pulumi.Input[str],
+        metrics_token: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         http_port = settings.ports["keycloak"]
         management_port = settings.ports["keycloak_management"]
+        # The management interface's own port, on loopback behind the gate (which answers on management_port).
+        management_upstream = metrics_gate.upstream_port(management_port, http_port)
 
         # Keycloak creates the bootstrap admin on its first start only, so this password cannot follow the
         # rotation epoch: a new value would lock the Keycloak provider out.
@@ -98,7 +109,9 @@ class AuthServices(pulumi.ComponentResource):
                 service="keycloak",
                 image=settings.images["keycloak"],
                 # Prod runs the image's build (`kc.sh build` with the KC_* build options below).
-                command=(["start-dev"] if not settings.is_prod else ["start", "--optimized"])
+                entrypoint=metrics_gate.entrypoint(),
+                command=[KEYCLOAK_ENTRYPOINT]
+                + (["start-dev"] if not settings.is_prod else ["start", "--optimized"])
                 + [f"--config-file={SECRETS_DIR}/keycloak.conf"],
                 volumes=dev_build,
                 env={
@@ -115,7 +128,9 @@ class AuthServices(pulumi.ComponentResource):
                     # oauth2-proxy, the backend and the published port would all be refused.
                     "KC_HTTP_HOST": "0.0.0.0",
                     "KC_HTTP_PORT": str(http_port),
-                    "KC_HTTP_MANAGEMENT_PORT": str(management_port),
+                    # Metrics and health on loopback only; the gate answers on the management listener (R-SEC-5).
+                    "KC_HTTP_MANAGEMENT_HOST": "127.0.0.1",
+                    "KC_HTTP_MANAGEMENT_PORT": str(management_upstream),
                     "KC_PROXY_HEADERS": "xforwarded",
                     # Only nginx (in the app zone) may set X-Forwarded-*; anyone else could spoof the client.
                     "KC_PROXY_TRUSTED_ADDRESSES": settings.zone_subnets[Zone.APP],
@@ -130,11 +145,12 @@ class AuthServices(pulumi.ComponentResource):
                         else {}
                     ),
                 },
-                files=[ContainerFile(f"{SECRETS_DIR}/keycloak.conf", keycloak_conf, secret=True, mode="0400")],
+                files=[
+                    ContainerFile(f"{SECRETS_DIR}/keycloak.conf", keycloak_conf, secret=True, mode="0400"),
+                    *metrics_gate.files(KEYCLOAK_GATE, management_port, metrics_token, upstream=management_upstream),
+                ],
                 tmpfs={"/tmp": "rw,noexec,nosuid,size=256m", "/opt/keycloak/data": "rw,nosuid,size=256m"},
-                healthcheck=http_probe(
-                    management_port, f"{KEYCLOAK_PATH}/health/ready", start_period="90s", retries=30
-                ),
+                healthcheck=metrics_gate.healthcheck(management_port, start_period="90s", retries=30),
                 wait_timeout=420,
             ),
             settings,
@@ -156,6 +172,7 @@ class AuthServices(pulumi.ComponentResource):
         after_identity = pulumi.ResourceOptions(parent=self, depends_on=[self.identity])
 
         proxy_port = settings.ports["oauth2_proxy"]
+        proxy_metrics_port = settings.ports["oauth2_proxy_metrics"]
         proxy_files = oauth2_proxy_files(
             settings,
             issuer_url=self.issuer_url,
@@ -169,10 +186,20 @@ class AuthServices(pulumi.ComponentResource):
             HardenedContainerArgs(
                 service="oauth2_proxy",
                 image=settings.images["oauth2_proxy"],
-                entrypoint=oauth2_proxy.ENTRYPOINT,
-                command=[oauth2_proxy.START],
-                files=proxy_files,
-                healthcheck=http_probe(proxy_port, "/ping"),
+                entrypoint=metrics_gate.entrypoint(),
+                command=[*oauth2_proxy.ENTRYPOINT, oauth2_proxy.START],
+                files=[
+                    *proxy_files,
+                    *metrics_gate.files(
+                        OAUTH2_PROXY_GATE,
+                        proxy_metrics_port,
+                        metrics_token,
+                        upstream=oauth2_proxy.metrics_upstream_port(settings),
+                        health_port=proxy_port,
+                    ),
+                ],
+                # The gate's /healthz is oauth2-proxy's /ping: both processes answer.
+                healthcheck=metrics_gate.healthcheck(proxy_metrics_port),
             ),
             settings,
             zones,
@@ -181,4 +208,4 @@ class AuthServices(pulumi.ComponentResource):
         self.register_outputs({"keycloak": self.keycloak.name, "oauth2_proxy": self.oauth2_proxy.name})
 
 
-__all__ = ["CONFIG_DIR", "KEYCLOAK_PATH", "OIDC_CLIENT_ID", "AuthServices"]
+__all__ = ["CONFIG_DIR", "KEYCLOAK_GATE", "KEYCLOAK_PATH", "OAUTH2_PROXY_GATE", "OIDC_CLIENT_ID", "AuthServices"]

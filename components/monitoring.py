@@ -29,6 +29,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from components import metrics_gate
 from components import monitoring_config as mc
 from components.catalog import SERVICES
 from components.container import (
@@ -84,7 +85,6 @@ class MonitoringServices(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         p = settings.ports
         paths = mc.PATHS
-        retention = settings.raw.monitoring.retention_days
         token_file = ContainerFile(paths.metrics_token, metrics_token, secret=True, mode="0400")
 
         def make(service: str, args: HardenedContainerArgs) -> HardenedContainer:
@@ -104,19 +104,16 @@ class MonitoringServices(pulumi.ComponentResource):
             HardenedContainerArgs(
                 service="prometheus",
                 image=settings.images["prometheus"],
-                command=[
-                    f"--config.file={paths.prometheus_config}",
-                    "--storage.tsdb.path=/prometheus",
-                    f"--storage.tsdb.retention.time={retention}d",
-                    f"--web.listen-address=0.0.0.0:{p['prometheus']}",
-                ],
+                entrypoint=metrics_gate.entrypoint(),
+                command=mc.prometheus_argv(settings, paths),
                 files=[
                     ContainerFile(paths.prometheus_config, mc.render_prometheus_config(settings, paths)),
                     ContainerFile(paths.rules, mc.render_rules(settings)),
                     token_file,
+                    *metrics_gate.files(mc.PROMETHEUS_GATE, p["prometheus"], metrics_token),
                 ],
                 volumes=[VolumeMount(self.prometheus_data, "/prometheus")],
-                healthcheck=http_probe(p["prometheus"], "/-/ready"),
+                healthcheck=metrics_gate.healthcheck(p["prometheus"]),
             ),
         )
 
@@ -147,26 +144,15 @@ class MonitoringServices(pulumi.ComponentResource):
             HardenedContainerArgs(
                 service="alertmanager",
                 image=settings.images["alertmanager"],
-                command=[
-                    f"--config.file={am_config}",
-                    "--storage.path=/alertmanager",
-                    f"--web.listen-address=0.0.0.0:{p['alertmanager']}",
-                    "--cluster.listen-address=",
-                ],
-                files=am_files,
+                entrypoint=metrics_gate.entrypoint(),
+                command=mc.alertmanager_argv(settings, am_config),
+                files=[*am_files, *metrics_gate.files(mc.ALERTMANAGER_GATE, p["alertmanager"], metrics_token)],
                 volumes=[VolumeMount(self.alertmanager_data, "/alertmanager")],
-                healthcheck=http_probe(p["alertmanager"], "/-/ready"),
+                healthcheck=metrics_gate.healthcheck(p["alertmanager"]),
             ),
         )
         # R-SEC-5: the Debian exporters cannot ask for a bearer token themselves; each runs on loopback behind
-        # the metrics gate (nginx in its image, see monitoring_config), which wants the stack's metrics token.
-        gate_script = ContainerFile(paths.metrics_gate_script, mc.METRICS_GATE_SOURCE.read_text())
-        gate_token = ContainerFile(
-            paths.metrics_gate_token,
-            pulumi.Output.from_input(metrics_token).apply(mc.render_metrics_gate_token),
-            secret=True,
-            mode="0400",
-        )
+        # the metrics gate (nginx in its image, see components.metrics_gate), which wants the stack's metrics token.
 
         def gated(
             service: str,
@@ -182,17 +168,12 @@ class MonitoringServices(pulumi.ComponentResource):
                 HardenedContainerArgs(
                     service=service,
                     image=settings.images[service],
-                    entrypoint=["bash", paths.metrics_gate_script, paths.metrics_gate_config, "--"],
+                    entrypoint=metrics_gate.entrypoint(),
                     command=[*mc.gated_exporter_argv(service, port), *args],
                     env=env or {},
-                    files=[
-                        gate_script,
-                        ContainerFile(paths.metrics_gate_config, mc.render_metrics_gate_config(service, port, paths)),
-                        gate_token,
-                        *(files or []),
-                    ],
+                    files=[*metrics_gate.files(mc.METRICS_GATES[service], port, metrics_token), *(files or [])],
                     host_binds=host_binds or [],
-                    healthcheck=http_probe(port, mc.GATE_HEALTH_PATH),
+                    healthcheck=metrics_gate.healthcheck(port),
                 ),
             )
 

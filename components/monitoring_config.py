@@ -9,7 +9,6 @@ Secrets never appear in these texts except where an image offers no file option 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -17,14 +16,15 @@ from typing import Any
 
 import yaml
 
-from components.auth import KEYCLOAK_PATH
+from components import metrics_gate as gate
+from components.auth import KEYCLOAK_GATE, KEYCLOAK_PATH, OAUTH2_PROXY_GATE
 from components.catalog import SERVICES
 from components.container import CONFIG_DIR, SECRETS_DIR
 from components.data import APP_DATABASE
 from components.settings import Settings
 
 RULES_SOURCE = Path(__file__).resolve().parent / "rules" / "alerts.yml"
-METRICS_GATE_SOURCE = Path(__file__).resolve().parent.parent / "scripts" / "monitoring" / "metrics_gate.sh"
+METRICS_GATE_SOURCE = gate.SOURCE
 
 # Rule groups that only make sense when their feature is deployed.
 FEATURE_GROUPS = {"backups": "fly-potato-backup"}
@@ -57,10 +57,10 @@ class MonitoringPaths:
     blackbox_config: str = f"{CONFIG_DIR}/blackbox.yml"
     # Trust anchor of the certificate probe when the stack issues its own certificate (R-TLS-4).
     internal_ca: str = f"{CONFIG_DIR}/internal-ca.pem"
-    metrics_gate_script: str = f"{CONFIG_DIR}/metrics_gate.sh"
-    metrics_gate_config: str = f"{CONFIG_DIR}/metrics-gate.conf"
+    metrics_gate_script: str = gate.SCRIPT_PATH
+    metrics_gate_config: str = gate.CONFIG_PATH
     # The token as nginx reads it (a `map` entry): secret, like the token file Prometheus sends from.
-    metrics_gate_token: str = f"{SECRETS_DIR}/metrics-gate-token.conf"
+    metrics_gate_token: str = gate.TOKEN_PATH
 
     def under(self, root: str | Path) -> MonitoringPaths:
         """The same layout below ``root`` (for promtool/amtool runs outside a container)."""
@@ -76,11 +76,12 @@ def _host(service: str) -> str:
 
 @dataclass(frozen=True)
 class ScrapeJob:
+    """A scrape job; every one sends the metrics token from its file (R-SEC-5)."""
+
     name: str
     service: str
     listener: str
     metrics_path: str = "/metrics"
-    bearer_token: bool = False  # R-SEC-5: the endpoint wants the metrics token
     # The target labels its own series with `job` (the backup service: job="drill", "dump", ...). Prometheus
     # renames a scraped `job` to `exported_job`; this puts it back, so rules read the target's own name.
     series_job_label: bool = False
@@ -89,19 +90,20 @@ class ScrapeJob:
 def scrape_jobs(settings: Settings) -> list[ScrapeJob]:
     """Every scrape target of the stack; job names are what the alert rules match on."""
     jobs = [
+        # Prometheus scrapes itself through its own gate, like any other target.
         ScrapeJob("prometheus", "prometheus", "prometheus"),
         ScrapeJob("alertmanager", "alertmanager", "alertmanager"),
-        ScrapeJob("backend", "backend", "backend", bearer_token=True),
-        ScrapeJob("postgres_exporter", "postgres_exporter", "postgres_exporter", bearer_token=True),
-        ScrapeJob("sql_exporter", "sql_exporter", "sql_exporter", bearer_token=True),
-        ScrapeJob("node_exporter", "node_exporter", "node_exporter", bearer_token=True),
+        ScrapeJob("backend", "backend", "backend"),
+        ScrapeJob("postgres_exporter", "postgres_exporter", "postgres_exporter"),
+        ScrapeJob("sql_exporter", "sql_exporter", "sql_exporter"),
+        ScrapeJob("node_exporter", "node_exporter", "node_exporter"),
         ScrapeJob("oauth2_proxy", "oauth2_proxy", "oauth2_proxy_metrics"),
         # Keycloak 26 serves metrics on the management port under the HTTP relative path.
         ScrapeJob("keycloak", "keycloak", "keycloak_management", metrics_path=f"{KEYCLOAK_PATH}/metrics"),
-        ScrapeJob("container_exporter", "container_exporter", "container_exporter", bearer_token=True),
+        ScrapeJob("container_exporter", "container_exporter", "container_exporter"),
     ]
     if settings.features.backups:
-        jobs.append(ScrapeJob("backup", "backup", "backup_metrics", bearer_token=True, series_job_label=True))
+        jobs.append(ScrapeJob("backup", "backup", "backup_metrics", series_job_label=True))
     return jobs
 
 
@@ -125,8 +127,7 @@ def render_prometheus_config(settings: Settings, paths: MonitoringPaths = PATHS)
         entry: dict[str, Any] = {"job_name": job.name}
         if job.metrics_path != "/metrics":
             entry["metrics_path"] = job.metrics_path
-        if job.bearer_token:
-            entry["authorization"] = {"type": "Bearer", "credentials_file": paths.metrics_token}
+        entry["authorization"] = {"type": "Bearer", "credentials_file": paths.metrics_token}
         entry["static_configs"] = [{"targets": [target], "labels": {"service": job.service}}]
         if job.series_job_label:
             # Series without their own job keep the scrape job's; the `service` label still names the target.
@@ -166,6 +167,34 @@ def render_prometheus_config(settings: Settings, paths: MonitoringPaths = PATHS)
         "scrape_configs": configs,
     }
     return _dump(config)
+
+
+def prometheus_argv(settings: Settings, paths: MonitoringPaths = PATHS) -> list[str]:
+    """Prometheus' command line: on loopback behind its gate (R-SEC-5). The external URL keeps the address the
+    zone knows it by (its alias on its listener), so alert links and the UI's own links stay as they were."""
+    port = settings.ports["prometheus"]
+    return [
+        "/usr/bin/prometheus",
+        f"--config.file={paths.prometheus_config}",
+        "--storage.tsdb.path=/prometheus",
+        f"--storage.tsdb.retention.time={settings.raw.monitoring.retention_days}d",
+        f"--web.listen-address=127.0.0.1:{gate.upstream_port(port)}",
+        f"--web.external-url=http://{_host('prometheus')}:{port}/",
+    ]
+
+
+def alertmanager_argv(settings: Settings, config_file: str) -> list[str]:
+    """Alertmanager's command line: on loopback behind its gate (R-SEC-5), single node (no gossip); the external
+    URL (links in notifications) is its address in the zone, as before the gate."""
+    port = settings.ports["alertmanager"]
+    return [
+        "/usr/bin/prometheus-alertmanager",
+        f"--config.file={config_file}",
+        "--storage.path=/alertmanager",
+        f"--web.listen-address=127.0.0.1:{gate.upstream_port(port)}",
+        f"--web.external-url=http://{_host('alertmanager')}:{port}/",
+        "--cluster.listen-address=",
+    ]
 
 
 def rule_groups(settings: Settings) -> list[dict[str, Any]]:
@@ -331,9 +360,11 @@ def render_blackbox_config(settings: Settings, paths: MonitoringPaths = PATHS) -
 #
 # The Debian exporters' web configuration (exporter-toolkit in node_exporter 1.5.0, postgres_exporter 0.11.1,
 # blackbox_exporter 0.23.0) offers TLS and basic auth only, and sql_exporter 0.4.5 has none, so none of them
-# can ask for a bearer token. Each runs on 127.0.0.1 inside its container, and nginx (Debian's, installed in
-# the exporter images) answers on the exporter's listener: every path wants ``Authorization: Bearer <token>``
-# except ``/healthz``, which returns the exporter's own liveness page (no metrics) for the healthcheck.
+# can ask for a bearer token; nor can Prometheus 2.42 and Alertmanager 0.25 for their own /metrics (their
+# --web.config.file: TLS and basic auth), oauth2-proxy 7.8 for its metrics server, or Keycloak 26 for its
+# management interface. Each listens on 127.0.0.1 inside its container behind the metrics gate
+# (components.metrics_gate): the exporters, oauth2-proxy's metrics and Keycloak's management interface on every
+# path, Prometheus and Alertmanager on their metrics paths only (their UI and API stay open in the zone).
 
 
 @dataclass(frozen=True)
@@ -355,15 +386,20 @@ GATED_EXPORTERS: dict[str, GatedExporter] = {
         ),
     )
 }
-GATE_HEALTH_PATH = "/healthz"
-GATE_RUNTIME_DIR = "/tmp"  # the containers' own tmpfs: nginx's pid file and buffers
-_UPSTREAM_PORTS = (9999, 9998)
-_TOKEN_TEXT = re.compile(r"[A-Za-z0-9]{32,}")
-
-
-def gate_upstream_port(listen_port: int) -> int:
-    """The exporter's loopback port behind the gate (any port but the gate's own)."""
-    return next(port for port in _UPSTREAM_PORTS if port != listen_port)
+PROMETHEUS_GATE = gate.MetricsGate("prometheus", "prometheus", "/-/ready", token_paths=("/metrics", "/federate"))
+ALERTMANAGER_GATE = gate.MetricsGate("alertmanager", "alertmanager", "/-/ready", token_paths=("/metrics",))
+# Every gate of the platform, by service: the servers that cannot ask for the token themselves.
+METRICS_GATES: dict[str, gate.MetricsGate] = {
+    **{g.service: gate.MetricsGate(g.service, g.service, g.health_path) for g in GATED_EXPORTERS.values()},
+    PROMETHEUS_GATE.service: PROMETHEUS_GATE,
+    ALERTMANAGER_GATE.service: ALERTMANAGER_GATE,
+    OAUTH2_PROXY_GATE.service: OAUTH2_PROXY_GATE,
+    KEYCLOAK_GATE.service: KEYCLOAK_GATE,
+}
+GATE_HEALTH_PATH = gate.HEALTH_PATH
+GATE_RUNTIME_DIR = gate.RUNTIME_DIR
+gate_upstream_port = gate.upstream_port
+render_metrics_gate_token = gate.render_token
 
 
 def gated_exporter_argv(service: str, listen_port: int, *, upstream_port: int | None = None) -> list[str]:
@@ -373,13 +409,6 @@ def gated_exporter_argv(service: str, listen_port: int, *, upstream_port: int | 
     return [exporter.executable, f"{exporter.listen_flag}=127.0.0.1:{port}"]
 
 
-def render_metrics_gate_token(token: str) -> str:
-    """The nginx ``map`` entry that admits ``Authorization: Bearer <token>`` (exact, case-sensitive match)."""
-    if not _TOKEN_TEXT.fullmatch(token):
-        raise ValueError("the metrics token must be 32 or more letters and digits")
-    return f'"~^Bearer {token}$" 1;\n'
-
-
 def render_metrics_gate_config(
     service: str,
     listen_port: int,
@@ -387,51 +416,16 @@ def render_metrics_gate_config(
     *,
     listen_host: str = "",
     upstream_port: int | None = None,
+    health_port: int | None = None,
     runtime_dir: str = GATE_RUNTIME_DIR,
 ) -> str:
     """nginx configuration of the gate in front of ``service`` (listening on ``listen_port``)."""
-    exporter = GATED_EXPORTERS[service]
-    upstream = f"http://127.0.0.1:{upstream_port or gate_upstream_port(listen_port)}"
-    listen = f"{listen_host}:{listen_port}" if listen_host else str(listen_port)
-    temp = "\n".join(
-        f"    {kind}_temp_path {runtime_dir}/gate-{kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    return gate.render_config(
+        METRICS_GATES[service],
+        listen_port,
+        token_file=paths.metrics_gate_token,
+        listen_host=listen_host,
+        upstream=upstream_port,
+        health_port=health_port,
+        runtime_dir=runtime_dir,
     )
-    return f"""# Metrics gate of {service} (R-SEC-5): the exporter listens on {upstream} only; this answers on its
-# listener and wants the stack's metrics token as a bearer token on every path but {GATE_HEALTH_PATH}.
-pid {runtime_dir}/metrics-gate.pid;
-worker_processes 1;
-error_log stderr warn;
-
-events {{
-    worker_connections 64;
-}}
-
-http {{
-    access_log off;
-    server_tokens off;
-    client_max_body_size 1k;
-{temp}
-
-    map $http_authorization $metrics_authorized {{
-        default 0;
-        include {paths.metrics_gate_token};
-    }}
-
-    server {{
-        listen {listen};
-
-        location = {GATE_HEALTH_PATH} {{
-            proxy_pass {upstream}{exporter.health_path};
-        }}
-
-        location / {{
-            if ($metrics_authorized != 1) {{
-                add_header WWW-Authenticate 'Bearer realm="metrics"' always;
-                return 401;
-            }}
-            proxy_pass {upstream};
-        }}
-    }}
-}}
-"""

@@ -17,6 +17,7 @@ import json
 
 import pulumi
 
+from components import metrics_gate
 from components.container import CONFIG_DIR, SECRETS_DIR, ContainerFile
 from components.settings import Settings
 
@@ -27,6 +28,11 @@ COOKIE_SECRET_FILE = f"{SECRETS_DIR}/oauth2_cookie_secret"
 # its file into the process environment at start, so it appears neither in the config nor in Docker's env.
 ENTRYPOINT = ["/bin/sh", "-c"]
 START = f'OAUTH2_PROXY_COOKIE_SECRET="$(cat {COOKIE_SECRET_FILE})" exec oauth2-proxy --config={CONFIG_FILE}'
+
+
+def metrics_upstream_port(settings: Settings) -> int:
+    """oauth2-proxy's metrics server on loopback, behind the metrics gate on ``oauth2_proxy_metrics`` (R-SEC-5)."""
+    return metrics_gate.upstream_port(settings.ports["oauth2_proxy_metrics"], settings.ports["oauth2_proxy"])
 
 
 def _toml(value: object) -> str:
@@ -87,8 +93,8 @@ def render_oauth2_proxy_config(
         # Refresh before Keycloak's access token expires, so the API never sees a stale one.
         "cookie_refresh": f"{max(1, settings.raw.keycloak.access_token_minutes - 1)}m",
         "http_address": f"0.0.0.0:{settings.ports['oauth2_proxy']}",
-        # Not proxied by nginx: reachable only in oauth2-proxy's own zones (app, monitoring).
-        "metrics_address": f"0.0.0.0:{settings.ports['oauth2_proxy_metrics']}",
+        # Loopback only: the metrics gate answers on the metrics listener and wants the metrics token (R-SEC-5).
+        "metrics_address": f"127.0.0.1:{metrics_upstream_port(settings)}",
         # nginx logs requests (without query strings); oauth2-proxy's request log would show codes.
         "request_logging": False,
         "auth_logging": True,

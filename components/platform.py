@@ -53,14 +53,15 @@ class Platform(pulumi.ComponentResource):
         self.datalens_dsn = self.database.url("datalens", host=settings.domain, port=settings.host_ports["datalens"])
         after_postgres = pulumi.ResourceOptions(depends_on=[self.database])
 
+        self.metrics_token = generated_password("metrics-token", settings, length=40, parent=self)
         self.auth = AuthServices(
             "auth",
             settings,
             self.zones,
             keycloak_db_password=pw["keycloak"],
+            metrics_token=self.metrics_token.result,
             opts=pulumi.ResourceOptions.merge(child, after_postgres),
         )
-        self.metrics_token = generated_password("metrics-token", settings, length=40, parent=self)
 
         # Release order (R-OPS-2): pre-deploy backup -> migration (exit 0) -> backend -> smoke (components/release.py).
         self.release = ReleaseOrder("release", settings, self.docker_host, opts=child)

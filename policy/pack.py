@@ -27,6 +27,7 @@ from policy.rules import (
     sec2_hardening,
     sec3_image_digest,
     sec4_rotation_age,
+    sec5_metrics_token,
     tls1_protocols_ciphers,
     tls2_hsts,
     tls4_keys_renewal,
@@ -52,6 +53,7 @@ POLICIES: list[Policy] = [
     sec2_hardening.POLICY,
     sec3_image_digest.POLICY,
     sec4_rotation_age.POLICY,
+    sec5_metrics_token.POLICY,
 ]
 
 

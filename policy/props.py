@@ -204,12 +204,13 @@ class ContainerView:
         return list(entrypoint) if isinstance(entrypoint, list) else []
 
     def argv(self) -> list[Any]:
-        """The process' arguments; a ``sh -c SCRIPT`` start is split into the words of its script."""
+        """The process' arguments; a ``sh -c SCRIPT`` start (also one a wrapper such as the metrics gate runs as its
+        command) is split into the words of its script."""
         command = self.command()
-        entrypoint = self.entrypoint()
-        if entrypoint[-1:] == ["-c"] and len(command) == 1 and isinstance(command[0], str):
+        full = [*self.entrypoint(), *command]
+        if len(full) >= 2 and full[-2] == "-c" and isinstance(full[-1], str):
             try:
-                return shlex.split(command[0])
+                return shlex.split(full[-1])
             except ValueError:
                 return command
         return command

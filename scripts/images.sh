@@ -6,6 +6,7 @@
 #   scripts/images.sh --force [NAME…] rebuild even when the inputs are unchanged
 #   scripts/images.sh --manifest      print scripts/images/manifest.json (service → image, local id)
 #   scripts/images.sh --list          print the image names and references
+#   scripts/images.sh --oauth2-proxy-binary  print the path of the oauth2-proxy the image carries, built once
 #
 # Inputs of every image (its directory under scripts/images/, downloaded artifacts, the id of the
 # image it is built on, versions) are hashed into the label org.flypotato.inputs; an image whose
@@ -376,8 +377,9 @@ for arg in "$@"; do
             command -v docker >/dev/null && docker info >/dev/null 2>&1 && write_manifest
             [ -f "$MANIFEST" ] || die "no manifest yet: run scripts/images.sh"
             cat "$MANIFEST"; exit 0 ;;
+        --oauth2-proxy-binary) oauth2_proxy_binary; exit 0 ;;
         --list) for n in "${ORDER[@]}"; do printf '%-18s %s\n' "$n" "${REF[$n]}"; done; exit 0 ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) die "unknown option $arg (see --help)" ;;
         *) [ -n "${REF[$arg]:-}" ] || die "unknown image '$arg'; one of: ${ORDER[*]}"; WANT+=("$arg") ;;
     esac

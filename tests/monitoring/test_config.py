@@ -98,18 +98,10 @@ def test_scrape_jobs_cover_the_platform_with_the_token_where_needed() -> None:
         "backup",
         "blackbox_tls",
     }
-    # R-SEC-5: every exporter's metrics, and the probe endpoint, are scraped with the token from a file.
-    with_token = {
-        "backend",
-        "backup",
-        "container_exporter",
-        "node_exporter",
-        "postgres_exporter",
-        "sql_exporter",
-        "blackbox_tls",
-    }
-    for name in with_token:
-        assert jobs[name]["authorization"] == {"type": "Bearer", "credentials_file": mc.PATHS.metrics_token}, name
+    # R-SEC-5: every metrics endpoint of the platform, and the probe endpoint, are scraped with the token from a
+    # file: Prometheus, Alertmanager, oauth2-proxy and Keycloak through their metrics gates too.
+    for name, job in jobs.items():
+        assert job["authorization"] == {"type": "Bearer", "credentials_file": mc.PATHS.metrics_token}, name
     assert "credentials" not in mc.render_prometheus_config(settings).replace("credentials_file", "")
     assert jobs["keycloak"]["metrics_path"] == "/sso/metrics"
     assert jobs["keycloak"]["static_configs"][0]["targets"] == ["keycloak:9000"]

@@ -8,8 +8,15 @@ import hashlib
 import pytest
 import yaml
 
+from components import metrics_gate
 from components.container import CONFIG_DIR
-from components.monitoring_config import BLACKBOX_TLS_MODULE, GATED_EXPORTERS, METRICS_GATE_SOURCE, PATHS
+from components.monitoring_config import (
+    BLACKBOX_TLS_MODULE,
+    GATED_EXPORTERS,
+    METRICS_GATE_SOURCE,
+    METRICS_GATES,
+    PATHS,
+)
 from policy.program import ProgramGraph, evaluate_program, is_secret
 
 
@@ -122,6 +129,70 @@ def test_every_debian_exporter_listens_on_loopback_behind_the_metrics_gate(stack
         assert f"/dev/tcp/127.0.0.1/{port}" in health and "GET /healthz " in health, service
         envs = " ".join(container.prop("envs", []))
         assert token not in envs and token not in " ".join(command)
+
+
+# Where each server behind a gate listens instead (loopback only), as its own flags say it.
+LOOPBACK_FLAGS = {
+    "prometheus": "--web.listen-address=127.0.0.1:9999",
+    "alertmanager": "--web.listen-address=127.0.0.1:9999",
+}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_metrics_endpoint_that_cannot_check_the_token_is_behind_a_gate(stack: str) -> None:
+    """R-SEC-5, exact sets: the containers run through the metrics gate are the eight servers that cannot ask for
+    the token; with the three that check it themselves they are every scrape target. Each gate answers on the
+    server's listener, and the server listens on 127.0.0.1 only."""
+    g = graph(stack)
+    containers = g.containers()
+    token = uploads(containers["prometheus"])[PATHS.metrics_token]["content"]
+    gated = {name for name, c in containers.items() if c.prop("entrypoints") == metrics_gate.entrypoint()}
+    assert (
+        gated
+        == set(METRICS_GATES)
+        == {
+            "node_exporter",
+            "postgres_exporter",
+            "sql_exporter",
+            "blackbox_exporter",
+            "prometheus",
+            "alertmanager",
+            "oauth2_proxy",
+            "keycloak",
+        }
+    )
+    scraped = {job["labels"]["service"] for job in _static_configs(containers["prometheus"])}
+    assert scraped == (gated - {"blackbox_exporter"}) | {"backend", "backup", "container_exporter"}
+    ports = {"prometheus": 9090, "alertmanager": 9093, "oauth2_proxy": 44180, "keycloak": 9000}
+    for service, port in ports.items():
+        container = containers[service]
+        files = uploads(container)
+        gate = files[PATHS.metrics_gate_config]["content"]
+        assert f"listen {port};" in gate and "proxy_pass http://127.0.0.1:9999" in gate, service
+        assert files[PATHS.metrics_gate_token]["permissions"] == "0400"
+        assert files[PATHS.metrics_gate_token]["content"] == f'"~^Bearer {token}$" 1;\n'
+        health = " ".join(container.prop("healthcheck")["tests"])
+        assert f"/dev/tcp/127.0.0.1/{port}" in health and "GET /healthz " in health, service
+        command = container.prop("command")
+        assert not any("0.0.0.0" in part for part in command), f"{service} listens beyond loopback: {command}"
+        assert token not in " ".join(command) and token not in " ".join(container.prop("envs", []))
+        if service in LOOPBACK_FLAGS:
+            assert LOOPBACK_FLAGS[service] in command, command
+    env = dict(item.split("=", 1) for item in containers["keycloak"].prop("envs"))
+    assert (env["KC_HTTP_MANAGEMENT_HOST"], env["KC_HTTP_MANAGEMENT_PORT"]) == ("127.0.0.1", "9999")
+    proxy = uploads(containers["oauth2_proxy"])["/etc/fly-potato/oauth2-proxy.cfg"]["content"]
+    assert 'metrics_address = "127.0.0.1:9999"' in proxy
+    # Prometheus and Alertmanager gate their metrics paths only; the others every path.
+    assert (
+        "location ~* ^/(metrics|federate)(/|$)"
+        in uploads(containers["prometheus"])[PATHS.metrics_gate_config]["content"]
+    )
+    assert "location ~* ^/(metrics)(/|$)" in uploads(containers["alertmanager"])[PATHS.metrics_gate_config]["content"]
+
+
+def _static_configs(prometheus: object) -> list[dict]:
+    config = yaml.safe_load(uploads(prometheus)[PATHS.prometheus_config]["content"])
+    return [sc for job in config["scrape_configs"] for sc in job["static_configs"] if job["job_name"] != "blackbox_tls"]
 
 
 def test_the_certificate_probe_trusts_the_stacks_internal_ca() -> None:

@@ -40,6 +40,7 @@ REQUIREMENTS = {
     "R-SEC-2",
     "R-SEC-3",
     "R-SEC-4",
+    "R-SEC-5",
 }
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import yaml
 
 from policy.pack import POLICIES
 from policy.program import ProgramGraph
@@ -106,6 +107,30 @@ def _env_from_secret(service: str, secret: str) -> Callable[[ProgramGraph], None
         target = container(graph, service)
         edit_inputs(target, "envs", lambda envs: [*(envs or []), "DB_URL=postgresql://app:Mock1@postgres/x"])
         target.property_dependencies.setdefault("envs", []).append(graph.by_name(secret).urn)
+
+    return mutate
+
+
+def _prometheus_job(name: str, change: Callable[[dict[str, Any]], Any]) -> Callable[[ProgramGraph], None]:
+    def rewrite(text: str) -> str:
+        config = yaml.safe_load(text)
+        [job] = [job for job in config["scrape_configs"] if job["job_name"] == name]
+        change(job)
+        return yaml.safe_dump(config, sort_keys=False)
+
+    def mutate(graph: ProgramGraph) -> None:
+        edit_upload(graph, "prometheus", "/etc/fly-potato/prometheus.yml", rewrite)
+
+    return mutate
+
+
+def _replace_env(service: str, old: str, new: str) -> Callable[[ProgramGraph], None]:
+    def mutate(graph: ProgramGraph) -> None:
+        def change(envs: list[str]) -> list[str]:
+            assert old in envs, f"{old} not in {service}'s environment"
+            return [new if entry == old else entry for entry in envs]
+
+        edit_inputs(container(graph, service), "envs", change)
 
     return mutate
 
@@ -366,6 +391,46 @@ CASES = [
         "prod",
         {("(stack)", A), ("auth-keycloak-admin", A), ("data-postgres-superuser", A)},
         overrides={"secrets": {"rotation_epoch": 1, "rotated_on": "2026-01-05"}},
+    ),
+    # R-SEC-5
+    Case("metrics-bearer-token-file", "prod", set()),
+    Case("metrics-bearer-token-file", "dev", set()),
+    Case(
+        "metrics-bearer-token-file",
+        "prod",
+        {("prometheus", M)},
+        mutate=_prometheus_job("keycloak", lambda job: job.pop("authorization")),
+        why="scrape jobs are rendered by the program; every one gets the token file",
+    ),
+    Case(
+        "metrics-bearer-token-file",
+        "prod",
+        {("prometheus", M)},
+        mutate=_prometheus_job("oauth2_proxy", lambda job: job.update(authorization={"credentials": "x" * 40})),
+        why="the program never writes a credential inline",
+    ),
+    Case(
+        "metrics-bearer-token-file",
+        "dev",
+        {("prometheus", A)},
+        mutate=_prometheus_job(
+            "backend", lambda job: job.update(authorization={"credentials_file": "/etc/fly-potato/prometheus.yml"})
+        ),
+        why="the program points every job at the secret token file",
+    ),
+    Case(
+        "metrics-bearer-token-file",
+        "dev",
+        {("keycloak", A)},
+        mutate=_replace_env("keycloak", "KC_HTTP_MANAGEMENT_HOST=127.0.0.1", "KC_HTTP_MANAGEMENT_HOST=0.0.0.0"),
+        why="the management host is not stack config",
+    ),
+    Case(
+        "metrics-bearer-token-file",
+        "prod",
+        {("oauth2_proxy", M)},
+        mutate=_oauth2_option('metrics_address = "127.0.0.1:9999"', 'metrics_address = "0.0.0.0:9999"'),
+        why="the metrics address is not stack config",
     ),
 ]
 

@@ -346,7 +346,8 @@ def test_oauth2_proxy_has_every_r_auth_1_flag_in_prod() -> None:
     assert options["pass_access_token"] is True
     assert options["reverse_proxy"] is True
     assert options["set_xauthrequest"] is True
-    assert options["metrics_address"] == "0.0.0.0:44180"
+    # Loopback only: the metrics gate answers on 44180 and wants the metrics token (R-SEC-5).
+    assert options["metrics_address"] == "127.0.0.1:9999"
     assert options["request_logging"] is False, "request logs would carry authorization codes"
 
 

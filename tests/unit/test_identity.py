@@ -46,8 +46,9 @@ def env_of(container: PlannedResource) -> dict[str, str]:
 def test_prod_runs_the_optimised_build_and_dev_runs_start_dev() -> None:
     prod = graph("prod").containers()["keycloak"]
     dev = graph("dev").containers()["keycloak"]
-    assert prod.prop("command")[:2] == ["start", "--optimized"]
-    assert dev.prop("command")[0] == "start-dev"
+    # The image's entrypoint (kc.sh) as the command of the metrics gate (R-SEC-5).
+    assert prod.prop("command")[:3] == ["keycloak-entrypoint", "start", "--optimized"]
+    assert dev.prop("command")[:2] == ["keycloak-entrypoint", "start-dev"]
     assert prod.prop("readOnly") is True and dev.prop("readOnly") is True
     mounts = {m["target"]: m for m in dev.prop("mounts")}
     assert mounts["/opt/keycloak/lib/quarkus"]["type"] == "volume", "start-dev re-augments into a volume"
@@ -63,7 +64,9 @@ def test_keycloak_26_settings_behind_nginx(stack: str) -> None:
     assert env["KC_HOSTNAME"] == f"{DOMAIN[stack]}/sso"
     assert env["KC_HOSTNAME_STRICT"] == "true"
     assert env["KC_HEALTH_ENABLED"] == env["KC_METRICS_ENABLED"] == "true"
-    assert env["KC_HTTP_MANAGEMENT_PORT"] == "9000"
+    # R-SEC-5: the management interface (metrics, health) on loopback only, behind the gate on 9000.
+    assert env["KC_HTTP_MANAGEMENT_HOST"] == "127.0.0.1"
+    assert env["KC_HTTP_MANAGEMENT_PORT"] == "9999"
     assert env["KC_DB"] == "postgres"
     assert env["KC_DB_URL"] == "jdbc:postgresql://postgres:5433/keycloak"
     assert env["KC_DB_USERNAME"] == "keycloak"
@@ -81,10 +84,14 @@ def test_prod_has_an_internal_admin_hostname() -> None:
 
 @STACKS
 def test_health_is_probed_on_the_management_port_and_awaited(stack: str) -> None:
+    """The gate's /healthz on the management listener answers Keycloak's /sso/health/ready (R-SEC-5)."""
     container = graph(stack).containers()["keycloak"]
     assert container.prop("wait") is True
-    assert "/dev/tcp/127.0.0.1/9000" in " ".join(container.prop("healthcheck")["tests"])
-    assert "/sso/health/ready" in " ".join(container.prop("healthcheck")["tests"])
+    health = " ".join(container.prop("healthcheck")["tests"])
+    assert "/dev/tcp/127.0.0.1/9000" in health and "GET /healthz " in health
+    gate = {u["file"]: u for u in container.prop("uploads")}["/etc/fly-potato/metrics-gate.conf"]["content"]
+    assert "listen 9000;" in gate
+    assert "location = /healthz {\n            proxy_pass http://127.0.0.1:9999/sso/health/ready;" in gate
 
 
 @STACKS
