@@ -15,6 +15,7 @@ import re
 import secrets
 import subprocess
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,6 +256,72 @@ def test_keycloak_token_claims(live: Live) -> None:
         timeout=10,
     )
     assert api.status_code == 200, api.text[:300]
+
+
+# -- metrics behind the token (R-SEC-5) --------------------------------------------------------------------------
+
+
+def _metrics_token(live: Live) -> str:
+    done = subprocess.run(
+        ["docker", "exec", live.container("prometheus"), "cat", "/etc/fly-potato/secrets/metrics_token"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_every_scrape_target_is_up_through_its_token(live: Live) -> None:
+    """Prometheus scrapes every platform target with the token file, and every target answers it."""
+    deadline = time.monotonic() + 120
+    while True:
+        answer = requests.get(f"http://127.0.0.1:{live.ports['prometheus']}/api/v1/targets", timeout=10)
+        targets = answer.json()["data"]["activeTargets"]
+        down = {t["scrapeUrl"]: t["lastError"] for t in targets if t["health"] != "up"}
+        if (targets and not down) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert targets and not down, down
+    jobs = {t["labels"]["job"] for t in targets}
+    assert {"node_exporter", "postgres_exporter", "sql_exporter", "keycloak", "oauth2_proxy", "prometheus"} <= jobs, (
+        jobs
+    )
+
+
+def test_metrics_without_the_token_are_refused(live: Live) -> None:
+    """R-SEC-5 from both sides of the zone: the published exporters on loopback, and from inside the
+    monitoring zone (the backup container) the endpoints that are not published."""
+    token = _metrics_token(live)
+    assert len(token) >= 32
+    for listener in ("node_exporter", "postgres_exporter", "sql_exporter"):
+        url = f"http://127.0.0.1:{live.ports[listener]}/metrics"
+        assert requests.get(url, timeout=10).status_code == 401, listener
+        assert requests.get(url, headers={"Authorization": "Bearer x" + token[1:]}, timeout=10).status_code == 401
+        assert requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 200
+    probe = (
+        "import sys, urllib.request, urllib.error\n"
+        "for url in sys.argv[1:]:\n"
+        "    try:\n"
+        "        code = urllib.request.urlopen(url, timeout=5).status\n"
+        "    except urllib.error.HTTPError as error:\n"
+        "        code = error.code\n"
+        "    print(url, code)\n"
+    )
+    urls = [
+        "http://oauth2-proxy:44180/metrics",
+        "http://keycloak:9000/sso/metrics",
+        "http://prometheus:9090/metrics",
+        "http://alertmanager:9093/metrics",
+        "http://blackbox-exporter:9115/metrics",
+    ]
+    done = subprocess.run(
+        ["docker", "exec", live.container("backup"), "python3", "-c", probe, *urls],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    codes = dict(line.rsplit(" ", 1) for line in done.stdout.splitlines())
+    assert codes == dict.fromkeys(urls, "401"), codes
 
 
 # -- generated secrets ------------------------------------------------------------------------------------------
