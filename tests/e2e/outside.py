@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,20 @@ class Outside:
             "    sys.exit(1)\n"
         )
         return self.run("python3", "-c", probe, timeout=15).returncode == 0
+
+    def serve(self, port: int) -> subprocess.Popen[bytes]:
+        """A TCP listener on the namespace's own address (a host "out there"); the caller terminates it."""
+        server = subprocess.Popen(
+            ["nsenter", f"--net={self.netns}", "python3", "-m", "http.server", "--bind", PEER_ADDRESS, str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(50):
+            if self.connects(PEER_ADDRESS, port):
+                return server
+            time.sleep(0.2)
+        server.terminate()
+        raise RuntimeError(f"no listener on {PEER_ADDRESS}:{port} in the outside namespace")
 
     def exists(self) -> bool:
         return Path(self.netns).exists()

@@ -29,7 +29,7 @@ from tests.e2e.engine import (
     local_image_ids,
     purge,
 )
-from tests.e2e.outside import HOST_ADDRESS, Outside
+from tests.e2e.outside import HOST_ADDRESS, PEER_ADDRESS, Outside
 
 pytestmark = pytest.mark.e2e
 STACK = "e2e-prod-live"
@@ -215,11 +215,37 @@ def test_the_platform_is_ready_through_tls_from_outside(prod: Live, outside: Out
     assert _https(outside, "/api/regions")["status"] in (302, 401)  # not signed in
 
 
-def test_the_egress_allow_list_is_on_the_host(prod: Live) -> None:
-    """R-NET-5: prod applies its DOCKER-USER chain (removed by destroy, checked at the end)."""
+def test_the_egress_zone_reaches_the_allowed_ports_only(prod: Live, outside: Outside) -> None:
+    """R-NET-5 on the host: prod's DOCKER-USER chain lets the egress zone (here the backup service) reach a
+    host out there on an allowed port (object storage, 443) and rejects every other port (removed by
+    destroy, checked at the end)."""
     rules = firewall_rules(STACK)
     assert any(r.startswith("-A DOCKER-USER") for r in rules), rules
-    assert any("REJECT" in r for r in rules), rules
+    servers = [outside.serve(port) for port in (443, 8443)]
+    # An HTTP answer from the namespace's own server proves the packets went there and nowhere else.
+    probe = (
+        "import http.client\n"
+        "for port in (443, 8443):\n"
+        "    try:\n"
+        f"        conn = http.client.HTTPConnection({PEER_ADDRESS!r}, port, timeout=5)\n"
+        "        conn.request('HEAD', '/')\n"
+        "        print(port, conn.getresponse().getheader('Server', '').split('/')[0])\n"
+        "    except OSError as error:\n"
+        "        print(port, type(error).__name__)\n"
+    )
+    try:
+        done = subprocess.run(
+            ["docker", "exec", prod.container("backup"), "python3", "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        for server in servers:
+            server.terminate()
+    answers = dict(line.split() for line in done.stdout.splitlines())
+    assert answers == {"443": "SimpleHTTP", "8443": "ConnectionRefusedError"}, answers
 
 
 # -- secrets, idempotence, rotation, teardown -------------------------------------------------------------------
