@@ -69,7 +69,7 @@ bench-backup: deps ## Backup benchmark on 1,000,000 flights: dump time, restore 
 
 .PHONY: e2e
 e2e: venv images toolchain policy-venv sslyze-venv ## Container tier: throwaway dev- and prod-profile stacks through pulumi up, tested, destroyed
-	$(PYTHON) -m pytest -q -m e2e tests/e2e --durations=8
+	$(PYTHON) -m pytest -q -m e2e tests/e2e --durations=20
 
 .PHONY: bench-e2e
 bench-e2e: venv images toolchain policy-venv ## pulumi up from nothing vs the readiness critical path; no-op up; previews
