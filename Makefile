@@ -68,7 +68,8 @@ bench-backup: deps ## Backup benchmark on 1,000,000 flights: dump time, restore 
 	$(PYTHON) scripts/bench_backup.py --natural
 
 .PHONY: e2e
-e2e: venv images toolchain policy-venv sslyze-venv ## Container tier: throwaway dev- and prod-profile stacks through pulumi up, tested, destroyed
+e2e: venv images toolchain policy-venv ## Container tier: throwaway dev- and prod-profile stacks through pulumi up, tested, destroyed
+	@bash scripts/deps/nginx.sh >/dev/null  # the pinned sslyze the edge tier uses, for the prod-profile scan
 	$(PYTHON) -m pytest -q -m e2e tests/e2e --durations=20
 
 .PHONY: bench-e2e
@@ -90,14 +91,6 @@ policy/.venv/.installed: policy/requirements.txt
 
 .PHONY: policy-venv
 policy-venv: policy/.venv/.installed ## The policy pack's own virtualenv (policy/.venv), which the engine runs it with
-
-.venv-sslyze/.installed: tests/e2e/requirements-sslyze.txt
-	@test -x .venv-sslyze/bin/python || $(PY) -m venv .venv-sslyze || python3 -m venv .venv-sslyze
-	.venv-sslyze/bin/python -m pip install -q --disable-pip-version-check --no-deps -r tests/e2e/requirements-sslyze.txt
-	@touch $@
-
-.PHONY: sslyze-venv
-sslyze-venv: .venv-sslyze/.installed ## sslyze in its own virtualenv, for the container tier's TLS scan
 
 .PHONY: engine
 engine: ## A running Docker engine (installs docker.io and starts dockerd when none answers)

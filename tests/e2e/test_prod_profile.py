@@ -30,11 +30,11 @@ from tests.e2e.engine import (
     purge,
 )
 from tests.e2e.outside import HOST_ADDRESS, PEER_ADDRESS, Outside
+from tests.edge.conftest import sslyze_bin  # noqa: F401 - the edge tier's pinned sslyze, as a fixture
 
 pytestmark = pytest.mark.e2e
 STACK = "e2e-prod-live"
 DOMAIN = "flypotato.example.com"  # the committed prod domain; clients pin it to the veth address
-SSLYZE = ROOT / ".venv-sslyze/bin/python"
 RETAINED_VOLUMES = ("pgdata", "backups", "wal-archive", "prometheus-data", "alertmanager-data")
 
 
@@ -117,14 +117,10 @@ def test_images_are_pinned_to_the_local_image_ids(prod: Live) -> None:
 # -- the public edge, from outside -------------------------------------------------------------------------------
 
 
-def test_tls_is_1_2_and_1_3_only_with_hsts(prod: Live, outside: Outside) -> None:
+def test_tls_is_1_2_and_1_3_only_with_hsts(prod: Live, outside: Outside, sslyze_bin: str) -> None:  # noqa: F811
     """R-TLS-1, R-TLS-2 by sslyze from outside: SSL 2/3, TLS 1.0/1.1 refused; 1.2 and 1.3 accepted; HSTS."""
-    if not SSLYZE.exists():
-        pytest.fail("sslyze is missing: run 'make sslyze-venv' (make e2e does)", pytrace=False)
     done = outside.run(
-        str(SSLYZE),
-        "-m",
-        "sslyze",
+        sslyze_bin,
         "--json_out=-",
         "--sslv2",
         "--sslv3",
