@@ -41,7 +41,7 @@ lint: venv ## ruff and mypy
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
-	cd scripts && ../$(PYTHON) -m mypy --strict -p backup  # the backup package, as its image imports it
+	$(PYTHON) -m mypy --strict -p backup -p monitoring  # the in-container programs, as their images import them
 
 .PHONY: plan
 plan: venv ## Offline policy plan of STACK under mocks (JSON=1 for JSON); exit 1 on mandatory violations
@@ -53,11 +53,11 @@ docs: venv ## Regenerate docs/ (ports, topology, config reference, policies) fro
 
 .PHONY: bench-plan
 bench-plan: venv ## Time the offline prod plan and the policies (goals: < 2 s, < 200 ms)
-	$(PYTHON) scripts/bench_plan.py
+	$(PYTHON) -m bench.plan
 
 .PHONY: bench-app
 bench-app: deps ## Backend benchmark: 1,000,000 flights + 300 regions; P50/P95/P99 per stats endpoint, import rows/s
-	$(PYTHON) scripts/bench_app.py
+	$(PYTHON) -m bench.app
 
 .PHONY: migrate
 migrate: venv ## alembic upgrade head against FLY_POTATO_MIGRATOR_URL (or the stack outputs)
@@ -65,7 +65,7 @@ migrate: venv ## alembic upgrade head against FLY_POTATO_MIGRATOR_URL (or the st
 
 .PHONY: bench-backup
 bench-backup: deps ## Backup benchmark on 1,000,000 flights: dump time, restore time (RTO), worst-case RPO
-	$(PYTHON) scripts/bench_backup.py --natural
+	$(PYTHON) -m bench.backup --natural
 
 .PHONY: e2e
 e2e: venv images toolchain policy-venv ## Container tier: throwaway dev- and prod-profile stacks through pulumi up, tested, destroyed
@@ -74,7 +74,7 @@ e2e: venv images toolchain policy-venv ## Container tier: throwaway dev- and pro
 
 .PHONY: bench-e2e
 bench-e2e: venv images toolchain policy-venv ## pulumi up from nothing vs the readiness critical path; no-op up; previews
-	$(PYTHON) scripts/bench_e2e.py
+	$(PYTHON) -m bench.e2e
 
 .PHONY: toolchain
 toolchain: venv ## Pulumi CLI, Python language host and the six provider plugins of scripts/toolchain.lock
@@ -98,7 +98,7 @@ engine: ## A running Docker engine (installs docker.io and starts dockerd when n
 
 .PHONY: images
 images: engine ## Build every image the stacks use, locally (no registry needed)
-	bash scripts/images.sh
+	bash images/build.sh
 
 .PHONY: up
 up: venv ## pulumi up of STACK (dev) on the local Docker engine, with the policy pack; toolchain and images provided

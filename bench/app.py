@@ -3,7 +3,7 @@
 PostGIS cluster, serve the app with uvicorn on 127.0.0.1, then print P50/P95/P99 per statistics
 endpoint and import throughput in rows/s. Goal: P95 ≤ 50 ms per statistics endpoint.
 
-    python scripts/bench_app.py [--flights 1000000] [--requests 200] [--import-rows 50000] [--check]
+    python -m bench.app [--flights 1000000] [--requests 200] [--import-rows 50000] [--check]
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 from alembic import command  # noqa: E402

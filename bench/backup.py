@@ -23,14 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scripts.backup.basebackup import take_base_backup
-from scripts.backup.config import BackupSettings, PgTarget
-from scripts.backup.dumps import run_dump_set
-from scripts.backup.pitr import prepare_recovery, recovered_server
-from scripts.backup.restore import drop_database, restore_dump, verify_restored
-from scripts.backup.wal import archive_command, bare_name, wal_files
+from backup.basebackup import take_base_backup
+from backup.config import BackupSettings, PgTarget
+from backup.dumps import run_dump_set
+from backup.pitr import prepare_recovery, recovered_server
+from backup.restore import drop_database, restore_dump, verify_restored
+from backup.wal import archive_command, bare_name, wal_files
 from tests.support.postgres import PostgresCluster
 
 RPO_GOAL_SECONDS = 300
@@ -158,7 +156,7 @@ def main() -> int:
         data_dir = workdir / "pitr"
 
         def pitr() -> None:
-            from scripts.backup.pitr import parse_target_time
+            from backup.pitr import parse_target_time
 
             prepare_recovery(base, data_dir, archive, parse_target_time(target), archive_mode_off=True)
             with recovered_server(data_dir, cluster.pg_bin, user="postgres", run_as=run_as) as server:

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from backup import wal  # stdlib only: the one definition of archive_command and restore_command
 from components.container import (
     CONFIG_DIR,
     SECRETS_DIR,
@@ -27,14 +28,13 @@ from components.container import (
 from components.database import APP_DATABASE, pg_hba
 from components.network import NetworkZones
 from components.settings import Settings
-from scripts.backup import wal  # stdlib only: the one definition of archive_command and restore_command
 
 TYPE = "fly-potato:data:DataServices"
 
 PGDATA_MOUNT = "/var/lib/postgresql/data"
 BACKUP_MOUNT = "/var/backups/fly-potato"
 PG_HBA_FILE = f"{CONFIG_DIR}/pg_hba.conf"  # where the image's entrypoint looks for it (POSTGRES_HBA_FILE)
-# The postgis image's postgresql.conf has `include_if_exists` of this path (scripts/images/postgis).
+# The postgis image's postgresql.conf has `include_if_exists` of this path (images/postgis).
 POSTGRES_CONF_FILE = f"{CONFIG_DIR}/postgresql.conf"
 WAL_ARCHIVE_MOUNT = "/var/lib/postgresql/wal-archive"  # same path in postgres and backup
 METRICS_TOKEN_FILE = f"{SECRETS_DIR}/metrics_token"  # the token Prometheus sends (monitoring_config.PATHS)

@@ -236,7 +236,7 @@ class PlatformDatabases(pulumi.ComponentResource):
             opts=kept_with_database,
         )
         # The restore drill runs as the backup role, which may not CREATE EXTENSION postgis; it clones this
-        # template instead (scripts/backup/restore.py, BACKUP_DRILL_TEMPLATE). Owned by the superuser.
+        # template instead (backup/restore.py, BACKUP_DRILL_TEMPLATE). Owned by the superuser.
         self.template_database = postgresql.Database(
             f"{name}-{POSTGIS_TEMPLATE_DATABASE}",
             name=POSTGIS_TEMPLATE_DATABASE,

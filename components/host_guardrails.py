@@ -5,7 +5,7 @@ R-NET-5 (and, when DataLens is on, its source CIDRs, R-NET-6) therefore lives in
 chain: one chain per stack and purpose, created with the stack and removed by ``pulumi destroy``.
 
 :class:`DockerHost` is where every host-side command runs — this machine, or the Docker host over SSH —
-and renders the scripts of ``scripts/host/`` into commands: the script text travels inside the command,
+and renders the scripts of ``components/host/`` into commands: the script text travels inside the command,
 so a remote host needs bash, coreutils and iptables, not a checkout. Every command has a timeout.
 """
 
@@ -27,12 +27,12 @@ from components.catalog import Zone
 from components.settings import Settings
 
 TYPE = "fly-potato:host:HostGuardrails"
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "host"
+SCRIPTS = Path(__file__).resolve().parent / "host"
 KILL_AFTER_SECONDS = 10
 
 
 def host_script(script: str, *args: str, timeout: int) -> str:
-    """A shell command that runs ``scripts/host/<script>`` with ``args`` under ``timeout``.
+    """A shell command that runs ``components/host/<script>`` with ``args`` under ``timeout``.
 
     The script's text is inlined (``bash -c TEXT NAME ARGS…``), so the same command works on this machine
     and over SSH, and a change to the script is a change to the command.

@@ -3,7 +3,7 @@
 The server listens on 127.0.0.1 inside its container; nginx (Debian's, installed in the image) answers on the
 server's listener and wants ``Authorization: Bearer <metrics token>``, read from a secret file, on the gated
 paths. ``/healthz`` answers the server's own health page (no metrics) without the token, for the container's
-healthcheck. ``scripts/monitoring/metrics_gate.sh`` runs both and exits when either does, so the restart policy
+healthcheck. ``monitoring/metrics_gate.sh`` runs both and exits when either does, so the restart policy
 restarts the pair.
 
 Two kinds of gates:
@@ -26,7 +26,7 @@ import pulumi
 
 from components.container import CONFIG_DIR, SECRETS_DIR, ContainerFile, Healthcheck, http_probe
 
-SOURCE = Path(__file__).resolve().parent.parent / "scripts" / "monitoring" / "metrics_gate.sh"
+SOURCE = Path(__file__).resolve().parent.parent / "monitoring" / "metrics_gate.sh"
 SCRIPT_PATH = f"{CONFIG_DIR}/metrics_gate.sh"
 CONFIG_PATH = f"{CONFIG_DIR}/metrics-gate.conf"
 # The token as nginx reads it (a `map` entry): secret, like the token file Prometheus sends from.

@@ -11,7 +11,7 @@ internal CA, delivered as a file (R-TLS-4).
 Container restarts (ContainerRestarts alert): Docker exports no restart counter; its engine metrics
 endpoint counts actions engine-wide, not per container, and cAdvisor is not packaged by Debian. The
 engine's own ``RestartCount`` per container is the real source, read by ``container_exporter``
-(scripts/monitoring/container_exporter.py) through the Docker socket. The trade-off: that socket is
+(monitoring/container_exporter.py) through the Docker socket. The trade-off: that socket is
 root-equivalent on the host whatever the mount mode (``:ro`` only stops deleting the socket file). The
 exporter is confined accordingly: its only code issues GET requests; it runs as its own non-root uid with
 the socket's group, read-only root, all capabilities dropped, no-new-privileges; it joins the monitoring
@@ -49,7 +49,7 @@ TYPE = "fly-potato:monitoring:MonitoringServices"
 HOST_PROC = "/host/proc"
 HOST_SYS = "/host/sys"
 
-CONTAINER_EXPORTER_SOURCE = Path(__file__).resolve().parent.parent / "scripts" / "monitoring" / "container_exporter.py"
+CONTAINER_EXPORTER_SOURCE = Path(__file__).resolve().parent.parent / "monitoring" / "container_exporter.py"
 DOCKER_SOCKET_IN_CONTAINER = "/var/run/docker.sock"
 
 # Kept for callers of the earlier module API.

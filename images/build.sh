@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # Build every image the stacks use, locally, without a container registry (`make images`).
 #
-#   scripts/images.sh                 build what is missing or whose inputs changed
-#   scripts/images.sh NAME...         only these (and what they are built on), e.g. `postgis keycloak`
-#   scripts/images.sh --force [NAME…] rebuild even when the inputs are unchanged
-#   scripts/images.sh --manifest      print scripts/images/manifest.json (service → image, local id)
-#   scripts/images.sh --list          print the image names and references
-#   scripts/images.sh --oauth2-proxy-binary  print the path of the oauth2-proxy the image carries, built once
+#   images/build.sh                 build what is missing or whose inputs changed
+#   images/build.sh NAME...         only these (and what they are built on), e.g. `postgis keycloak`
+#   images/build.sh --force [NAME…] rebuild even when the inputs are unchanged
+#   images/build.sh --manifest      print images/manifest.json (service → image, local id)
+#   images/build.sh --list          print the image names and references
+#   images/build.sh --oauth2-proxy-binary  print the path of the oauth2-proxy the image carries, built once
 #
-# Inputs of every image (its directory under scripts/images/, downloaded artifacts, the id of the
+# Inputs of every image (its directory under images/, downloaded artifacts, the id of the
 # image it is built on, versions) are hashed into the label org.flypotato.inputs; an image whose
 # label matches is skipped, so a re-run takes seconds. See docs/images.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-IMAGES_DIR="$ROOT/scripts/images"
+IMAGES_DIR="$ROOT/images"
 MANIFEST="$IMAGES_DIR/manifest.json"
 CACHE_DIR="${FLY_POTATO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fly-potato}/images"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -193,12 +193,17 @@ oauth2_proxy_binary() {  # prints the path of a static oauth2-proxy built from i
 }
 
 # --- build context staging --------------------------------------------------------------------------
-# Each image builds from a copy of scripts/images/<name>/ plus what it needs from elsewhere, so the
+# Each image builds from a copy of images/<name>/ (backup/Dockerfile for the backup image) plus what it needs from elsewhere, so the
 # build context holds exactly the files that are hashed and nothing else.
 stage_context() {  # stage_context NAME → prints the context directory
     local name=$1 ctx="$CACHE_DIR/ctx/$1"
     rm -rf "$ctx"; mkdir -p "$ctx"
-    cp -a "$IMAGES_DIR/$name/." "$ctx/"
+    if [ "$name" = backup ]; then
+        # The backup service's folder holds its image's Dockerfile beside the package it copies in.
+        cp -a "$ROOT/backup/Dockerfile" "$ctx/"
+    else
+        cp -a "$IMAGES_DIR/$name/." "$ctx/"
+    fi
     case "$name" in
         keycloak)
             # Unpacked on the host and copied in one layer (ADD + mv would store it twice).
@@ -225,10 +230,8 @@ stage_context() {  # stage_context NAME → prints the context directory
             cp "$bin" "$ctx/oauth2-proxy" ;;
         backup)
             mkdir -p "$ctx/backup"
-            if [ -d "$ROOT/scripts/backup" ]; then
-                (cd "$ROOT/scripts/backup" && find . \( -name __pycache__ -o -name '*.pyc' \) -prune -o -type f -print0 \
-                    | xargs -0 -r cp --parents -t "$ctx/backup")
-            fi ;;
+            (cd "$ROOT/backup" && find . \( -name __pycache__ -o -name '*.pyc' -o -name Dockerfile \) -prune -o -type f -print0 \
+                | xargs -0 -r cp --parents -t "$ctx/backup") ;;
     esac
     printf '%s\n' "$ctx"
 }
@@ -375,7 +378,7 @@ for arg in "$@"; do
         --force) FORCE=1 ;;
         --manifest)
             command -v docker >/dev/null && docker info >/dev/null 2>&1 && write_manifest
-            [ -f "$MANIFEST" ] || die "no manifest yet: run scripts/images.sh"
+            [ -f "$MANIFEST" ] || die "no manifest yet: run images/build.sh"
             cat "$MANIFEST"; exit 0 ;;
         --oauth2-proxy-binary) oauth2_proxy_binary; exit 0 ;;
         --list) for n in "${ORDER[@]}"; do printf '%-18s %s\n' "$n" "${REF[$n]}"; done; exit 0 ;;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tools the host-side release and firewall scripts and their tests need (scripts/host/, tests/host/):
+# Tools the host-side release and firewall scripts and their tests need (components/host/, tests/host/):
 # iptables (nf_tables backend, as Docker uses), iproute2 (network namespaces, veth), curl (smoke step).
 # Idempotent: returns at once when all are present.
 set -euo pipefail

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.backup.config import BackupSettings, PgTarget
-from scripts.backup.wal import archive_command, bare_name, wal_files
+from backup.config import BackupSettings, PgTarget
+from backup.wal import archive_command, bare_name, wal_files
 from tests.support.postgres import PostgresCluster, PostgresNotInstalled, postgis_available
 
 ARCHIVE_TIMEOUT = 60

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from scripts.backup import service as service_module
-from scripts.backup.config import BackupSettings, ConfigError, DailyAt, PgTarget
-from scripts.backup.metrics import collect, render, serve
-from scripts.backup.service import BackupService, next_run
-from scripts.backup.wal import archive_command, check_continuity, restore_command, segment_name
+from backup import service as service_module
+from backup.config import BackupSettings, ConfigError, DailyAt, PgTarget
+from backup.metrics import collect, render, serve
+from backup.service import BackupService, next_run
+from backup.wal import archive_command, check_continuity, restore_command, segment_name
 from tests.support.postgres import free_port
 
 

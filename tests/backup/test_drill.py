@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from scripts.backup.__main__ import main
-from scripts.backup.config import BackupSettings
-from scripts.backup.dumps import DumpSet, run_dump_set
-from scripts.backup.pg import BackupError, sha256_of, write_json_atomic
-from scripts.backup.restore import run_restore_drill
+from backup.__main__ import main
+from backup.config import BackupSettings
+from backup.dumps import DumpSet, run_dump_set
+from backup.pg import BackupError, sha256_of, write_json_atomic
+from backup.restore import run_restore_drill
 from tests.support.postgres import PostgresCluster
 
 pytestmark = pytest.mark.postgres

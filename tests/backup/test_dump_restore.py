@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from scripts.backup.config import BackupSettings
-from scripts.backup.dumps import latest_dump_set, run_dump_set
-from scripts.backup.restore import restore_dump
+from backup.config import BackupSettings
+from backup.dumps import latest_dump_set, run_dump_set
+from backup.restore import restore_dump
 from tests.backup.conftest import table_digest
 from tests.support.postgres import PostgresCluster
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from scripts.backup.basebackup import take_base_backup
-from scripts.backup.config import BackupSettings
-from scripts.backup.pg import BackupError
-from scripts.backup.pitr import parse_target_time, prepare_recovery, recovered_server, run_pitr_drill
-from scripts.backup.service import check_wal_archive
-from scripts.backup.wal import check_continuity
+from backup.basebackup import take_base_backup
+from backup.config import BackupSettings
+from backup.pg import BackupError
+from backup.pitr import parse_target_time, prepare_recovery, recovered_server, run_pitr_drill
+from backup.service import check_wal_archive
+from backup.wal import check_continuity
 from tests.backup.conftest import wait_archived
 from tests.support.postgres import PostgresCluster
 

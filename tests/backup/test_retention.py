@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.backup.config import BackupSettings, PgTarget
-from scripts.backup.retention import DAY, plan_prune, prune
+from backup.config import BackupSettings, PgTarget
+from backup.retention import DAY, plan_prune, prune
 
 NOW = 1_800_000_000.0  # a fixed "now" (2027-01-15)
 

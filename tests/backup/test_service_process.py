@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from scripts.backup.config import BackupSettings
+from backup.config import BackupSettings
 from tests.support.postgres import PostgresCluster, free_port
 
 pytestmark = pytest.mark.postgres
 
-PACKAGE_PARENT = Path(__file__).resolve().parents[2] / "scripts"  # the image copies scripts/backup here
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the image copies backup/ here
 
 
 def _get(port: int, path: str, token: str | None = None) -> tuple[int, str]:

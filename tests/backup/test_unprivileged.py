@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from scripts.backup.__main__ import main
-from scripts.backup.basebackup import take_base_backup
-from scripts.backup.config import BackupSettings
-from scripts.backup.dumps import run_dump_set
-from scripts.backup.pg import BackupError, is_superuser
-from scripts.backup.restore import run_restore_drill
+from backup.__main__ import main
+from backup.basebackup import take_base_backup
+from backup.config import BackupSettings
+from backup.dumps import run_dump_set
+from backup.pg import BackupError, is_superuser
+from backup.restore import run_restore_drill
 from tests.backup.conftest import table_digest
 from tests.support.postgres import PostgresCluster
 

@@ -321,7 +321,7 @@ def purge(stack: str) -> None:
     chains = {line.split()[1] for line in left["firewall_rules"] if line.startswith("-A FP-")}
     for chain in sorted(chains):
         subprocess.run(
-            ["bash", str(ROOT / "scripts/host/docker-user-chain.sh"), "remove", "--chain", chain],
+            ["bash", str(ROOT / "components/host/docker-user-chain.sh"), "remove", "--chain", chain],
             capture_output=True,
             check=False,
         )

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from backup.config import BackupSettings, PgTarget
+from backup.metrics import failure_path, serve, success_path
 from components import monitoring_config as mc
-from scripts.backup.config import BackupSettings, PgTarget
-from scripts.backup.metrics import failure_path, serve, success_path
 from tests.monitoring.support import http_get, prometheus_query, tool, wait_for
 from tests.monitoring.test_config import settings_for
 from tests.support.postgres import free_port

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socketserver
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -13,10 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.monitoring.support import REPO, http_get, run, tool
-
-sys.path.insert(0, str(REPO / "scripts" / "monitoring"))
-import container_exporter as exporter
+from monitoring import container_exporter as exporter
+from tests.monitoring.support import http_get, run, tool
 
 TOKEN = "x" * 40
 CONTAINERS = {

@@ -1,5 +1,5 @@
 """The metrics gate with the real Debian exporters on loopback (R-SEC-5): each exporter listens on 127.0.0.1
-behind nginx running the rendered gate configuration through scripts/monitoring/metrics_gate.sh, as in its
+behind nginx running the rendered gate configuration through monitoring/metrics_gate.sh, as in its
 container. Without the stack's metrics token every path but /healthz answers 401; a real Prometheus with the
 rendered scrape jobs sends the token from its file and scrapes them, and is refused without it."""
 

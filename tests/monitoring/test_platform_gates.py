@@ -1,7 +1,7 @@
 """The metrics gate in front of Prometheus, Alertmanager and oauth2-proxy, with the real binaries on loopback (R-SEC-5).
 
 Each server runs on 127.0.0.1 behind nginx with the rendered gate configuration, through
-scripts/monitoring/metrics_gate.sh, as in its container. Prometheus and Alertmanager keep their UI and API open
+monitoring/metrics_gate.sh, as in its container. Prometheus and Alertmanager keep their UI and API open
 (operators, Prometheus → Alertmanager) and want the metrics token on their metrics paths, in any spelling;
 oauth2-proxy's metrics server wants it on every path. A real Prometheus scrapes each gate with the token from its
 file, is refused without it, and delivers an alert to Alertmanager through Alertmanager's gate.
@@ -44,7 +44,7 @@ class Server:
 
 def oauth2_proxy_bin() -> str:
     """The oauth2-proxy the image carries, as scripts/deps/oauth2-proxy.sh provides it."""
-    done = run(["bash", "scripts/images.sh", "--oauth2-proxy-binary"], cwd=REPO)
+    done = run(["bash", "images/build.sh", "--oauth2-proxy-binary"], cwd=REPO)
     path = done.stdout.strip().splitlines()[-1] if done.returncode == 0 and done.stdout.strip() else ""
     if not path or not os.access(path, os.X_OK):
         pytest.fail(

@@ -61,7 +61,7 @@ def show_config(archive_dir: str, archive_timeout: int) -> list[str]:
     environment.update(BACKUP_WAL_ARCHIVE_DIR=archive_dir, BACKUP_ARCHIVE_TIMEOUT_SECONDS=str(archive_timeout))
     result = subprocess.run(
         [sys.executable, "-m", "backup", "show-config"],
-        cwd=ROOT / "scripts",
+        cwd=ROOT,
         env=environment,
         capture_output=True,
         text=True,
