@@ -18,8 +18,9 @@ from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy import EnforcementLevel
 
-from policy import context, crossguard
+from policy import context
 from policy.pack import POLICIES, level_of, pack_arguments
+from policy_plan import crossguard
 from tests.policy.support import check, evaluate
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policy"

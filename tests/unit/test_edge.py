@@ -25,7 +25,7 @@ from components.oauth2_proxy import (
 )
 from components.settings import Settings, SettingsError, parse_settings
 from components.tls import names_ocsp_responder
-from policy.program import ProgramGraph, evaluate_program, is_secret, stack_config
+from policy_plan.program import ProgramGraph, evaluate_program, is_secret, stack_config
 
 # Throwaway self-signed certificates (public data): one names an OCSP responder, one only a CA issuer URL.
 CERT_WITH_OCSP = """-----BEGIN CERTIFICATE-----
