@@ -12,7 +12,6 @@ import base64
 import hashlib
 import json
 import runpy
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -261,7 +260,6 @@ def evaluate_program(
         original_export(name, value)
 
     error: str | None = None
-    sys.path.insert(0, str(ROOT))
     pulumi.export = capture  # type: ignore[assignment]
     try:
 
@@ -287,7 +285,6 @@ def evaluate_program(
                 resolved[key] = _resolve(value)
     finally:
         pulumi.export = original_export  # type: ignore[assignment]
-        sys.path.remove(str(ROOT))
     return ProgramGraph(
         stack=stack, config=raw, resources=recorded, outputs=resolved if error is None else {}, error=error
     )
