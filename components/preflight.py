@@ -20,8 +20,9 @@ from pathlib import Path
 import pulumi
 
 from components.host_guardrails import DockerHost
-from components.settings import PROJECT, Settings
+from components.settings import Settings
 from components.tls import check_provided_key
+from wire import PROJECT
 
 LOOKUP_TIMEOUT_SECONDS = 10.0
 CHECK_UNDER_MOCKS = False

@@ -23,6 +23,7 @@ from policy.props import CONTAINER, ContainerView, plain
 from policy.spec import is_routable
 from policy_plan import crossguard
 from policy_plan.program import ProgramGraph, evaluate_program
+from wire import PROJECT
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -30,7 +31,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--set {text!r}: write KEY=VALUE, e.g. publish.postgres=public")
     # YAML scalars and flow collections: 5433, true, public, ["203.0.113.0/24"]
-    return key.removeprefix(f"{context.PROJECT}:"), yaml.safe_load(value) if value else ""
+    return key.removeprefix(f"{PROJECT}:"), yaml.safe_load(value) if value else ""
 
 
 def port_matrix(graph: ProgramGraph) -> list[dict[str, Any]]:

@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
+from wire import FILES_FOR_LABEL, PROJECT, SERVICE_LABEL
+
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "fly-potato"
-FILES_FOR_LABEL = "org.flypotato.files-for"  # components.container.FILES_FOR_LABEL
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 (Pulumi's secret marker)
 
 
@@ -72,7 +72,7 @@ class ProgramGraph:
             if FILES_FOR_LABEL in labels:
                 files[labels[FILES_FOR_LABEL]] = resource
             else:
-                found[labels["org.flypotato.service"]] = resource
+                found[labels[SERVICE_LABEL]] = resource
         for service, loader in files.items():
             if service in found and "uploads" in loader.inputs:
                 found[service] = replace(
