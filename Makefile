@@ -45,7 +45,7 @@ lint: venv ## ruff and mypy
 
 .PHONY: plan
 plan: venv ## Offline policy plan of STACK under mocks (JSON=1 for JSON); exit 1 on mandatory violations
-	$(PYTHON) -m policy.plan --stack $(STACK) $(if $(JSON),--json,)
+	$(PYTHON) -m policy_plan --stack $(STACK) $(if $(JSON),--json,)
 
 .PHONY: docs
 docs: venv ## Regenerate docs/ (ports, topology, config reference, policies) from the program

@@ -1,4 +1,4 @@
-"""Time the offline prod plan (`make bench-plan`): wall time of `python -m policy.plan --stack prod` as
+"""Time the offline prod plan (`make bench-plan`): wall time of `python -m policy_plan --stack prod` as
 CI runs it, and the part spent in the policies. Goals: under 2 s and under 200 ms. Prints figures only."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def main() -> int:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "policy.plan", "--stack", "prod", "--json"],
+            [sys.executable, "-m", "policy_plan", "--stack", "prod", "--json"],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -43,7 +43,7 @@ def main() -> int:
         resources = len(graph.resources)
     print(f"offline prod plan, {resources} resources")
     print(
-        f"  wall time, fresh process (python -m policy.plan --stack prod): "
+        f"  wall time, fresh process (python -m policy_plan --stack prod): "
         f"median {statistics.median(walls):.2f} s, best {min(walls):.2f} s   (goal < 2 s)"
     )
     print(

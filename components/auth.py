@@ -24,6 +24,7 @@ from components.network import NetworkZones
 from components.oauth2_proxy import oauth2_proxy_files
 from components.secrets import generated_cookie_secret, generated_password
 from components.settings import Settings
+from wire import STACK_LABEL
 
 TYPE = "fly-potato:auth:AuthServices"
 
@@ -99,7 +100,7 @@ class AuthServices(pulumi.ComponentResource):
             self.dev_build_volume = docker.Volume(
                 f"{name}-keycloak-dev-build",
                 name=settings.resource_name("keycloak", "build", image_key),
-                labels=[docker.VolumeLabelArgs(label="org.flypotato.stack", value=settings.stack)],
+                labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=settings.stack)],
                 opts=child,
             )
             dev_build.append(VolumeMount(self.dev_build_volume, KEYCLOAK_BUILD_DIR))

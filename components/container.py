@@ -26,13 +26,12 @@ import pulumi_docker as docker
 from components.catalog import SERVICES, Zone
 from components.network import NetworkZones
 from components.settings import Settings
+from wire import FILES_FOR_LABEL, GROUP_LABEL, PROJECT_LABEL, SERVICE_LABEL, STACK_LABEL, ZONES_LABEL
 
 TYPE = "fly-potato:container:HardenedContainer"
 
 CONFIG_DIR = "/etc/fly-potato"
 SECRETS_DIR = f"{CONFIG_DIR}/secrets"
-# Label of the container that delivers a service's files (see HardenedContainer._files_loader).
-FILES_FOR_LABEL = "org.flypotato.files-for"
 LOG_OPTS = {"max-size": "10m", "max-file": "5"}
 
 
@@ -170,11 +169,11 @@ class HardenedContainer(pulumi.ComponentResource):
         member_of = settings.zones_of(args.service)
         resources = settings.resources[args.service]
         labels = {
-            "org.flypotato.stack": settings.stack,
-            "org.flypotato.project": settings.project,
-            "org.flypotato.service": args.service,
-            "org.flypotato.group": service.group.value,
-            "org.flypotato.zones": ",".join(z.value for z in member_of),
+            STACK_LABEL: settings.stack,
+            PROJECT_LABEL: settings.project,
+            SERVICE_LABEL: args.service,
+            GROUP_LABEL: service.group.value,
+            ZONES_LABEL: ",".join(z.value for z in member_of),
             **args.extra_labels,
         }
         volumes = list(args.volumes)
@@ -301,8 +300,8 @@ class HardenedContainer(pulumi.ComponentResource):
             log_driver="json-file",
             log_opts=LOG_OPTS,
             labels=[
-                docker.ContainerLabelArgs(label="org.flypotato.stack", value=settings.stack),
-                docker.ContainerLabelArgs(label="org.flypotato.project", value=settings.project),
+                docker.ContainerLabelArgs(label=STACK_LABEL, value=settings.stack),
+                docker.ContainerLabelArgs(label=PROJECT_LABEL, value=settings.project),
                 docker.ContainerLabelArgs(label=FILES_FOR_LABEL, value=args.service),
             ],
             mounts=[

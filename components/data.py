@@ -28,6 +28,7 @@ from components.container import (
 from components.database import APP_DATABASE, pg_hba
 from components.network import NetworkZones
 from components.settings import Settings
+from wire import STACK_LABEL
 
 TYPE = "fly-potato:data:DataServices"
 
@@ -97,13 +98,13 @@ class DataServices(pulumi.ComponentResource):
         self.data_volume = docker.Volume(
             f"{name}-pgdata",
             name=settings.resource_name("pgdata"),
-            labels=[docker.VolumeLabelArgs(label="org.flypotato.stack", value=settings.stack)],
+            labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=settings.stack)],
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.is_prod),
         )
         self.backup_volume = docker.Volume(
             f"{name}-backups",
             name=settings.resource_name("backups"),
-            labels=[docker.VolumeLabelArgs(label="org.flypotato.stack", value=settings.stack)],
+            labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=settings.stack)],
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.is_prod),
         )
         # Archiving only runs with the backup service: nothing else would prune the archive.
@@ -114,7 +115,7 @@ class DataServices(pulumi.ComponentResource):
             self.wal_archive_volume = docker.Volume(
                 f"{name}-wal-archive",
                 name=settings.resource_name("wal-archive"),
-                labels=[docker.VolumeLabelArgs(label="org.flypotato.stack", value=settings.stack)],
+                labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=settings.stack)],
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.is_prod),
             )
             postgres_volumes.append(VolumeMount(self.wal_archive_volume, WAL_ARCHIVE_MOUNT))

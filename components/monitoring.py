@@ -44,6 +44,7 @@ from components.container import (
 )
 from components.network import NetworkZones
 from components.settings import Settings
+from wire import STACK_LABEL
 
 TYPE = "fly-potato:monitoring:MonitoringServices"
 HOST_PROC = "/host/proc"
@@ -94,7 +95,7 @@ class MonitoringServices(pulumi.ComponentResource):
             return docker.Volume(
                 f"{name}-{service}-data",
                 name=settings.resource_name(service, "data"),
-                labels=[docker.VolumeLabelArgs(label="org.flypotato.stack", value=settings.stack)],
+                labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=settings.stack)],
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.is_prod),
             )
 

@@ -7,6 +7,7 @@ import pulumi_docker as docker
 
 from components.catalog import Zone
 from components.settings import Settings
+from wire import STACK_LABEL, ZONE_LABEL
 
 TYPE = "fly-potato:network:NetworkZones"
 
@@ -38,8 +39,8 @@ class NetworkZones(pulumi.ComponentResource):
                 ],
                 options=options or None,
                 labels=[
-                    docker.NetworkLabelArgs(label="org.flypotato.stack", value=settings.stack),
-                    docker.NetworkLabelArgs(label="org.flypotato.zone", value=zone.value),
+                    docker.NetworkLabelArgs(label=STACK_LABEL, value=settings.stack),
+                    docker.NetworkLabelArgs(label=ZONE_LABEL, value=zone.value),
                 ],
                 opts=child,
             )

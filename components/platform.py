@@ -16,7 +16,7 @@ from components.edge import EdgeServices
 from components.host_guardrails import DockerHost, HostGuardrails
 from components.monitoring import MonitoringServices
 from components.network import NetworkZones
-from components.preflight import require_ready
+from components.preflight import HostProbes, require_ready
 from components.release import ReleaseOrder
 from components.secrets import generated_password
 from components.settings import Settings
@@ -25,8 +25,10 @@ TYPE = "fly-potato:platform:Platform"
 
 
 class Platform(pulumi.ComponentResource):
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
-        require_ready(settings)  # TLS key and DNS (R-OPS-1), before the first resource
+    def __init__(
+        self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None, *, host: HostProbes
+    ) -> None:
+        require_ready(settings, host)  # TLS key, the Docker host's limits and DNS (R-OPS-1), before the first resource
         super().__init__(TYPE, name, None, opts)
         self.settings = settings
         child = pulumi.ResourceOptions(parent=self)

@@ -4,8 +4,9 @@ domain resolves — to ``public_address`` when one is given — or the deploy st
 what to fix.
 
 Switched by ``fly-potato:features.dns_preflight`` (default: on in prod), e.g. off for air-gapped test stacks.
-Under the unit-test mocks there is no deployment to protect and no network to ask, so the check is skipped
-unless a test turns ``CHECK_UNDER_MOCKS`` on with a stub resolver.
+What the preflight asks the deploying machine (its DNS resolver, the Docker daemon's limits) comes in as
+:class:`HostProbes`: the program's entry point passes :data:`SYSTEM_PROBES`, the offline plan and the tests
+their own.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ import os
 import resource
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 
 from components.host_guardrails import DockerHost
-from components.settings import PROJECT, Settings
+from components.settings import Settings
 from components.tls import check_provided_key
+from wire import PROJECT
 
 LOOKUP_TIMEOUT_SECONDS = 10.0
-CHECK_UNDER_MOCKS = False
 
 
 class PreflightError(pulumi.RunError):
@@ -40,16 +42,12 @@ def system_resolver(name: str) -> set[str]:
     return {str(info[4][0]) for info in infos}
 
 
-resolve_host: Callable[[str], set[str]] = system_resolver
-
-
-def check_dns(settings: Settings, resolve: Callable[[str], set[str]] | None = None) -> None:
+def check_dns(settings: Settings, resolve: Callable[[str], set[str]]) -> None:
     """Raise :class:`PreflightError` unless the domain resolves (to ``public_address`` when set)."""
-    lookup = resolve or resolve_host
     domain, expected = settings.domain, settings.raw.public_address
     off = f"set {PROJECT}:features.dns_preflight = false only for an air-gapped test stack"
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(lookup, domain)
+        future = pool.submit(resolve, domain)
         try:
             addresses = future.result(timeout=LOOKUP_TIMEOUT_SECONDS)
         except concurrent.futures.TimeoutError:
@@ -120,20 +118,23 @@ def check_cpus(settings: Settings, available: int) -> None:
         )
 
 
-def _under_mocks() -> bool:
-    from pulumi.runtime import mocks
-    from pulumi.runtime import settings as runtime_settings
+@dataclass(frozen=True)
+class HostProbes:
+    """What the preflight asks the machine that deploys."""
 
-    return isinstance(runtime_settings.get_monitor(), mocks.MockMonitor)
+    resolve: Callable[[str], set[str]]  # a DNS name -> its addresses (empty when it does not resolve)
+    nofile_hard_limit: Callable[[], int | None]  # the Docker daemon's hard open-files limit, None if unlimited
+    cpus: Callable[[], int]  # CPUs the Docker daemon can hand out
 
 
-def require_ready(settings: Settings) -> None:
+SYSTEM_PROBES = HostProbes(resolve=system_resolver, nofile_hard_limit=docker_nofile_hard_limit, cpus=host_cpus)
+
+
+def require_ready(settings: Settings, host: HostProbes) -> None:
     """The program's preflight: runs before any resource is declared."""
     check_provided_key(settings)
-    if _under_mocks() and not CHECK_UNDER_MOCKS:
-        return
     if not DockerHost.of(settings).is_remote:
-        check_open_files(settings, docker_nofile_hard_limit())
-        check_cpus(settings, host_cpus())
+        check_open_files(settings, host.nofile_hard_limit())
+        check_cpus(settings, host.cpus())
     if settings.dns_preflight:
-        check_dns(settings)
+        check_dns(settings, host.resolve)

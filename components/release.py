@@ -25,7 +25,8 @@ import pulumi
 from components.catalog import Exposure
 from components.container import HardenedContainer
 from components.host_guardrails import DockerHost, host_script
-from components.settings import PROJECT, Settings
+from components.settings import Settings
+from wire import PROJECT
 
 TYPE = "fly-potato:release:ReleaseOrder"
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"

@@ -40,8 +40,7 @@ from components.catalog import (
     Zone,
     default_resources,
 )
-
-PROJECT = "fly-potato"
+from wire import PROJECT
 
 # ---------------------------------------------------------------------------------------------
 # Field types with their own error sentences

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-PROJECT = "fly-potato"
+from wire import PROJECT
+
 DEV_STACK_PREFIXES = ("dev", "local")
 
 

@@ -33,8 +33,9 @@ from policy.rules import (
     tls4_keys_renewal,
     tls5_http_redirect,
 )
+from wire import PROJECT
 
-NAME = "fly-potato"
+NAME = PROJECT  # the pack is named after the project
 
 POLICIES: list[Policy] = [
     net1_public_bindings.POLICY,

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from wire import FILES_FOR_LABEL, SERVICE_LABEL
+
 # pulumi-policy's sentinels for values that are not known until apply (pulumi_policy.proxy).
 UNKNOWN_SENTINELS = frozenset(
     {
@@ -38,13 +40,6 @@ class _Unknown:
 
 
 UNKNOWN: Any = _Unknown()
-
-SERVICE_LABEL = "org.flypotato.service"
-# A never-started container that delivers a service's files into its read-only config volume.
-FILES_FOR_LABEL = "org.flypotato.files-for"
-STACK_LABEL = "org.flypotato.stack"
-ZONES_LABEL = "org.flypotato.zones"
-ZONE_LABEL = "org.flypotato.zone"
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"

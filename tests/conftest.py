@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from policy.program import ProgramGraph, evaluate_program
+from policy_plan.program import ProgramGraph, evaluate_program
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policy.props import CONTAINER, NETWORK, ZONE_LABEL, ContainerView, labels_of, plain
+from policy.props import CONTAINER, NETWORK, ContainerView, labels_of, plain
+from wire import ZONE_LABEL
 
 # pulumi-policy types the callback with a required urn argument; it is optional at run time.
 Report = Callable[..., None]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pulumi_policy import StackValidationArgs
 
 from policy import context, spec
-from policy.props import ZONES_LABEL, contains_unknown
+from policy.props import contains_unknown
 from policy.rules._base import Report, StackRule, StackView
+from wire import ZONES_LABEL
 
 ID = "zone-membership"
 

@@ -10,6 +10,7 @@ from pulumi_policy import StackValidationArgs
 from policy import context, spec
 from policy.props import NETWORK, contains_unknown, labels_of
 from policy.rules._base import Report, StackRule, StackView
+from wire import ZONE_LABEL
 
 ID = "egress-allow-list"
 
@@ -42,7 +43,7 @@ def validate(args: StackValidationArgs, report: Report) -> None:
     if not ctx.is_prod:
         return
     for network in view.of_type(NETWORK):
-        zone = labels_of(network.props).get("org.flypotato.zone")
+        zone = labels_of(network.props).get(ZONE_LABEL)
         internal = network.props.get("internal")
         if zone in spec.INNER_ZONES and internal is not True:
             report(f"the {zone} zone network is not internal, so every member can reach outside", network.urn)

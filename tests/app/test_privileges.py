@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from policy.program import PlannedResource, evaluate_program
+from policy_plan.program import PlannedResource, evaluate_program
 from tests.app.platform import REPO_ROOT
 from tests.support.postgres import PostgresCluster, postgis_available, start_cluster_or_fail
 

@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 import requests
 
-from policy.program import ProgramGraph
+from policy_plan.program import ProgramGraph
 from tests.e2e.engine import EngineStack, EngineUnavailable, inspect, leftovers, purge, require_engine
 
 

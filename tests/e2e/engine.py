@@ -26,11 +26,11 @@ from pulumi import automation as auto
 from pulumi.automation import events as engine_events
 
 from components.settings import parse_settings
-from policy.program import PROJECT, PlannedResource, ProgramGraph, _set_path, stack_config
+from policy_plan.program import PlannedResource, ProgramGraph, _set_path, stack_config
+from wire import PROJECT, STACK_LABEL
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
-STACK_LABEL = "org.flypotato.stack"
 
 
 def published_listeners(base: str = "dev") -> list[str]:

@@ -64,8 +64,8 @@ def engine_violations(base: str, overrides: dict[str, Any], root: Path = ROOT) -
 
 
 def offline_violations(base: str, overrides: dict[str, Any], root: Path = ROOT) -> tuple[Violations, bool]:
-    """The same from ``python -m policy.plan --json`` (``make plan``) of the checkout at ``root``."""
-    args = [str(ROOT / ".venv/bin/python"), "-m", "policy.plan", "--stack", base, "--json", "--preview"]
+    """The same from ``python -m policy_plan --json`` (``make plan``) of the checkout at ``root``."""
+    args = [str(ROOT / ".venv/bin/python"), "-m", "policy_plan", "--stack", base, "--json", "--preview"]
     for key, value in overrides.items():
         args += ["--set", f"{key}={json.dumps(value)}"]
     done = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=300)

@@ -25,7 +25,7 @@ import pytest
 
 from components.nginx_conf import DHPARAM_PEM, EdgeLayout, render_nginx_conf
 from components.settings import Settings, parse_settings
-from policy.program import stack_config
+from policy_plan.program import stack_config
 
 INSTALL_HINT = "run scripts/deps/nginx.sh to install Debian's nginx, its stream module, openssl and sslyze"
 SSLYZE_VERSION = "6.3.1"

@@ -15,7 +15,7 @@ import pytest
 
 from components.nginx_conf import render_nginx_conf
 from components.settings import parse_settings
-from policy.program import stack_config
+from policy_plan.program import stack_config
 from tests.edge.conftest import DOMAIN, SESSION_COOKIE, STUB_TOKEN, RunningEdge, layout_under, make_pki
 
 

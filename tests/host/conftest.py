@@ -9,7 +9,7 @@ import pytest
 
 from components.catalog import Zone
 from components.settings import Settings, parse_settings
-from policy.program import PlannedResource, ProgramGraph, evaluate_program, stack_config
+from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, stack_config
 from tests.host.netns import OUTSIDE_NET, Lab
 
 # The dev stack with the host guardrails on and an allow-list aimed at the lab's outside host.

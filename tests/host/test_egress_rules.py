@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from components.host_guardrails import host_script
-from policy.program import PlannedResource
+from policy_plan.program import PlannedResource
 from tests.host.netns import OUTSIDE, OUTSIDE_OTHER, Lab
 
 

@@ -18,7 +18,7 @@ from typing import ClassVar
 import pytest
 
 from components.host_guardrails import host_script
-from policy.program import ProgramGraph, evaluate_program
+from policy_plan.program import ProgramGraph, evaluate_program
 
 STUB_DOCKER = r"""#!/usr/bin/env bash
 echo "$*" >> "$STUB_LOG"

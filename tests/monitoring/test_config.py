@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from components import monitoring_config as mc
 from components.settings import AlertingConfig, Settings, SettingsError, parse_settings
-from policy.program import stack_config
+from policy_plan.program import stack_config
 from tests.monitoring.support import REPO, run, tool
 
 RULES_TEST = REPO / "tests" / "monitoring" / "rules_test.yml"

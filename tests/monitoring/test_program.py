@@ -17,7 +17,7 @@ from components.monitoring_config import (
     METRICS_GATES,
     PATHS,
 )
-from policy.program import ProgramGraph, evaluate_program, is_secret
+from policy_plan.program import ProgramGraph, evaluate_program, is_secret
 
 
 def graph(stack: str, **overrides: object) -> ProgramGraph:
@@ -199,7 +199,7 @@ def test_the_certificate_probe_trusts_the_stacks_internal_ca() -> None:
     """R-TLS-4: the blackbox exporter receives the internal CA's certificate and verifies the edge with it."""
     g = graph("prod")
     [ca] = [r for r in g.of_type(SELF_SIGNED) if r.prop("isCaCertificate")]
-    # The mocked engine's certificate of that CA resource (policy.program._fake_state).
+    # The mocked engine's certificate of that CA resource (policy_plan.program._fake_state).
     digest = hashlib.sha256(f"{SELF_SIGNED}/{ca.name}".encode()).hexdigest()
     files = uploads(g.containers()["blackbox_exporter"])
     assert (

@@ -9,8 +9,9 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from policy import context, crossguard
-from policy.program import SECRET_SIG, PlannedResource, ProgramGraph, evaluate_program
+from policy import context
+from policy_plan import crossguard
+from policy_plan.program import SECRET_SIG, PlannedResource, ProgramGraph, evaluate_program
 
 # The committed stacks record their last rotation on 2026-11-21; checks run "ten days later".
 TODAY = date(2026, 12, 1)

@@ -18,8 +18,9 @@ from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy import EnforcementLevel
 
-from policy import context, crossguard
+from policy import context
 from policy.pack import POLICIES, level_of, pack_arguments
+from policy_plan import crossguard
 from tests.policy.support import check, evaluate
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policy"
@@ -62,6 +63,31 @@ def test_main_only_builds_the_pack() -> None:
     names = [ast.unparse(c.func) for c in calls]
     assert names == ["sys.path.insert", "PolicyPack"]
     assert not [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Assign))]
+
+
+# What the pack's own virtualenv holds (policy/requirements.txt; pyyaml comes with pulumi).
+PACK_RUNTIME = {"pulumi", "pulumi_policy", "crossplane", "yaml"}
+
+
+def test_the_pack_imports_only_what_its_virtualenv_holds() -> None:
+    """The CLI runs the pack with policy/.venv: the pack and the identifiers it shares with the program (wire/)
+    import the standard library, that runtime and each other; never the program's provider SDKs, components/
+    or the offline plan. wire/ imports nothing at all."""
+    root = POLICY_DIR.parent
+    allowed = set(sys.stdlib_module_names) | PACK_RUNTIME | {"policy", "wire"}
+    sources = [*POLICY_DIR.glob("*.py"), *POLICY_DIR.glob("rules/*.py"), *(root / "wire").glob("*.py")]
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.relative_to(root)} imports {name}"
+    wire = ast.parse((root / "wire" / "__init__.py").read_text())
+    assert not [node for node in ast.walk(wire) if isinstance(node, (ast.Import, ast.ImportFrom))]
 
 
 @pytest.mark.parametrize(

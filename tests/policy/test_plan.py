@@ -1,4 +1,4 @@
-"""`python -m policy.plan`: the offline policy check a pull request runs (`make plan STACK=…`)."""
+"""`python -m policy_plan`: the offline policy check a pull request runs (`make plan STACK=…`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from policy import plan
+from policy_plan import plan
 
 
 def test_prod_plan_passes_and_prints_count_ports_and_violations(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from policy.pack import POLICIES
-from policy.program import ProgramGraph
+from policy_plan.program import ProgramGraph
 from tests.policy.support import (
     NGINX_CONF,
     check,

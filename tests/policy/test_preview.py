@@ -11,11 +11,12 @@ import pytest
 from pulumi.output import Unknown
 from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
-from policy import context, crossguard
+from policy import context
 from policy.nginx import main_path
 from policy.pack import POLICIES
-from policy.program import PlannedResource, ProgramGraph
 from policy.props import ContainerView, contains_unknown, plain
+from policy_plan import crossguard
+from policy_plan.program import PlannedResource, ProgramGraph
 from tests.policy.support import NGINX_CONF, check, edit_upload, evaluate
 
 # What the policies read from each container, network and certificate resource.

@@ -21,7 +21,7 @@ import yaml
 from components.data import POSTGRES_CONF_FILE, WAL_ARCHIVE_MOUNT, archive_settings
 from components.monitoring_config import PATHS
 from components.settings import parse_settings
-from policy.program import ROOT, PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
+from policy_plan.program import ROOT, PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
 
 STACKS = pytest.mark.parametrize("stack", ["dev", "prod"])
 PG = "postgresql:index"
@@ -49,7 +49,7 @@ def env(container: PlannedResource) -> dict[str, str]:
 
 
 def mock_password(g: ProgramGraph, name: str) -> str:
-    """The value the mocks gave a generated password (policy.program._fake_state)."""
+    """The value the mocks gave a generated password (policy_plan.program._fake_state)."""
     resource = g.by_name(name)
     digest = hashlib.sha256(f"{resource.type}/{resource.name}".encode()).hexdigest()
     return "Mock" + digest[: max(8, int(resource.prop("length", 32)) - 4)]

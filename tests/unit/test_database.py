@@ -16,7 +16,7 @@ import pytest
 
 from components.database import pg_hba
 from components.settings import SettingsError, parse_settings
-from policy.program import PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
+from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
 
 PG = "postgresql:index"
 ROLE, GRANT, DEFAULTS = f"{PG}/role:Role", f"{PG}/grant:Grant", f"{PG}/defaultPrivileges:DefaultPrivileges"
@@ -39,7 +39,7 @@ def by_role(g: ProgramGraph) -> dict[str, PlannedResource]:
 
 
 def mock_secrets(g: ProgramGraph) -> set[str]:
-    """The values the mocks gave every generated password (see policy.program._fake_state)."""
+    """The values the mocks gave every generated password (see policy_plan.program._fake_state)."""
     found = set()
     for r in g.of_type("random:index/randomPassword:RandomPassword"):
         digest = hashlib.sha256(f"{r.type}/{r.name}".encode()).hexdigest()

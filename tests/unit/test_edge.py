@@ -7,8 +7,9 @@ import base64
 import os
 import re
 import resource
+import runpy
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from components.oauth2_proxy import (
 )
 from components.settings import Settings, SettingsError, parse_settings
 from components.tls import names_ocsp_responder
-from policy.program import ProgramGraph, evaluate_program, is_secret, stack_config
+from policy_plan.program import ROOT, ProgramGraph, evaluate_program, is_secret, stack_config
 
 # Throwaway self-signed certificates (public data): one names an OCSP responder, one only a CA issuer URL.
 CERT_WITH_OCSP = """-----BEGIN CERTIFICATE-----
@@ -411,6 +412,29 @@ def test_dev_cookie_is_not_secure_because_dev_is_plain_http() -> None:
 # --- DNS preflight --------------------------------------------------------------------------------------
 
 
+def deploy_host(
+    *, resolve: Callable[[str], set[str]] | None = None, nofile_hard_limit: int | None = None, cpus: int = 64
+) -> preflight.HostProbes:
+    """A deploying machine for the preflight: DNS answers nothing unless given, Docker grants ``nofile_hard_limit``
+    open files (None: unlimited) and ``cpus`` CPUs."""
+    return preflight.HostProbes(
+        resolve=resolve or (lambda name: set()), nofile_hard_limit=lambda: nofile_hard_limit, cpus=lambda: cpus
+    )
+
+
+def test_the_program_asks_the_deploying_machine_itself() -> None:
+    """Run by the Pulumi CLI (as ``__main__``), the program's preflight asks this machine's resolver and Docker
+    daemon; only the offline evaluation passes other probes."""
+    main = runpy.run_path(str(ROOT / "__main__.py"), run_name="fly_potato_program")["main"]
+    assert main.__defaults__ == (preflight.SYSTEM_PROBES,)
+    probes = preflight.SYSTEM_PROBES
+    assert (probes.resolve, probes.nofile_hard_limit, probes.cpus) == (
+        preflight.system_resolver,
+        preflight.docker_nofile_hard_limit,
+        preflight.host_cpus,
+    )
+
+
 def test_preflight_passes_when_the_domain_resolves_to_the_public_address() -> None:
     settings = settings_of("prod", {"public_address": "203.0.113.10"})
     preflight.check_dns(settings, resolve=lambda name: {"203.0.113.10", "2001:db8::1"})
@@ -431,25 +455,22 @@ def test_preflight_stops_when_the_domain_points_elsewhere() -> None:
     assert "resolves to 198.51.100.1, not to fly-potato:public_address = 203.0.113.10" in str(error.value)
 
 
-def test_preflight_runs_before_any_resource_and_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preflight_runs_before_any_resource_and_can_be_switched_off() -> None:
     asked: list[str] = []
 
     def nowhere(name: str) -> set[str]:
         asked.append(name)
         return set()
 
-    monkeypatch.setattr(preflight, "CHECK_UNDER_MOCKS", True)
-    monkeypatch.setattr(preflight, "resolve_host", nowhere)
-    monkeypatch.setattr(preflight, "docker_nofile_hard_limit", lambda: None)
-    monkeypatch.setattr(preflight, "host_cpus", lambda: 16)  # a host the prod sizing fits
-    stopped = evaluate_program("prod")
+    host = deploy_host(resolve=nowhere, cpus=16)  # a host the prod sizing fits
+    stopped = evaluate_program("prod", host=host)
     assert stopped.error and "does not resolve" in stopped.error
     assert stopped.resources == [], "nothing declared before the preflight"
     assert asked == ["flypotato.example.com"]
 
-    off = evaluate_program("prod", {"features.dns_preflight": False})
+    off = evaluate_program("prod", {"features.dns_preflight": False}, host=host)
     assert off.error is None and off.resources
-    dev = evaluate_program("dev")
+    dev = evaluate_program("dev", host=host)
     assert dev.error is None, "dev does not check DNS unless asked"
     assert asked == ["flypotato.example.com"]
 
@@ -464,7 +485,7 @@ def test_every_service_gets_the_configured_open_files_limit() -> None:
         assert (nofile["soft"], nofile["hard"]) == (4096, 4096), service
 
 
-def test_preflight_refuses_more_open_files_than_the_docker_daemon_may_grant(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preflight_refuses_more_open_files_than_the_docker_daemon_may_grant() -> None:
     with pytest.raises(preflight.PreflightError) as error:
         preflight.check_open_files(settings_of("dev"), 8192)
     message = str(error.value)
@@ -473,14 +494,13 @@ def test_preflight_refuses_more_open_files_than_the_docker_daemon_may_grant(monk
     preflight.check_open_files(settings_of("dev"), 16384)
     preflight.check_open_files(settings_of("dev"), None)  # unlimited
 
-    monkeypatch.setattr(preflight, "CHECK_UNDER_MOCKS", True)
-    monkeypatch.setattr(preflight, "docker_nofile_hard_limit", lambda: 2048)
-    stopped = evaluate_program("dev")
+    host = deploy_host(nofile_hard_limit=2048)
+    stopped = evaluate_program("dev", host=host)
     assert stopped.error and "host.max_open_files" in stopped.error and stopped.resources == []
-    assert evaluate_program("dev", {"host.max_open_files": 2048}).error is None
+    assert evaluate_program("dev", {"host.max_open_files": 2048}, host=host).error is None
 
 
-def test_preflight_refuses_cpu_limits_above_the_docker_hosts_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_preflight_refuses_cpu_limits_above_the_docker_hosts_cpus() -> None:
     """Docker refuses a container whose ``cpus`` exceeds the host's: stop before the first resource instead."""
     with pytest.raises(preflight.PreflightError) as error:
         preflight.check_cpus(settings_of("prod"), 2)
@@ -490,11 +510,10 @@ def test_preflight_refuses_cpu_limits_above_the_docker_hosts_cpus(monkeypatch: p
     preflight.check_cpus(settings_of("prod"), 4)
     preflight.check_cpus(settings_of("prod", {"resources.postgres.cpus": 2}), 2)
 
-    monkeypatch.setattr(preflight, "CHECK_UNDER_MOCKS", True)
-    monkeypatch.setattr(preflight, "host_cpus", lambda: 1)
-    stopped = evaluate_program("dev", {"resources.backend.cpus": 1.5})
+    host = deploy_host(cpus=1)
+    stopped = evaluate_program("dev", {"resources.backend.cpus": 1.5}, host=host)
     assert stopped.error and "resources.backend.cpus = 1.5" in stopped.error and stopped.resources == []
-    assert evaluate_program("dev").error is None
+    assert evaluate_program("dev", host=host).error is None
 
 
 def test_the_docker_daemons_limit_is_read_from_its_proc_limits(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ provider always uploads to ``/``), so the service container itself carries no up
 from __future__ import annotations
 
 from components.container import CONFIG_DIR, handover
-from policy.program import ProgramGraph
+from policy_plan.program import ProgramGraph
 
 
 def test_service_containers_carry_no_uploads_and_mount_their_files_read_only(graph: ProgramGraph) -> None:

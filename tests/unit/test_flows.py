@@ -6,7 +6,7 @@ import pytest
 
 from components.catalog import FLOWS, LISTENERS
 from components.settings import parse_settings
-from policy.program import stack_config
+from policy_plan.program import stack_config
 
 
 @pytest.mark.parametrize(

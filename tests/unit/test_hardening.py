@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.catalog import SERVICES
-from policy.program import ProgramGraph, is_secret
+from policy_plan.program import ProgramGraph, is_secret
 
 
 def test_every_service_of_the_catalog_has_a_container(graph: ProgramGraph) -> None:

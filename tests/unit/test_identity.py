@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from components.settings import SettingsError, parse_settings
-from policy.program import PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
+from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
 
 KC = "keycloak:"
 STACKS = pytest.mark.parametrize("stack", ["dev", "prod"])

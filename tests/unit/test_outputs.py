@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from components import outputs as keys
-from policy.program import ProgramGraph
+from policy_plan.program import ProgramGraph
 
 DOCUMENTED = {value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)}
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from policy.program import ProgramGraph
+from policy_plan.program import ProgramGraph
 
 # service -> {(host_ip, host_port, container_port)} as in docs/requirements.md.
 DEV_TABLE = {
@@ -80,7 +80,7 @@ def test_every_host_binding_names_its_host_ip(graph: ProgramGraph) -> None:
 
 
 def test_prod_without_the_redirect_publishes_443_only() -> None:
-    from policy.program import evaluate_program
+    from policy_plan.program import evaluate_program
 
     graph = evaluate_program("prod", {"features.http_redirect": False})
     assert graph.error is None

@@ -11,7 +11,7 @@ import pytest
 from components.host_guardrails import DockerHost, chain_name, egress_allow_list
 from components.release import migrations_digest, release_fingerprint
 from components.settings import parse_settings
-from policy.program import PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
+from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
 
 LOCAL = "command:local:Command"
 REMOTE = "command:remote:Command"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from components.settings import SettingsError, parse_settings
-from policy.program import evaluate_program, stack_config
+from policy_plan.program import evaluate_program, stack_config
 
 BROKEN: list[tuple[str, dict[str, Any], str]] = [
     ("dev", {"ports.postgres": 70000}, "fly-potato:ports.postgres = 70000 is not a TCP port (1-65535)"),

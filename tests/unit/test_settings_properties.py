@@ -4,7 +4,7 @@ Three properties over the config model (components/settings.py):
 
 - a value either parses or is refused with ``SettingsError``: nothing else is ever raised;
 - every refusal is one sentence per problem that names a key the example changed;
-- every prod config the settings accept plans offline (policy/plan.py) with 0 mandatory violations: a value
+- every prod config the settings accept plans offline (policy_plan/plan.py) with 0 mandatory violations: a value
   that would weaken a requirement is refused at config time, not found by the policy pack after the fact.
 
 ``publish.<listener>`` is the one exception, on purpose: publishing a listener publicly in prod is reported by
@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from components.catalog import LISTENERS, SERVICES, Profile, Zone
 from components.settings import Settings, SettingsError, parse_settings
-from policy import plan
-from policy.program import stack_config
+from policy_plan import plan
+from policy_plan.program import stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TODAY = date.today()

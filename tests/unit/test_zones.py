@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policy.program import ProgramGraph, evaluate_program
+from policy_plan.program import ProgramGraph, evaluate_program
 
 
 def memberships(graph: ProgramGraph) -> dict[str, set[str]]:

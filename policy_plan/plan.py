@@ -1,6 +1,6 @@
 """Offline policy plan: the real program under mocks, checked by every policy of the pack.
 
-    python -m policy.plan --stack prod [--json] [--preview] [--set publish.postgres=public ...]
+    python -m policy_plan --stack prod [--json] [--preview] [--set publish.postgres=public ...]
                           [--policy-config levels.json]
 
 Prints the resource count, the port matrix and the violations with their level. Exit status: 0 when
@@ -18,10 +18,12 @@ from typing import Any
 
 import yaml
 
-from policy import context, crossguard
-from policy.program import ProgramGraph, evaluate_program
+from policy import context
 from policy.props import CONTAINER, ContainerView, plain
 from policy.spec import is_routable
+from policy_plan import crossguard
+from policy_plan.program import ProgramGraph, evaluate_program
+from wire import PROJECT
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -29,7 +31,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--set {text!r}: write KEY=VALUE, e.g. publish.postgres=public")
     # YAML scalars and flow collections: 5433, true, public, ["203.0.113.0/24"]
-    return key.removeprefix(f"{context.PROJECT}:"), yaml.safe_load(value) if value else ""
+    return key.removeprefix(f"{PROJECT}:"), yaml.safe_load(value) if value else ""
 
 
 def port_matrix(graph: ProgramGraph) -> list[dict[str, Any]]:
@@ -67,7 +69,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m policy.plan", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m policy_plan", description=__doc__.split("\n")[0])
     parser.add_argument("--stack", required=True, help="dev or prod (reads Pulumi.<stack>.yaml)")
     parser.add_argument("--json", action="store_true", help="one JSON object: resources, ports, violations")
     parser.add_argument(
@@ -128,7 +130,3 @@ def main(argv: list[str] | None = None) -> int:
         for v in violations:
             print(f"  [{v.level}] {v.policy} ({v.requirement}) {v.resource}: {v.message}")
     return 1 if result.mandatory else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

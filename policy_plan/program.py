@@ -2,27 +2,32 @@
 
 Used by the unit tests and by the offline plan (``make plan``): no engine, no Docker, no secrets.
 Stack config comes from the committed ``Pulumi.<stack>.yaml`` (optionally mutated); secure values are
-replaced by placeholders.
+replaced by placeholders. The deploy preflight asks :func:`offline_host` instead of this machine, unless the
+caller passes its own probes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
+import ipaddress
 import json
 import runpy
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from wire import FILES_FOR_LABEL, PROJECT, SERVICE_LABEL
+
+if TYPE_CHECKING:
+    from components.preflight import HostProbes
+
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "fly-potato"
-FILES_FOR_LABEL = "org.flypotato.files-for"  # components.container.FILES_FOR_LABEL
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 (Pulumi's secret marker)
 
 
@@ -73,7 +78,7 @@ class ProgramGraph:
             if FILES_FOR_LABEL in labels:
                 files[labels[FILES_FOR_LABEL]] = resource
             else:
-                found[labels["org.flypotato.service"]] = resource
+                found[labels[SERVICE_LABEL]] = resource
         for service, loader in files.items():
             if service in found and "uploads" in loader.inputs:
                 found[service] = replace(
@@ -192,17 +197,31 @@ def _fake_state(args: Any) -> dict[str, Any]:
     return inputs
 
 
+def offline_host(config: Mapping[str, Any]) -> HostProbes:
+    """The deploy host an offline evaluation assumes: one the stack fits. Its DNS answers with the stack's
+    ``public_address`` (any address without one), its Docker daemon grants any open-files limit and has a CPU
+    for every limit, so the preflight passes and the plan shows what the program declares."""
+    from components.preflight import HostProbes
+
+    address = str(config.get("public_address") or "192.0.2.1")  # TEST-NET-1 when none is configured
+    with contextlib.suppress(ValueError):  # a bad address: the settings refuse it before the preflight runs
+        address = str(ipaddress.ip_address(address))  # as the settings normalise it
+    return HostProbes(resolve=lambda name: {address}, nofile_hard_limit=lambda: None, cpus=lambda: 1 << 16)
+
+
 def evaluate_program(
     stack: str,
     overrides: Mapping[str, Any] | None = None,
     *,
     config: Mapping[str, Any] | None = None,
     preview: bool = False,
+    host: HostProbes | None = None,
 ) -> ProgramGraph:
-    """Run ``__main__.py`` for ``stack`` under mocks. A config error is returned in ``.error``.
+    """Run ``__main__.py``'s ``main`` for ``stack`` under mocks. A config error is returned in ``.error``.
 
     ``preview=True`` evaluates as ``pulumi preview`` of a new stack: values computed by providers are
-    unknown (``pulumi.output.Unknown`` in the recorded inputs)."""
+    unknown (``pulumi.output.Unknown`` in the recorded inputs). ``host``: what the deploy preflight finds on
+    the deploying machine (DNS, Docker limits); by default :func:`offline_host`."""
     import pulumi
     from pulumi.runtime import mocks as pulumi_mocks
     from pulumi.runtime import settings as runtime_settings
@@ -210,6 +229,7 @@ def evaluate_program(
 
     _ensure_event_loop()
     raw = dict(config) if config is not None else stack_config(stack, overrides)
+    probes = host if host is not None else offline_host(raw)
     recorded: list[PlannedResource] = []
 
     class Mocks(pulumi.runtime.Mocks):
@@ -261,12 +281,12 @@ def evaluate_program(
         original_export(name, value)
 
     error: str | None = None
-    sys.path.insert(0, str(ROOT))
     pulumi.export = capture  # type: ignore[assignment]
     try:
 
         def program() -> Any:
-            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+            # Not as "__main__": that would ask this machine; main() is given the probes instead.
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="fly_potato_program")["main"](host=probes)
             return pulumi.Output.all(*exported.values()) if exported else None
 
         runtime_settings.SETTINGS.rpc_manager.clear()
@@ -287,7 +307,6 @@ def evaluate_program(
                 resolved[key] = _resolve(value)
     finally:
         pulumi.export = original_export  # type: ignore[assignment]
-        sys.path.remove(str(ROOT))
     return ProgramGraph(
         stack=stack, config=raw, resources=recorded, outputs=resolved if error is None else {}, error=error
     )

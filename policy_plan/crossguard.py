@@ -32,8 +32,9 @@ from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from policy import context
 from policy.pack import POLICIES, level_of
-from policy.program import PlannedResource, ProgramGraph
-from policy.props import SERVICE_LABEL, labels_of, plain
+from policy.props import labels_of, plain
+from policy_plan.program import PlannedResource, ProgramGraph
+from wire import SERVICE_LABEL
 
 UNKNOWN_WIRE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
