@@ -7,8 +7,8 @@ from typing import Any
 import pulumi
 
 from components import outputs as keys
+from components.app_services import AppArgs, AppServices
 from components.auth import AuthServices
-from components.backend import AppArgs, AppServices
 from components.backup_service import BackupService, BackupServiceArgs
 from components.catalog import Zone
 from components.data import DataArgs, DataServices, archive_settings

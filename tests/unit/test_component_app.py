@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.backend import AppArgs, AppServices
+from components.app_services import AppArgs, AppServices
 from components.container import SECRETS_DIR
 from tests.support.components import children, component, component_graph
 from tests.unit.test_backup_wiring import env
