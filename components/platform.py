@@ -17,7 +17,7 @@ from components.edge import EdgeServices
 from components.host_guardrails import DockerHost, HostGuardrails
 from components.migration import Migration, MigrationArgs
 from components.monitoring import MonitoringServices
-from components.network import NetworkZones
+from components.network import NetworkZones, ZonesArgs
 from components.placement import Placement
 from components.preflight import require_ready
 from components.release import (
@@ -45,7 +45,7 @@ class Platform(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         port = settings.ports["postgres"]
 
-        self.zones = NetworkZones("zones", settings, opts=child)
+        self.zones = NetworkZones("zones", zones_args(settings), opts=child)
         placement = Placement.of(settings)
         # DOCKER-USER allow-lists on the Docker host first (R-NET-5, R-NET-6): they match the zones' fixed
         # subnets, so no container reaches out before they hold, and `pulumi destroy` removes them last.
@@ -239,6 +239,16 @@ class Platform(pulumi.ComponentResource):
             keys.CORS_ORIGINS: s.cors_origins,
             keys.DATALENS_EMBED_ORIGINS: list(s.raw.datalens.embed_origins),
         }
+
+
+def zones_args(settings: Settings) -> ZonesArgs:
+    return ZonesArgs(
+        project=settings.project,
+        stack=settings.stack,
+        internal=dict(settings.zone_internal),
+        subnets=settings.zone_subnets,
+        gateways={zone: settings.zone_gateway(zone) for zone in Zone},
+    )
 
 
 def _data_args(settings: Settings, placement: Placement, zones: NetworkZones) -> DataArgs:

@@ -11,6 +11,7 @@ import pulumi
 
 from components.network import NetworkZones
 from components.placement import Placement
+from components.platform import zones_args
 from components.settings import Settings, parse_settings
 from policy.program import PlannedResource, ProgramGraph, evaluate_program, stack_config
 
@@ -25,7 +26,7 @@ def component_graph(stack: str, build: Callable[[Settings, Placement, NetworkZon
 
     def program() -> None:
         settings = settings_of(stack)
-        build(settings, Placement.of(settings), NetworkZones("zones", settings))
+        build(settings, Placement.of(settings), NetworkZones("zones", zones_args(settings)))
 
     graph = evaluate_program(stack, program=program)
     assert graph.error is None, graph.error
