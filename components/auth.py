@@ -22,6 +22,7 @@ from components.database import KEYCLOAK_DATABASE
 from components.identity import IdentityRealm
 from components.network import NetworkZones
 from components.oauth2_proxy import oauth2_proxy_files
+from components.placement import Placement
 from components.secrets import generated_cookie_secret, generated_password
 from components.settings import Settings
 from wire import STACK_LABEL
@@ -154,7 +155,7 @@ class AuthServices(pulumi.ComponentResource):
                 healthcheck=metrics_gate.healthcheck(management_port, start_period="90s", retries=30),
                 wait_timeout=420,
             ),
-            settings,
+            Placement.of(settings),
             zones,
             opts=child,
         )
@@ -202,7 +203,7 @@ class AuthServices(pulumi.ComponentResource):
                 # The gate's /healthz is oauth2-proxy's /ping: both processes answer.
                 healthcheck=metrics_gate.healthcheck(proxy_metrics_port),
             ),
-            settings,
+            Placement.of(settings),
             zones,
             opts=after_identity,
         )

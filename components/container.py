@@ -25,6 +25,7 @@ import pulumi_docker as docker
 
 from components.catalog import SERVICES, Zone
 from components.network import NetworkZones
+from components.placement import Placement
 from components.settings import Settings
 from wire import FILES_FOR_LABEL, GROUP_LABEL, PROJECT_LABEL, SERVICE_LABEL, STACK_LABEL, ZONES_LABEL
 
@@ -158,7 +159,7 @@ class HardenedContainer(pulumi.ComponentResource):
         self,
         name: str,
         args: HardenedContainerArgs,
-        settings: Settings,
+        placement: Placement,
         zones: NetworkZones,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -166,11 +167,11 @@ class HardenedContainer(pulumi.ComponentResource):
         service = SERVICES[args.service]
         if args.healthcheck is None and not args.one_shot:
             raise ValueError(f"service {args.service} needs a healthcheck (R-SEC-2)")
-        member_of = settings.zones_of(args.service)
-        resources = settings.resources[args.service]
+        member_of = placement.zones_of(args.service)
+        resources = placement.resources[args.service]
         labels = {
-            STACK_LABEL: settings.stack,
-            PROJECT_LABEL: settings.project,
+            STACK_LABEL: placement.stack,
+            PROJECT_LABEL: placement.project,
             SERVICE_LABEL: args.service,
             GROUP_LABEL: service.group.value,
             ZONES_LABEL: ",".join(z.value for z in member_of),
@@ -184,11 +185,11 @@ class HardenedContainer(pulumi.ComponentResource):
         if args.files:
             self.config_volume = docker.Volume(
                 f"{name}-config",
-                name=settings.resource_name(args.service, "config"),
+                name=placement.resource_name(args.service, "config"),
                 labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in labels.items()],
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            self.files = self._files_loader(name, args, settings, uid, gid)
+            self.files = self._files_loader(name, args, placement, uid, gid)
             # The service only reads its configuration.
             volumes.append(VolumeMount(self.config_volume, CONFIG_DIR, read_only=True))
             depends_on.append(self.files)
@@ -197,10 +198,10 @@ class HardenedContainer(pulumi.ComponentResource):
                 lambda contents: hashlib.sha256("\0".join(map(str, contents)).encode()).hexdigest()
             )
         health = args.healthcheck
-        max_open_files = settings.raw.host.max_open_files
+        max_open_files = placement.max_open_files
         self.container = docker.Container(
             name,
-            name=settings.resource_name(args.service),
+            name=placement.resource_name(args.service),
             image=args.image,
             hostname=service.docker_alias,
             command=list(args.command) if args.command is not None else None,
@@ -245,7 +246,7 @@ class HardenedContainer(pulumi.ComponentResource):
                 docker.ContainerPortArgs(
                     internal=row.container_port, external=row.host_port, ip=row.host_ip, protocol=row.protocol
                 )
-                for row in settings.bindings_of(args.service)
+                for row in placement.bindings_of(args.service)
                 if row.published
             ],
             networks_advanced=[
@@ -273,7 +274,7 @@ class HardenedContainer(pulumi.ComponentResource):
         self.register_outputs({"name": self.container.name})
 
     def _files_loader(
-        self, name: str, args: HardenedContainerArgs, settings: Settings, uid: str, gid: str
+        self, name: str, args: HardenedContainerArgs, placement: Placement, uid: str, gid: str
     ) -> docker.Container:
         """A container of the service's image that receives the files into the config volume.
 
@@ -284,7 +285,7 @@ class HardenedContainer(pulumi.ComponentResource):
         """
         return docker.Container(
             f"{name}-files",
-            name=settings.resource_name(args.service, "files"),
+            name=placement.resource_name(args.service, "files"),
             image=args.image,
             entrypoints=handover(uid, gid),
             working_dir="/",  # the image's own may be closed to a root without CAP_DAC_OVERRIDE
@@ -300,8 +301,8 @@ class HardenedContainer(pulumi.ComponentResource):
             log_driver="json-file",
             log_opts=LOG_OPTS,
             labels=[
-                docker.ContainerLabelArgs(label=STACK_LABEL, value=settings.stack),
-                docker.ContainerLabelArgs(label=PROJECT_LABEL, value=settings.project),
+                docker.ContainerLabelArgs(label=STACK_LABEL, value=placement.stack),
+                docker.ContainerLabelArgs(label=PROJECT_LABEL, value=placement.project),
                 docker.ContainerLabelArgs(label=FILES_FOR_LABEL, value=args.service),
             ],
             mounts=[

@@ -1,6 +1,6 @@
-"""The data zone: PostGIS, the one-shot migration and the backup service.
-
-What lives inside Postgres (databases, schemas, roles, grants) is ``components.database``.
+"""The data zone: PostGIS on its volumes. The one-shot migration is ``components.migration``, the backup
+service ``components.backup_service``; what lives inside Postgres (databases, schemas, roles, grants) is
+``components.database``.
 
 WAL archiving (R-DB-2): with backups on, Postgres writes every WAL segment, gzip-compressed, into the
 WAL archive volume, mounted at the same path in the postgres and backup containers (the backup uid is in
@@ -9,6 +9,8 @@ postgres' group 10010). The settings are the ones ``python3 -m backup show-confi
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
@@ -23,10 +25,10 @@ from components.container import (
     HardenedContainerArgs,
     Healthcheck,
     VolumeMount,
-    http_probe,
 )
-from components.database import APP_DATABASE, pg_hba
+from components.database import APP_DATABASE
 from components.network import NetworkZones
+from components.placement import Placement
 from components.settings import Settings
 from wire import STACK_LABEL
 
@@ -48,6 +50,7 @@ __all__ = [
     "PG_HBA_FILE",
     "POSTGRES_CONF_FILE",
     "WAL_ARCHIVE_MOUNT",
+    "DataArgs",
     "DataServices",
     "archive_settings",
 ]
@@ -68,20 +71,28 @@ def archive_settings(settings: Settings) -> str:
     )
 
 
-class DataServices(pulumi.ComponentResource):
-    """PostGIS on its own volume, migrations that run before the backend, and backups."""
+@dataclass(frozen=True)
+class DataArgs:
+    """What the data zone needs: the Postgres image, port and access rules, and whether WAL is archived."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        zones: NetworkZones,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    placement: Placement
+    zones: NetworkZones
+    image: str
+    port: int
+    pg_hba: str  # known at preview: the zones' subnets are fixed in the settings
+    # postgresql.conf lines of WAL archiving (``archive_settings``); None: backups off, no archive volume.
+    archive_conf: str | None
+    retain_volumes: bool  # prod keeps the data volumes when the stack lets go of them
+
+
+class DataServices(pulumi.ComponentResource):
+    """PostGIS on its own volume, with the backup and WAL archive volumes the backup service mounts."""
+
+    def __init__(self, name: str, args: DataArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self._prefix = name
-        port = settings.ports["postgres"]
+        port = args.port
+        placement = args.placement
 
         # The image applies POSTGRES_PASSWORD_FILE at initdb only, so the superuser password cannot follow the
         # rotation epoch: a new value would lock the Postgres provider out of the existing cluster.
@@ -97,35 +108,35 @@ class DataServices(pulumi.ComponentResource):
         )
         self.data_volume = docker.Volume(
             f"{name}-pgdata",
-            name=settings.resource_name("pgdata"),
-            labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=settings.stack)],
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.is_prod),
+            name=placement.resource_name("pgdata"),
+            labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=placement.stack)],
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_volumes),
         )
         self.backup_volume = docker.Volume(
             f"{name}-backups",
-            name=settings.resource_name("backups"),
-            labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=settings.stack)],
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.is_prod),
+            name=placement.resource_name("backups"),
+            labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=placement.stack)],
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_volumes),
         )
         # Archiving only runs with the backup service: nothing else would prune the archive.
         self.wal_archive_volume: docker.Volume | None = None
         postgres_volumes = [VolumeMount(self.data_volume, PGDATA_MOUNT)]
         postgres_files: list[ContainerFile] = []
-        if settings.features.backups:
+        if args.archive_conf is not None:
             self.wal_archive_volume = docker.Volume(
                 f"{name}-wal-archive",
-                name=settings.resource_name("wal-archive"),
-                labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=settings.stack)],
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.is_prod),
+                name=placement.resource_name("wal-archive"),
+                labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=placement.stack)],
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_volumes),
             )
             postgres_volumes.append(VolumeMount(self.wal_archive_volume, WAL_ARCHIVE_MOUNT))
-            postgres_files.append(ContainerFile(POSTGRES_CONF_FILE, archive_settings(settings), mode="0440"))
+            postgres_files.append(ContainerFile(POSTGRES_CONF_FILE, args.archive_conf, mode="0440"))
 
         self.postgres = HardenedContainer(
             f"{name}-postgres",
             HardenedContainerArgs(
                 service="postgres",
-                image=settings.images["postgres"],
+                image=args.image,
                 env={
                     "PGPORT": str(port),
                     "PGDATA": f"{PGDATA_MOUNT}/pgdata",
@@ -136,8 +147,7 @@ class DataServices(pulumi.ComponentResource):
                     ContainerFile(
                         f"{SECRETS_DIR}/postgres_password", self.superuser_password.result, secret=True, mode="0400"
                     ),
-                    # Known at preview: the zones' subnets are fixed in the settings.
-                    ContainerFile(PG_HBA_FILE, pg_hba(settings), mode="0440"),
+                    ContainerFile(PG_HBA_FILE, args.pg_hba, mode="0440"),
                     *postgres_files,
                 ],
                 volumes=postgres_volumes,
@@ -147,84 +157,10 @@ class DataServices(pulumi.ComponentResource):
                     start_period="30s",
                 ),
             ),
-            settings,
-            zones,
+            placement,
+            args.zones,
             opts=child,
         )
         self.host = "postgres"
         self.port = port
         self.register_outputs({"postgres": self.postgres.name})
-
-    def add_migration(
-        self, settings: Settings, zones: NetworkZones, migrator_url: pulumi.Input[str], opts: pulumi.ResourceOptions
-    ) -> HardenedContainer:
-        """The one-shot `alembic upgrade head`, run with the backend image as the migrator role."""
-        self.migration = HardenedContainer(
-            f"{self._prefix}-migration",
-            HardenedContainerArgs(
-                service="migration",
-                image=settings.images["migration"],
-                command=["alembic", "upgrade", "head"],
-                env={
-                    "FLY_POTATO_PROFILE": settings.profile.value,
-                    "FLY_POTATO_MIGRATOR_URL_FILE": f"{SECRETS_DIR}/migrator_url",
-                },
-                files=[ContainerFile(f"{SECRETS_DIR}/migrator_url", migrator_url, secret=True, mode="0400")],
-                healthcheck=None,
-                one_shot=True,
-            ),
-            settings,
-            zones,
-            opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=self), opts),
-        )
-        return self.migration
-
-    def add_backup(
-        self,
-        settings: Settings,
-        zones: NetworkZones,
-        backup_url: pulumi.Input[str],
-        metrics_token: pulumi.Input[str],
-        opts: pulumi.ResourceOptions,
-    ) -> HardenedContainer:
-        """The backup service (R-DB-2): the image's `service` scheduler — daily dump, base backup, prune and
-        WAL check, weekly restore drill — with /metrics behind the platform's metrics token (R-SEC-5)."""
-        if self.wal_archive_volume is None:
-            raise ValueError("add_backup needs the WAL archive: construct DataServices with features.backups on")
-        metrics_port = settings.ports["backup_metrics"]
-        raw = settings.raw.backup
-        self.backup = HardenedContainer(
-            f"{self._prefix}-backup",
-            HardenedContainerArgs(
-                service="backup",
-                image=settings.images["backup"],
-                command=["service"],
-                env={
-                    "BACKUP_DIR": BACKUP_MOUNT,
-                    "BACKUP_DATABASE_URL_FILE": f"{SECRETS_DIR}/backup_url",
-                    "BACKUP_DUMP_RETENTION_DAYS": str(raw.dump_retention_days),
-                    "BACKUP_WAL_RETENTION_DAYS": str(raw.wal_retention_days),
-                    "BACKUP_SCHEDULE_UTC": raw.schedule_utc,
-                    "BACKUP_METRICS_PORT": str(metrics_port),
-                    "BACKUP_METRICS_TOKEN_FILE": METRICS_TOKEN_FILE,
-                    "BACKUP_ARCHIVE_TIMEOUT_SECONDS": str(raw.archive_timeout_seconds),
-                    "BACKUP_WAL_ARCHIVE_DIR": WAL_ARCHIVE_MOUNT,
-                },
-                files=[
-                    ContainerFile(f"{SECRETS_DIR}/backup_url", backup_url, secret=True, mode="0400"),
-                    ContainerFile(METRICS_TOKEN_FILE, metrics_token, secret=True, mode="0400"),
-                ],
-                volumes=[
-                    VolumeMount(self.backup_volume, BACKUP_MOUNT),
-                    # Read-write: the prune job deletes WAL older than the retention (group 10010, mode 2770).
-                    VolumeMount(self.wal_archive_volume, WAL_ARCHIVE_MOUNT),
-                ],
-                tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
-                # /healthz needs no token; /metrics does.
-                healthcheck=http_probe(metrics_port, "/healthz"),
-            ),
-            settings,
-            zones,
-            opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=self), opts),
-        )
-        return self.backup

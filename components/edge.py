@@ -12,6 +12,7 @@ import pulumi
 from components.container import ContainerFile, HardenedContainer, HardenedContainerArgs, http_probe
 from components.network import NetworkZones
 from components.nginx_conf import DHPARAM_PEM, EdgeLayout, render_nginx_conf
+from components.placement import Placement
 from components.settings import Settings
 from components.tls import ServerCertificate
 
@@ -52,7 +53,7 @@ class EdgeServices(pulumi.ComponentResource):
                     settings.ports["nginx_http"], "/healthz", expect="301" if settings.is_prod else "200"
                 ),
             ),
-            settings,
+            Placement.of(settings),
             zones,
             opts=child,
         )

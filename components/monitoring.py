@@ -43,6 +43,7 @@ from components.container import (
     http_probe,
 )
 from components.network import NetworkZones
+from components.placement import Placement
 from components.settings import Settings
 from wire import STACK_LABEL
 
@@ -88,8 +89,10 @@ class MonitoringServices(pulumi.ComponentResource):
         paths = mc.PATHS
         token_file = ContainerFile(paths.metrics_token, metrics_token, secret=True, mode="0400")
 
+        placement = Placement.of(settings)
+
         def make(service: str, args: HardenedContainerArgs) -> HardenedContainer:
-            return HardenedContainer(f"{name}-{service.replace('_', '-')}", args, settings, zones, opts=child)
+            return HardenedContainer(f"{name}-{service.replace('_', '-')}", args, placement, zones, opts=child)
 
         def volume(service: str) -> docker.Volume:
             return docker.Volume(

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_docker as docker
 
 from components.catalog import Zone
-from components.settings import Settings
 from wire import STACK_LABEL, ZONE_LABEL
 
 TYPE = "fly-potato:network:NetworkZones"
+
+
+@dataclass(frozen=True)
+class ZonesArgs:
+    """Per zone: whether it is ``internal`` and its fixed subnet and gateway; the stack names the networks."""
+
+    project: str
+    stack: str
+    internal: Mapping[Zone, bool]
+    subnets: Mapping[Zone, str]
+    gateways: Mapping[Zone, str]
+
+    def resource_name(self, *parts: str) -> str:
+        return "-".join((self.project, self.stack, *parts)).replace("_", "-")
 
 
 class NetworkZones(pulumi.ComponentResource):
@@ -17,7 +33,7 @@ class NetworkZones(pulumi.ComponentResource):
 
     networks: dict[Zone, docker.Network]
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: ZonesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.networks = {}
@@ -28,18 +44,14 @@ class NetworkZones(pulumi.ComponentResource):
                 options["com.docker.network.bridge.enable_ip_masquerade"] = "false"
             self.networks[zone] = docker.Network(
                 f"{name}-{zone.value}",
-                name=settings.resource_name(zone.value),
+                name=args.resource_name(zone.value),
                 driver="bridge",
-                internal=settings.zone_internal[zone],
+                internal=args.internal[zone],
                 # Fixed per stack, so pg_hba and Keycloak's trusted proxies are known at preview.
-                ipam_configs=[
-                    docker.NetworkIpamConfigArgs(
-                        subnet=settings.zone_subnets[zone], gateway=settings.zone_gateway(zone)
-                    )
-                ],
+                ipam_configs=[docker.NetworkIpamConfigArgs(subnet=args.subnets[zone], gateway=args.gateways[zone])],
                 options=options or None,
                 labels=[
-                    docker.NetworkLabelArgs(label=STACK_LABEL, value=settings.stack),
+                    docker.NetworkLabelArgs(label=STACK_LABEL, value=args.stack),
                     docker.NetworkLabelArgs(label=ZONE_LABEL, value=zone.value),
                 ],
                 opts=child,

@@ -7,17 +7,30 @@ from typing import Any
 import pulumi
 
 from components import outputs as keys
+from components.app_services import AppArgs, AppServices
 from components.auth import AuthServices
-from components.backend import AppServices
+from components.backup_service import BackupService, BackupServiceArgs
 from components.catalog import Zone
-from components.data import DataServices
-from components.database import PlatformDatabases
+from components.data import DataArgs, DataServices, archive_settings
+from components.database import PlatformDatabases, pg_hba
 from components.edge import EdgeServices
 from components.host_guardrails import DockerHost, HostGuardrails
+from components.migration import Migration, MigrationArgs
 from components.monitoring import MonitoringServices
-from components.network import NetworkZones
+from components.network import NetworkZones, ZonesArgs
+from components.placement import Placement
 from components.preflight import HostProbes, require_ready
-from components.release import ReleaseOrder
+from components.release import (
+    MigrationGate,
+    MigrationGateArgs,
+    PreDeployBackup,
+    PreDeployBackupArgs,
+    ReleaseArgs,
+    ReleaseOrder,
+    SmokeCheck,
+    SmokeCheckArgs,
+    smoke_target,
+)
 from components.secrets import generated_password
 from components.settings import Settings
 
@@ -34,13 +47,14 @@ class Platform(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         port = settings.ports["postgres"]
 
-        self.zones = NetworkZones("zones", settings, opts=child)
+        self.zones = NetworkZones("zones", zones_args(settings), opts=child)
+        placement = Placement.of(settings)
         # DOCKER-USER allow-lists on the Docker host first (R-NET-5, R-NET-6): they match the zones' fixed
         # subnets, so no container reaches out before they hold, and `pulumi destroy` removes them last.
         self.docker_host = DockerHost.of(settings)
         self.guardrails = HostGuardrails("host-guardrails", settings, self.docker_host, opts=child)
         child = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.guardrails]))
-        self.data = DataServices("data", settings, self.zones, opts=child)
+        self.data = DataServices("data", _data_args(settings, placement, self.zones), opts=child)
         # Roles, databases and grants (R-DB-1); everything that logs in to Postgres waits for them.
         self.database = PlatformDatabases(
             "database",
@@ -66,38 +80,90 @@ class Platform(pulumi.ComponentResource):
         )
 
         # Release order (R-OPS-2): pre-deploy backup -> migration (exit 0) -> backend -> smoke (components/release.py).
-        self.release = ReleaseOrder("release", settings, self.docker_host, opts=child)
-        backup = (
-            self.data.add_backup(
-                settings,
-                self.zones,
-                self.database.url("backup", port=port),
-                self.metrics_token.result,
-                after_postgres,
+        host_config = settings.raw.host
+        self.release = ReleaseOrder(
+            "release",
+            ReleaseArgs(backend_image=settings.images["backend"], migration_image=settings.images["migration"]),
+            opts=child,
+        )
+        self.backup: BackupService | None = None
+        self.pre_deploy_backup: PreDeployBackup | None = None
+        after_backup: list[pulumi.Resource] = []
+        if settings.features.backups:
+            assert self.data.wal_archive_volume is not None  # archived whenever backups are on
+            self.backup = BackupService(
+                "backup",
+                BackupServiceArgs(
+                    placement=placement,
+                    zones=self.zones,
+                    image=settings.images["backup"],
+                    metrics_port=settings.ports["backup_metrics"],
+                    schedule=settings.raw.backup,
+                    backup_url=self.database.url("backup", port=port),
+                    metrics_token=self.metrics_token.result,
+                    backup_volume=self.data.backup_volume,
+                    wal_archive_volume=self.data.wal_archive_volume,
+                    after=[self.database],
+                    moved_from=self.data,
+                ),
+                opts=child,
             )
-            if settings.features.backups
-            else None
+            self.pre_deploy_backup = PreDeployBackup(
+                "pre-deploy-backup",
+                PreDeployBackupArgs(
+                    host=self.docker_host,
+                    release=self.release,
+                    backup=self.backup.container,
+                    backend_image=settings.images["backend"],
+                    timeout_seconds=host_config.backup_timeout_seconds,
+                ),
+                opts=child,
+            )
+            after_backup = [self.pre_deploy_backup.command]
+        self.migration = Migration(
+            "migration",
+            MigrationArgs(
+                placement=placement,
+                zones=self.zones,
+                image=settings.images["migration"],
+                profile=settings.profile.value,
+                migrator_url=self.migrator_url,
+                after=[self.database, *after_backup],
+                moved_from=self.data,
+            ),
+            opts=child,
         )
-        after_backup = self.release.pre_deploy_backup(backup)
-        migration = self.data.add_migration(
-            settings, self.zones, self.migrator_url, pulumi.ResourceOptions.merge(after_postgres, after_backup)
+        self.migration_gate = MigrationGate(
+            "migration-gate",
+            MigrationGateArgs(
+                host=self.docker_host,
+                release=self.release,
+                migration=self.migration.container,
+                timeout_seconds=host_config.command_timeout_seconds,
+            ),
+            opts=child,
         )
-        migrated = self.release.migration_gate(migration)
         self.app = AppServices(
             "app",
-            settings,
-            self.zones,
-            env={
-                "FLY_POTATO_PUBLIC_URL": settings.public_url,
-                "FLY_POTATO_KEYCLOAK_ISSUER_URL": self.auth.issuer_url,
-                "FLY_POTATO_KEYCLOAK_JWKS_URL": self.auth.jwks_url,
-                "FLY_POTATO_OIDC_CLIENT_ID": self.auth.client_id,
-                "FLY_POTATO_CORS_ORIGINS": ",".join(settings.cors_origins),
-                "FLY_POTATO_DATALENS_EMBED_ORIGINS": ",".join(settings.raw.datalens.embed_origins),
-            },
-            secret_files={"database_url": self.database_url, "metrics_token": self.metrics_token.result},
+            AppArgs(
+                placement=placement,
+                zones=self.zones,
+                image=settings.images["backend"],
+                port=settings.ports["backend"],
+                profile=settings.profile.value,
+                env={
+                    "FLY_POTATO_PUBLIC_URL": settings.public_url,
+                    "FLY_POTATO_KEYCLOAK_ISSUER_URL": self.auth.issuer_url,
+                    "FLY_POTATO_KEYCLOAK_JWKS_URL": self.auth.jwks_url,
+                    "FLY_POTATO_OIDC_CLIENT_ID": self.auth.client_id,
+                    "FLY_POTATO_CORS_ORIGINS": ",".join(settings.cors_origins),
+                    "FLY_POTATO_DATALENS_EMBED_ORIGINS": ",".join(settings.raw.datalens.embed_origins),
+                },
+                secret_files={"database_url": self.database_url, "metrics_token": self.metrics_token.result},
+            ),
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(depends_on=[migration.container, migrated])
+                child,
+                pulumi.ResourceOptions(depends_on=[self.migration.container.container, self.migration_gate.command]),
             ),
         )
         self.edge = EdgeServices(
@@ -108,7 +174,19 @@ class Platform(pulumi.ComponentResource):
                 child, pulumi.ResourceOptions(depends_on=[self.app.backend.container, self.auth.oauth2_proxy.container])
             ),
         )
-        self.release.smoke_step(self.app.backend, self.edge.nginx, self.edge.certificate.ca_cert_pem)
+        self.smoke = SmokeCheck(
+            "smoke-check",
+            SmokeCheckArgs(
+                host=self.docker_host,
+                release=self.release,
+                backend=self.app.backend,
+                nginx=self.edge.nginx,
+                ca_cert_pem=self.edge.certificate.ca_cert_pem,
+                target=smoke_target(settings),
+                timeout_seconds=host_config.smoke_timeout_seconds,
+            ),
+            opts=child,
+        )
         self.monitoring = (
             MonitoringServices(
                 "monitoring",
@@ -163,6 +241,28 @@ class Platform(pulumi.ComponentResource):
             keys.CORS_ORIGINS: s.cors_origins,
             keys.DATALENS_EMBED_ORIGINS: list(s.raw.datalens.embed_origins),
         }
+
+
+def zones_args(settings: Settings) -> ZonesArgs:
+    return ZonesArgs(
+        project=settings.project,
+        stack=settings.stack,
+        internal=dict(settings.zone_internal),
+        subnets=settings.zone_subnets,
+        gateways={zone: settings.zone_gateway(zone) for zone in Zone},
+    )
+
+
+def _data_args(settings: Settings, placement: Placement, zones: NetworkZones) -> DataArgs:
+    return DataArgs(
+        placement=placement,
+        zones=zones,
+        image=settings.images["postgres"],
+        port=settings.ports["postgres"],
+        pg_hba=pg_hba(settings),
+        archive_conf=archive_settings(settings) if settings.features.backups else None,
+        retain_volumes=settings.is_prod,
+    )
 
 
 def _services(settings: Settings) -> list[str]:

@@ -1,6 +1,7 @@
 """Release order (R-OPS-2) as resources: pre-deploy backup → migration (exit 0) → backend → smoke.
 
-The order is the resource graph's, not a wiki's:
+The order is the resource graph's, not a wiki's. ``ReleaseOrder`` checks the images and fixes the release
+fingerprint; ``Platform`` then constructs the steps in order, each a component of its own:
 
 1. ``<name>-backup`` runs ``python3 -m backup dump`` in the running backup container whenever the
    release fingerprint (backend image, migration image, migration scripts) changes, and must succeed.
@@ -18,7 +19,9 @@ Rollback (previous image + ``alembic downgrade``) is ``scripts/rollback.sh``; se
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
@@ -29,6 +32,11 @@ from components.settings import Settings
 from wire import PROJECT
 
 TYPE = "fly-potato:release:ReleaseOrder"
+STEP_TYPES = {
+    "backup": "fly-potato:release:PreDeployBackup",
+    "gate": "fly-potato:release:MigrationGate",
+    "smoke": "fly-potato:release:SmokeCheck",
+}
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SMOKE_PATH = "/health/ready"
 SMOKE_INTERVAL_SECONDS = 3
@@ -49,7 +57,11 @@ def migrations_digest(root: Path = MIGRATIONS) -> str:
 def release_fingerprint(settings: Settings, migrations: str | None = None) -> str:
     """What a release is: the backend and migration images and the migration scripts. It changes exactly
     when the backup must run again before migrating."""
-    parts = [settings.images["backend"], settings.images["migration"], migrations or migrations_digest()]
+    return _fingerprint(settings.images["backend"], settings.images["migration"], migrations)
+
+
+def _fingerprint(backend_image: str, migration_image: str, migrations: str | None = None) -> str:
+    parts = [backend_image, migration_image, migrations or migrations_digest()]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -70,41 +82,57 @@ def smoke_target(settings: Settings) -> tuple[str, str, bool]:
     return f"{scheme}://{settings.domain}{shown_port}{SMOKE_PATH}", f"{settings.domain}:{port}:{address}", https
 
 
-class ReleaseOrder(pulumi.ComponentResource):
-    """The release steps around the migration and the backend; built in the order the platform composes them."""
+@dataclass(frozen=True)
+class ReleaseArgs:
+    backend_image: str
+    migration_image: str
 
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        host: DockerHost,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        if settings.images["migration"] != settings.images["backend"]:
+
+class ReleaseOrder(pulumi.ComponentResource):
+    """The release of this update: the images checked, the fingerprint fixed. Its steps (``PreDeployBackup``,
+    ``MigrationGate``, ``SmokeCheck``) are the components the platform constructs around the migration and
+    the backend; their commands keep the names they had as this component's children."""
+
+    def __init__(self, name: str, args: ReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        if args.migration_image != args.backend_image:
             raise ReleaseConfigError(
-                f"{PROJECT}:images.migration = {settings.images['migration']!r} differs from images.backend = "
-                f"{settings.images['backend']!r}; the migrations ship in the backend image, so set both to the "
+                f"{PROJECT}:images.migration = {args.migration_image!r} differs from images.backend = "
+                f"{args.backend_image!r}; the migrations ship in the backend image, so set both to the "
                 "same image (the migration must be the one the new backend expects)"
             )
         super().__init__(TYPE, name, None, opts)
         self._name = name
-        self._settings = settings
-        self._host = host
-        self.fingerprint = release_fingerprint(settings)
-        self.backup: pulumi.CustomResource | None = None
-        self.gate: pulumi.CustomResource | None = None
-        self.smoke: pulumi.CustomResource | None = None
+        self.fingerprint = _fingerprint(args.backend_image, args.migration_image)
         self.register_outputs({"fingerprint": self.fingerprint})
 
-    def pre_deploy_backup(self, backup: HardenedContainer | None) -> pulumi.ResourceOptions:
-        """Step 1. Returns the options that make the migration wait for it (none without a backup service)."""
-        if backup is None:
-            return pulumi.ResourceOptions()
-        timeout = self._settings.raw.host.backup_timeout_seconds
-        reason = f"release {self.fingerprint[:12]} backend {self._settings.images['backend']}"
-        self.backup = self._host.command(
-            f"{self._name}-backup",
-            create=backup.container.name.apply(
+    def step_options(self, **options: Any) -> pulumi.ResourceOptions:
+        """Options of a step's command: parented by the step, aliased to this component (its old parent)."""
+        return pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=self)], **options)
+
+    def step_name(self, step: str) -> str:
+        return f"{self._name}-{step}"
+
+
+@dataclass(frozen=True)
+class PreDeployBackupArgs:
+    host: DockerHost
+    release: ReleaseOrder
+    backup: HardenedContainer  # the running backup service
+    backend_image: str
+    timeout_seconds: int
+
+
+class PreDeployBackup(pulumi.ComponentResource):
+    """Step 1. ``python3 -m backup dump`` in the backup container whenever the release fingerprint changes;
+    ``after`` holds the options that make the migration wait for it."""
+
+    def __init__(self, name: str, args: PreDeployBackupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(STEP_TYPES["backup"], name, None, opts)
+        release, timeout = args.release, args.timeout_seconds
+        reason = f"release {release.fingerprint[:12]} backend {args.backend_image}"
+        self.command = args.host.command(
+            release.step_name("backup"),
+            create=args.backup.container.name.apply(
                 lambda container: host_script(
                     "predeploy-backup.sh",
                     "--container",
@@ -116,18 +144,31 @@ class ReleaseOrder(pulumi.ComponentResource):
                     timeout=timeout + 60,
                 )
             ),
-            triggers=[self.fingerprint],
+            triggers=[release.fingerprint],
             timeout_seconds=timeout + 60,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[backup.container]),
+            opts=release.step_options(parent=self, depends_on=[args.backup.container]),
         )
-        return pulumi.ResourceOptions(depends_on=[self.backup])
+        self.after = pulumi.ResourceOptions(depends_on=[self.command])
+        self.register_outputs({})
 
-    def migration_gate(self, migration: HardenedContainer) -> pulumi.CustomResource:
-        """Step 2. Succeeds only when the migration container exited 0; the backend depends on it."""
-        timeout = self._settings.raw.host.command_timeout_seconds
-        container = migration.container
-        self.gate = self._host.command(
-            f"{self._name}-migration-gate",
+
+@dataclass(frozen=True)
+class MigrationGateArgs:
+    host: DockerHost
+    release: ReleaseOrder
+    migration: HardenedContainer
+    timeout_seconds: int
+
+
+class MigrationGate(pulumi.ComponentResource):
+    """Step 2. Succeeds only when the migration container exited 0; the backend depends on it."""
+
+    def __init__(self, name: str, args: MigrationGateArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(STEP_TYPES["gate"], name, None, opts)
+        release, timeout = args.release, args.timeout_seconds
+        container = args.migration.container
+        self.command = args.host.command(
+            release.step_name("migration-gate"),
             create=pulumi.Output.all(container.name, container.exit_code).apply(
                 lambda values: host_script(
                     "migration-gate.sh",
@@ -139,23 +180,33 @@ class ReleaseOrder(pulumi.ComponentResource):
                 )
             ),
             # A new migration container (new image, new run) is checked again.
-            triggers=[container.id, self.fingerprint],
+            triggers=[container.id, release.fingerprint],
             timeout_seconds=timeout,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[container]),
+            opts=release.step_options(parent=self, depends_on=[container]),
         )
-        return self.gate
+        self.register_outputs({})
 
-    def smoke_step(
-        self,
-        backend: HardenedContainer,
-        nginx: HardenedContainer,
-        ca_cert_pem: pulumi.Input[str] | None,
-    ) -> pulumi.CustomResource:
-        """Step 4. ``/health/ready`` through nginx answers 200 ready in time, or ``pulumi up`` fails."""
-        timeout = self._settings.raw.host.smoke_timeout_seconds
-        url, resolve, https = smoke_target(self._settings)
-        trust = https and ca_cert_pem is not None
-        args = [
+
+@dataclass(frozen=True)
+class SmokeCheckArgs:
+    host: DockerHost
+    release: ReleaseOrder
+    backend: HardenedContainer
+    nginx: HardenedContainer
+    ca_cert_pem: pulumi.Input[str] | None
+    target: tuple[str, str, bool]  # smoke_target(): URL, curl --resolve pin, https?
+    timeout_seconds: int
+
+
+class SmokeCheck(pulumi.ComponentResource):
+    """Step 4. ``/health/ready`` through nginx answers 200 ready in time, or ``pulumi up`` fails."""
+
+    def __init__(self, name: str, args: SmokeCheckArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(STEP_TYPES["smoke"], name, None, opts)
+        release, timeout = args.release, args.timeout_seconds
+        url, resolve, https = args.target
+        trust = https and args.ca_cert_pem is not None
+        words = [
             "--url",
             url,
             "--resolve",
@@ -166,22 +217,30 @@ class ReleaseOrder(pulumi.ComponentResource):
             str(SMOKE_INTERVAL_SECONDS),
         ]
         if trust:
-            args.append("--cacert-stdin")
-        self.smoke = self._host.command(
-            f"{self._name}-smoke",
-            create=host_script("smoke.sh", *args, timeout=timeout + 30),
-            stdin=ca_cert_pem if trust else None,
+            words.append("--cacert-stdin")
+        backend, nginx = args.backend.container, args.nginx.container
+        self.command = args.host.command(
+            release.step_name("smoke"),
+            create=host_script("smoke.sh", *words, timeout=timeout + 30),
+            stdin=args.ca_cert_pem if trust else None,
             # Every new backend or nginx container is smoke-tested again.
-            triggers=[backend.container.id, nginx.container.id, self.fingerprint],
+            triggers=[backend.id, nginx.id, release.fingerprint],
             timeout_seconds=timeout + 30,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[backend.container, nginx.container]),
+            opts=release.step_options(parent=self, depends_on=[backend, nginx]),
         )
-        return self.smoke
+        self.register_outputs({})
 
 
 __all__ = [
+    "MigrationGate",
+    "MigrationGateArgs",
+    "PreDeployBackup",
+    "PreDeployBackupArgs",
+    "ReleaseArgs",
     "ReleaseConfigError",
     "ReleaseOrder",
+    "SmokeCheck",
+    "SmokeCheckArgs",
     "migrations_digest",
     "release_fingerprint",
     "smoke_target",

@@ -15,7 +15,7 @@ import hashlib
 import ipaddress
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ class PlannedResource:
     property_dependencies: dict[str, list[str]]
     provider: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    aliases: list[dict[str, Any]] = field(default_factory=list)
 
     def prop(self, name: str, default: Any = None) -> Any:
         return unwrap(self.inputs.get(name, default))
@@ -216,8 +217,12 @@ def evaluate_program(
     config: Mapping[str, Any] | None = None,
     preview: bool = False,
     host: HostProbes | None = None,
+    program: Callable[[], Any] | None = None,
 ) -> ProgramGraph:
     """Run ``__main__.py``'s ``main`` for ``stack`` under mocks. A config error is returned in ``.error``.
+
+    ``program`` runs instead of ``__main__.py`` (e.g. one component built from hand-made args), with the
+    same mocks, config and recording.
 
     ``preview=True`` evaluates as ``pulumi preview`` of a new stack: values computed by providers are
     unknown (``pulumi.output.Unknown`` in the recorded inputs). ``host``: what the deploy preflight finds on
@@ -245,6 +250,7 @@ def evaluate_program(
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
             response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
+                from google.protobuf import json_format
                 from pulumi.runtime import rpc
 
                 recorded.append(
@@ -264,6 +270,7 @@ def evaluate_program(
                             "additional_secret_outputs": list(request.additionalSecretOutputs),
                             "replacement_trigger": request.HasField("replacement_trigger"),
                         },
+                        aliases=[json_format.MessageToDict(alias) for alias in request.aliases],
                     )
                 )
             return response
@@ -284,9 +291,12 @@ def evaluate_program(
     pulumi.export = capture  # type: ignore[assignment]
     try:
 
-        def program() -> Any:
-            # Not as "__main__": that would ask this machine; main() is given the probes instead.
-            runpy.run_path(str(ROOT / "__main__.py"), run_name="fly_potato_program")["main"](host=probes)
+        def main() -> Any:
+            if program is not None:
+                program()
+            else:
+                # Not as "__main__": that would ask this machine; main() is given the probes instead.
+                runpy.run_path(str(ROOT / "__main__.py"), run_name="fly_potato_program")["main"](host=probes)
             return pulumi.Output.all(*exported.values()) if exported else None
 
         runtime_settings.SETTINGS.rpc_manager.clear()
@@ -295,7 +305,7 @@ def evaluate_program(
 
         async def run() -> None:
             nonlocal outputs_future
-            outputs_future = program()
+            outputs_future = main()
 
         try:
             _sync_await(pulumi.runtime.stack.run_pulumi_func(lambda: _sync_await(run())))

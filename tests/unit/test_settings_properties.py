@@ -1,6 +1,6 @@
 """Every stack-config key of docs/config.md, given ordinary and hostile values (hypothesis, bounded examples).
 
-Three properties over the config model (components/settings.py):
+Three properties over the config model (components/settings/):
 
 - a value either parses or is refused with ``SettingsError``: nothing else is ever raised;
 - every refusal is one sentence per problem that names a key the example changed;

@@ -3,45 +3,51 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pulumi
 
+from components.catalog import SERVICES
 from components.container import SECRETS_DIR, ContainerFile, HardenedContainer, HardenedContainerArgs, Healthcheck
 from components.network import NetworkZones
-from components.settings import Settings
+from components.placement import Placement
 
 TYPE = "fly-potato:app:AppServices"
+
+
+@dataclass(frozen=True)
+class AppArgs:
+    """The backend's image and port, its settings as environment (plain) and files (secrets)."""
+
+    placement: Placement
+    zones: NetworkZones
+    image: str
+    port: int
+    profile: str
+    env: Mapping[str, pulumi.Input[str]]
+    secret_files: Mapping[str, pulumi.Input[str]]
 
 
 class AppServices(pulumi.ComponentResource):
     """The backend container. Its settings arrive as environment (plain) and files (secrets)."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        zones: NetworkZones,
-        *,
-        env: Mapping[str, pulumi.Input[str]],
-        secret_files: Mapping[str, pulumi.Input[str]],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: AppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
-        port = settings.ports["backend"]
+        port = args.port
         files = [
             ContainerFile(f"{SECRETS_DIR}/{key}", value, secret=True, mode="0400")
-            for key, value in sorted(secret_files.items())
+            for key, value in sorted(args.secret_files.items())
         ]
-        file_env = {f"FLY_POTATO_{key.upper()}_FILE": f"{SECRETS_DIR}/{key}" for key in secret_files}
+        file_env = {f"FLY_POTATO_{key.upper()}_FILE": f"{SECRETS_DIR}/{key}" for key in args.secret_files}
         self.backend = HardenedContainer(
             f"{name}-backend",
             HardenedContainerArgs(
                 service="backend",
-                image=settings.images["backend"],
+                image=args.image,
                 env={
-                    "FLY_POTATO_PROFILE": settings.profile.value,
+                    "FLY_POTATO_PROFILE": args.profile,
                     "FLY_POTATO_PORT": str(port),
-                    **env,
+                    **args.env,
                     **file_env,
                 },
                 files=files,
@@ -56,9 +62,10 @@ class AppServices(pulumi.ComponentResource):
                     ],
                 ),
             ),
-            settings,
-            zones,
+            args.placement,
+            args.zones,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.url = HardenedContainer.zone_url(settings, "backend", "backend")
+        # As HardenedContainer.zone_url: the listener as seen from inside the Docker networks.
+        self.url = f"http://{SERVICES['backend'].docker_alias}:{port}"
         self.register_outputs({"backend": self.backend.name})

@@ -1,0 +1,108 @@
+"""Stack settings: every ``fly-potato:*`` config key, read once and validated before any resource exists.
+
+A bad value stops the program with one sentence per problem that names the key and the fix, e.g.
+``fly-potato:ports.postgres = 70000 is not a TCP port (1-65535)``.
+
+By concern: ``fields`` (field types and their sentences), ``models`` (the config sections, ``RawSettings``),
+``resolved`` (``Settings``: catalog defaults applied), ``errors`` (``SettingsError`` and the sentences of
+pydantic's errors), ``rules`` (cross-field rules) and ``loading`` (``parse_settings``, ``load_settings``).
+"""
+
+from components.settings.errors import PROJECT, SettingsError
+from components.settings.fields import (
+    MAX_MEMORY_MB,
+    Cidr,
+    Cpus,
+    Domain,
+    IPAddress,
+    MemoryMB,
+    Origin,
+    Pids,
+    Port,
+)
+from components.settings.loading import load_settings, parse_settings
+from components.settings.models import (
+    DOCKER_SOCKETS,
+    KEYCLOAK_ADMIN_REALM,
+    REQUIRED_GROUPS,
+    WELL_KNOWN_ADMIN_NAMES,
+    AlertingConfig,
+    BackupConfig,
+    CspDirective,
+    CspSource,
+    DataLensConfig,
+    EdgeConfig,
+    EgressRule,
+    Email,
+    FeaturesConfig,
+    GroupName,
+    HostConfig,
+    HostSshConfig,
+    ImagesConfig,
+    KeycloakConfig,
+    MonitoringConfig,
+    OperatorEndpointsConfig,
+    PortsConfig,
+    PublishConfig,
+    RawSettings,
+    ResourceConfig,
+    ResourcesConfig,
+    SecretsConfig,
+    TestUserConfig,
+    TlsConfig,
+    Username,
+    ZoneConfig,
+    ZonesConfig,
+)
+from components.settings.resolved import PortBinding, Settings
+from components.settings.rules import MAX_SCRAPE_INTERVAL_SECONDS
+
+__all__ = [
+    "DOCKER_SOCKETS",
+    "KEYCLOAK_ADMIN_REALM",
+    "MAX_MEMORY_MB",
+    "MAX_SCRAPE_INTERVAL_SECONDS",
+    "PROJECT",
+    "REQUIRED_GROUPS",
+    "WELL_KNOWN_ADMIN_NAMES",
+    "AlertingConfig",
+    "BackupConfig",
+    "Cidr",
+    "Cpus",
+    "CspDirective",
+    "CspSource",
+    "DataLensConfig",
+    "Domain",
+    "EdgeConfig",
+    "EgressRule",
+    "Email",
+    "FeaturesConfig",
+    "GroupName",
+    "HostConfig",
+    "HostSshConfig",
+    "IPAddress",
+    "ImagesConfig",
+    "KeycloakConfig",
+    "MemoryMB",
+    "MonitoringConfig",
+    "OperatorEndpointsConfig",
+    "Origin",
+    "Pids",
+    "Port",
+    "PortBinding",
+    "PortsConfig",
+    "PublishConfig",
+    "RawSettings",
+    "ResourceConfig",
+    "ResourcesConfig",
+    "SecretsConfig",
+    "Settings",
+    "SettingsError",
+    "TestUserConfig",
+    "TlsConfig",
+    "Username",
+    "ZoneConfig",
+    "ZonesConfig",
+    "load_settings",
+    "parse_settings",
+]
