@@ -27,7 +27,8 @@
 #   - iptables: FORWARD drops by default and bridged packets traverse it, so chain FP-SWARM accepts
 #     lab-subnet-to-lab-subnet traffic on fp-swarm0 only, hooked first in DOCKER-USER (FORWARD without it);
 #   - this kernel (see `status`) may lack IPVS and ESP: then service VIPs, the ingress routing mesh and
-#     encrypted overlays do not work between nodes; use endpoint mode dnsrr and host-mode publishing;
+#     encrypted overlays do not work between nodes; use endpoint mode dnsrr and host-mode publishing
+#     (without IPVS `up` removes the ingress network, so an ingress-mode publish is refused, not silent);
 #   - CPU: the node daemons, the registry and every lab container run under the cgroup fly-potato-swarm,
 #     capped at FP_SWARM_CPUS (default 1) CPUs, as the machine is shared.
 # `down` stops those processes by pid (pidfiles and the lab's own cgroup), then removes namespaces, links,
@@ -308,6 +309,11 @@ swarm_up() {
     for n in 2 3; do
         ndocker 1 node update --label-add fly-potato.role=edge "$(netns "$n")" >/dev/null
     done
+    # Without IPVS the ingress routing mesh cannot work here; without its network a service that asks
+    # for it is refused at once instead of publishing nothing, and each dockerd stops 5 s sooner.
+    if [[ "$(kernel_features)" == *"ipvs=no"* ]]; then
+        echo y | ndocker 1 network rm ingress >/dev/null 2>&1 || say "could not remove the ingress network"
+    fi
     local _
     for _ in $(seq 1 "$WAIT"); do
         [[ "$(ndocker 1 node ls --format '{{.Status}}' 2>/dev/null | grep -c '^Ready$')" == 3 ]] && return 0
@@ -363,19 +369,20 @@ stop_pid() {  # stop_pid PID [SECONDS]: TERM, wait, KILL
 }
 
 teardown() {
-    local n pid f quiet="${1:-}"
-    # The node daemons first, together (each stops its containers on the way out).
-    for n in "${NODES[@]}"; do
-        for f in "$RUN_DIR/node$n.pid" "$RUN_DIR/node$n.launcher.pid"; do
-            [[ -f "$f" ]] && { pid="$(cat "$f")"; [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true; }
+    local n pid f quiet="${1:-}" group
+    # The node daemons and the registry, all together (each dockerd stops its containers on the way out).
+    for group in "1 2 3 registry"; do
+        for n in $group; do
+            for f in "$RUN_DIR/node$n.pid" "$RUN_DIR/node$n.launcher.pid" "$RUN_DIR/$n.pid"; do
+                [[ -f "$f" ]] && { pid="$(cat "$f")"; [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true; }
+            done
+        done
+        for n in $group; do
+            for f in "$RUN_DIR/node$n.pid" "$RUN_DIR/node$n.launcher.pid" "$RUN_DIR/$n.pid"; do
+                [[ -f "$f" ]] && stop_pid "$(cat "$f")" 30
+            done
         done
     done
-    for n in "${NODES[@]}"; do
-        for f in "$RUN_DIR/node$n.pid" "$RUN_DIR/node$n.launcher.pid"; do
-            [[ -f "$f" ]] && stop_pid "$(cat "$f")" 30
-        done
-    done
-    [[ -f "$RUN_DIR/registry.pid" ]] && stop_pid "$(cat "$RUN_DIR/registry.pid")" 10
     # Whatever is left in the lab's cgroups (shims, containers, a daemon whose pidfile was lost).
     local left
     left="$(cgroup_pids)"
@@ -398,6 +405,7 @@ teardown() {
     for mnt in $(awk -v a="$LAB_DIR" -v b="$RUN_DIR" '$5 ~ "^"a || $5 ~ "^"b { print $5 }' /proc/self/mountinfo | sort -r); do
         umount -l "$mnt" 2>/dev/null || true
     done
+    [[ -f "$RUN_DIR/made-var-lib-containers" ]] && rm -rf /var/lib/containers
     rm -rf "$LAB_DIR" "$RUN_DIR"
 }
 
@@ -459,14 +467,20 @@ cmd_push() {
     [[ $# -ge 1 ]] || fail "usage: swarm-lab.sh push IMAGE…"
     registry_ok || fail "the registry is not up (scripts/swarm-lab.sh up)"
     local image repo digestfile t0
-    digestfile="$(mktemp)"
-    trap 'rm -f "$digestfile"' RETURN
+    mkdir -p "$REGISTRY_DIR/tmp"
+    digestfile="$REGISTRY_DIR/tmp/digest"
+    # The lab's own trust policy (accept anything: the digest printed is what gets pinned).
+    echo '{"default": [{"type": "insecureAcceptAnything"}]}' > "$REGISTRY_DIR/skopeo-policy.json"
+    # skopeo keeps a blob-info cache in /var/lib/containers/cache (saves re-compressing on a re-push);
+    # when the lab is what creates that directory, `down` removes it again.
+    [[ -e /var/lib/containers ]] || touch "$RUN_DIR/made-var-lib-containers"
     for image in "$@"; do
         repo="${image%@*}"
         [[ "${repo##*/}" == *:* ]] || repo="$repo:latest"
         t0=$(date +%s.%N)
         # One core, low priority: gzip of the layers is the cost.
-        GOMAXPROCS=1 nice -n 10 skopeo copy --quiet --src-daemon-host "$MAIN_DOCKER_HOST" \
+        GOMAXPROCS=1 nice -n 10 skopeo --policy "$REGISTRY_DIR/skopeo-policy.json" --tmpdir "$REGISTRY_DIR/tmp" \
+            copy --quiet --src-daemon-host "$MAIN_DOCKER_HOST" \
             --dest-cert-dir "$REGISTRY_DIR/client-certs" --digestfile "$digestfile" \
             "docker-daemon:$image" "docker://$REGISTRY/$repo" >&2 \
             || fail "skopeo could not copy $image into $REGISTRY"

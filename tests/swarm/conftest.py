@@ -15,11 +15,12 @@ def swarm() -> Iterator[SwarmLab]:
         require_host()
     except LabUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
+    lab = SwarmLab()
     try:
         up = script("up", timeout=600)
         if up.returncode != 0:
             pytest.fail(f"scripts/swarm-lab.sh up failed: {up.stderr.strip()[-2000:]}", pytrace=False)
-        yield SwarmLab()
+        yield lab
     finally:
         down = script("down", timeout=300)
         assert down.returncode == 0, f"scripts/swarm-lab.sh down failed: {down.stderr.strip()}"

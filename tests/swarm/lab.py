@@ -90,6 +90,10 @@ class Task:
 class SwarmLab:
     """Docker commands against one node of the lab, and services made for one test."""
 
+    def __init__(self) -> None:
+        # skopeo's blob-info cache directory: `down` removes it only when the lab created it.
+        self.had_containers_dir = Path("/var/lib/containers").exists()
+
     def socket(self, node: str) -> str:
         return f"unix://{RUN_DIR}/{node}.sock"
 

@@ -226,3 +226,17 @@ def test_drained_node_hands_its_tasks_to_another(swarm: SwarmLab, base_ref: str)
             )
         finally:
             swarm.manager("node", "update", "--availability", "active", "fp-swarm-3")
+
+
+def test_ingress_publishing_is_refused_where_the_kernel_has_no_ipvs(swarm: SwarmLab, base_ref: str) -> None:
+    status = script("status", timeout=60)
+    networks = swarm.manager("network", "ls", "--format", "{{.Name}}").split()
+    if "ipvs=no" not in status.stdout:
+        assert "ingress" in networks  # the routing mesh is there where the kernel can carry it
+        return
+    assert "ingress" not in networks
+    refused = swarm.run(
+        "node1", "service", "create", "--detach", "--name", "lab-ingress", "--publish", "18081:8080", base_ref
+    )
+    assert refused.returncode != 0
+    assert "no ingress network is present" in refused.stderr, refused.stderr

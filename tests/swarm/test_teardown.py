@@ -33,6 +33,7 @@ def test_down_removes_everything_the_lab_made(swarm: SwarmLab) -> None:
     assert not LAB_DIR.exists() and not RUN_DIR.exists()
     assert list(Path("/sys/fs/cgroup").glob("*/fly-potato-swarm")) == []
     assert "fly-potato-swarm" not in Path("/proc/self/mountinfo").read_text()
+    assert Path("/var/lib/containers").exists() == swarm.had_containers_dir  # skopeo's cache, if the lab made it
     assert main_engine("info").returncode == 0, "the main engine must be untouched"
 
     again = script("down", timeout=120)
