@@ -31,7 +31,7 @@
 #     (without IPVS `up` removes the ingress network, so an ingress-mode publish is refused, not silent);
 #   - CPU: the node daemons, the registry and every lab container run under the cgroup fly-potato-swarm,
 #     capped at FP_SWARM_CPUS (default 1) CPUs, as the machine is shared.
-# `down` stops those processes by pid (pidfiles and the lab's own cgroup), then removes namespaces, links,
+# More in docs/swarm-lab.md. `down` stops those processes by pid (pidfiles and the lab's own cgroup), then removes namespaces, links,
 # the bridge, the iptables chain, the cgroups and both directories.
 set -euo pipefail
 
@@ -55,6 +55,7 @@ CPUS="${FP_SWARM_CPUS:-1}"
 WAIT="${FP_SWARM_WAIT:-90}"
 
 say() { printf 'swarm-lab: %s\n' "$*" >&2; }
+trace() { [[ -z "${FP_SWARM_DEBUG:-}" ]] || printf 'swarm-lab: %s %s\n' "$(date +%T.%N | cut -c1-12)" "$*" >&2; }
 fail() { printf 'swarm-lab: %s\n' "$*" >&2; exit 1; }
 
 netns() { echo "fp-swarm-$1"; }
@@ -381,6 +382,7 @@ teardown() {
             for f in "$RUN_DIR/node$n.pid" "$RUN_DIR/node$n.launcher.pid" "$RUN_DIR/$n.pid"; do
                 [[ -f "$f" ]] && stop_pid "$(cat "$f")" 30
             done
+            trace "stopped $n"
         done
     done
     # Whatever is left in the lab's cgroups (shims, containers, a daemon whose pidfile was lost).
@@ -398,7 +400,9 @@ teardown() {
             [[ -n "$left" ]] && { kill -KILL $left 2>/dev/null || true; sleep 0.3; }
         fi
     done
+    trace "leftover processes gone"
     network_down
+    trace "network removed"
     cgroup_remove
     # Mounts are made in the daemons' private mount namespaces; refuse to rm through one that leaked.
     local mnt
