@@ -131,3 +131,8 @@ test-host: venv ## Host-side release and firewall scripts for real: network name
 	bash scripts/deps/host.sh
 	bash scripts/deps/postgres.sh
 	$(PYTHON) -m pytest -q tests/host
+
+.PHONY: e2e-swarm
+e2e-swarm: venv ## Swarm tier (root): a real 3-node swarm lab and its TLS registry (scripts/swarm-lab.sh), tested, removed
+	@bash scripts/deps/registry.sh >/dev/null
+	$(PYTHON) -m pytest -m e2e tests/swarm -v
