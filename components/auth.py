@@ -75,8 +75,12 @@ class AuthServices(pulumi.ComponentResource):
             keepers={"applied": "at-first-start"},
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
         )
-        self.client_secret = generated_password(f"{name}-oidc-client-secret", settings, parent=self)
-        self.cookie_secret = generated_cookie_secret(f"{name}-oauth2-proxy-cookie", settings, parent=self)
+        self.client_secret = generated_password(
+            f"{name}-oidc-client-secret", settings.raw.secrets.rotation_epoch, parent=self
+        )
+        self.cookie_secret = generated_cookie_secret(
+            f"{name}-oauth2-proxy-cookie", settings.raw.secrets.rotation_epoch, parent=self
+        )
 
         self.issuer_url = f"{settings.public_url}{KEYCLOAK_PATH}/realms/{settings.realm}"
         self.internal_url = f"http://keycloak:{http_port}{KEYCLOAK_PATH}"

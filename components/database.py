@@ -189,7 +189,9 @@ class PlatformDatabases(pulumi.ComponentResource):
         self.passwords: dict[str, pulumi.Output[str]] = {}
         self.roles: dict[str, postgresql.Role] = {}
         for spec in self.specs.values():
-            secret = generated_password(f"{name}-{spec.name}-password", settings, parent=self)
+            secret = generated_password(
+                f"{name}-{spec.name}-password", settings.raw.secrets.rotation_epoch, parent=self
+            )
             self.passwords[spec.name] = secret.result
             self.roles[spec.name] = postgresql.Role(
                 f"{name}-role-{spec.name}",

@@ -188,7 +188,9 @@ class IdentityRealm(pulumi.ComponentResource):
         self.users: dict[str, keycloak.User] = {}
         if settings.seed_test_users:
             for user in cfg.users:
-                password = generated_password(f"{name}-user-{user.username}-password", settings, parent=self)
+                password = generated_password(
+                    f"{name}-user-{user.username}-password", settings.raw.secrets.rotation_epoch, parent=self
+                )
                 self.test_user_passwords[user.username] = password.result
                 created = keycloak.User(
                     f"{name}-user-{user.username}",

@@ -14,7 +14,7 @@ from components.catalog import Zone
 from components.data import DataArgs, DataServices, archive_settings
 from components.database import PlatformDatabases, pg_hba
 from components.edge import EdgeServices
-from components.host_guardrails import DockerHost, HostGuardrails
+from components.host_guardrails import DockerHost, GuardrailsArgs, HostGuardrails, guardrail_chains
 from components.migration import Migration, MigrationArgs
 from components.monitoring import MonitoringServices
 from components.network import NetworkZones, ZonesArgs
@@ -52,7 +52,15 @@ class Platform(pulumi.ComponentResource):
         # DOCKER-USER allow-lists on the Docker host first (R-NET-5, R-NET-6): they match the zones' fixed
         # subnets, so no container reaches out before they hold, and `pulumi destroy` removes them last.
         self.docker_host = DockerHost.of(settings)
-        self.guardrails = HostGuardrails("host-guardrails", settings, self.docker_host, opts=child)
+        self.guardrails = HostGuardrails(
+            "host-guardrails",
+            GuardrailsArgs(
+                host=self.docker_host,
+                chains=guardrail_chains(settings),
+                timeout_seconds=settings.raw.host.command_timeout_seconds,
+            ),
+            opts=child,
+        )
         child = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.guardrails]))
         self.data = DataServices("data", _data_args(settings, placement, self.zones), opts=child)
         # Roles, databases and grants (R-DB-1); everything that logs in to Postgres waits for them.
@@ -69,7 +77,9 @@ class Platform(pulumi.ComponentResource):
         self.datalens_dsn = self.database.url("datalens", host=settings.domain, port=settings.host_ports["datalens"])
         after_postgres = pulumi.ResourceOptions(depends_on=[self.database])
 
-        self.metrics_token = generated_password("metrics-token", settings, length=40, parent=self)
+        self.metrics_token = generated_password(
+            "metrics-token", settings.raw.secrets.rotation_epoch, length=40, parent=self
+        )
         self.auth = AuthServices(
             "auth",
             settings,
