@@ -12,7 +12,7 @@ from components.auth import AuthServices
 from components.backup_service import BackupService, BackupServiceArgs
 from components.catalog import Zone
 from components.data import DataArgs, DataServices, archive_settings
-from components.database import PlatformDatabases, pg_hba
+from components.database import DatabaseArgs, PlatformDatabases, pg_hba, role_specs
 from components.edge import EdgeServices
 from components.host_guardrails import DockerHost, GuardrailsArgs, HostGuardrails, guardrail_chains
 from components.migration import Migration, MigrationArgs
@@ -66,9 +66,15 @@ class Platform(pulumi.ComponentResource):
         # Roles, databases and grants (R-DB-1); everything that logs in to Postgres waits for them.
         self.database = PlatformDatabases(
             "database",
-            settings,
-            postgres=self.data.postgres,
-            superuser_password=self.data.superuser_password.result,
+            DatabaseArgs(
+                roles=role_specs(settings),
+                endpoint=settings.postgres_endpoint,
+                connect_timeout_seconds=settings.raw.operator_endpoints.connect_timeout_seconds,
+                rotation_epoch=settings.raw.secrets.rotation_epoch,
+                protect=settings.is_prod,
+                postgres=self.data.postgres,
+                superuser_password=self.data.superuser_password.result,
+            ),
             opts=child,
         )
         pw = self.database.passwords
