@@ -13,11 +13,12 @@ from components.backup_service import BackupService, BackupServiceArgs
 from components.catalog import Zone
 from components.data import DataArgs, DataServices, archive_settings
 from components.database import DatabaseArgs, PlatformDatabases, pg_hba, role_specs
-from components.edge import EdgeServices
+from components.edge import LAYOUT, EdgeArgs, EdgeServices
 from components.host_guardrails import DockerHost, GuardrailsArgs, HostGuardrails, guardrail_chains
 from components.migration import Migration, MigrationArgs
 from components.monitoring import MonitoringServices
 from components.network import NetworkZones, ZonesArgs
+from components.nginx_conf import render_nginx_conf
 from components.placement import Placement
 from components.preflight import HostProbes, require_ready
 from components.release import (
@@ -33,6 +34,7 @@ from components.release import (
 )
 from components.secrets import generated_password
 from components.settings import Settings
+from components.tls import CertificateArgs, ProvidedCertificate
 
 TYPE = "fly-potato:platform:Platform"
 
@@ -184,8 +186,7 @@ class Platform(pulumi.ComponentResource):
         )
         self.edge = EdgeServices(
             "edge",
-            settings,
-            self.zones,
+            _edge_args(settings, placement, self.zones),
             opts=pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(depends_on=[self.app.backend.container, self.auth.oauth2_proxy.container])
             ),
@@ -278,6 +279,35 @@ def _data_args(settings: Settings, placement: Placement, zones: NetworkZones) ->
         pg_hba=pg_hba(settings),
         archive_conf=archive_settings(settings) if settings.features.backups else None,
         retain_volumes=settings.is_prod,
+    )
+
+
+def _edge_args(settings: Settings, placement: Placement, zones: NetworkZones) -> EdgeArgs:
+    certificate = _certificate_args(settings)
+    return EdgeArgs(
+        placement=placement,
+        zones=zones,
+        image=settings.images["nginx"],
+        nginx_conf=render_nginx_conf(settings, ocsp_stapling=certificate.ocsp_stapling, layout=LAYOUT),
+        certificate=certificate,
+        http_port=settings.ports["nginx_http"],
+        redirects_http=settings.is_prod,
+    )
+
+
+def _certificate_args(settings: Settings) -> CertificateArgs:
+    """The certificate the stack's ``tls`` settings ask for."""
+    config = settings.raw.tls
+    provided = None
+    if config.mode == "provided":
+        assert config.certificate_pem and config.private_key_pem  # checked when the settings were loaded
+        provided = ProvidedCertificate(config.certificate_pem, config.private_key_pem)
+    return CertificateArgs(
+        domain=settings.domain,
+        organization=f"{settings.project} {settings.stack}",
+        validity_days=config.validity_days,
+        renew_before_days=config.renew_before_days,
+        provided=provided,
     )
 
 
