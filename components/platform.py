@@ -8,17 +8,19 @@ import pulumi
 
 from components import outputs as keys
 from components.app_services import AppArgs, AppServices
-from components.auth import AuthServices
+from components.auth import OIDC_CLIENT_ID, AuthArgs, AuthServices, internal_url, issuer_url
 from components.backup_service import BackupService, BackupServiceArgs
 from components.catalog import Zone
 from components.data import DataArgs, DataServices, archive_settings
 from components.database import DatabaseArgs, PlatformDatabases, pg_hba, role_specs
 from components.edge import LAYOUT, EdgeArgs, EdgeServices
 from components.host_guardrails import DockerHost, GuardrailsArgs, HostGuardrails, guardrail_chains
+from components.identity import RealmConfig, SeededUser
 from components.migration import Migration, MigrationArgs
 from components.monitoring import MonitoringServices
 from components.network import NetworkZones, ZonesArgs
 from components.nginx_conf import render_nginx_conf
+from components.oauth2_proxy import metrics_upstream_port, render_oauth2_proxy_config
 from components.placement import Placement
 from components.preflight import HostProbes, require_ready
 from components.release import (
@@ -90,10 +92,13 @@ class Platform(pulumi.ComponentResource):
         )
         self.auth = AuthServices(
             "auth",
-            settings,
-            self.zones,
-            keycloak_db_password=pw["keycloak"],
-            metrics_token=self.metrics_token.result,
+            _auth_args(
+                settings,
+                placement,
+                self.zones,
+                keycloak_db_password=pw["keycloak"],
+                metrics_token=self.metrics_token.result,
+            ),
             opts=pulumi.ResourceOptions.merge(child, after_postgres),
         )
 
@@ -279,6 +284,60 @@ def _data_args(settings: Settings, placement: Placement, zones: NetworkZones) ->
         pg_hba=pg_hba(settings),
         archive_conf=archive_settings(settings) if settings.features.backups else None,
         retain_volumes=settings.is_prod,
+    )
+
+
+def _auth_args(
+    settings: Settings,
+    placement: Placement,
+    zones: NetworkZones,
+    *,
+    keycloak_db_password: pulumi.Input[str],
+    metrics_token: pulumi.Input[str],
+) -> AuthArgs:
+    ports, keycloak = settings.ports, settings.raw.keycloak
+    return AuthArgs(
+        placement=placement,
+        zones=zones,
+        keycloak_image=settings.images["keycloak"],
+        oauth2_proxy_image=settings.images["oauth2_proxy"],
+        keycloak_port=ports["keycloak"],
+        keycloak_management_port=ports["keycloak_management"],
+        postgres_port=ports["postgres"],
+        oauth2_proxy_port=ports["oauth2_proxy"],
+        oauth2_proxy_metrics_port=ports["oauth2_proxy_metrics"],
+        oauth2_proxy_metrics_upstream=metrics_upstream_port(settings),
+        oauth2_proxy_config=render_oauth2_proxy_config(
+            settings,
+            issuer_url=issuer_url(settings.public_url, settings.realm),
+            keycloak_internal_url=internal_url(ports["keycloak"]),
+            client_id=OIDC_CLIENT_ID,
+        ),
+        realm=_realm_config(settings),
+        production=settings.is_prod,
+        admin_console_url=(keycloak.admin_url or settings.keycloak_operator_url) if settings.is_prod else None,
+        trusted_proxies=settings.zone_subnets[Zone.APP],
+        keycloak_db_password=keycloak_db_password,
+        metrics_token=metrics_token,
+    )
+
+
+def _realm_config(settings: Settings) -> RealmConfig:
+    keycloak = settings.raw.keycloak
+    return RealmConfig(
+        realm=settings.realm,
+        public_url=settings.public_url,
+        operator_url=settings.keycloak_operator_url,
+        admin_user=keycloak.admin_user,
+        client_timeout_seconds=settings.raw.operator_endpoints.connect_timeout_seconds * 4,
+        access_token_minutes=keycloak.access_token_minutes,
+        session_idle_minutes=keycloak.session_idle_minutes,
+        session_max_hours=keycloak.session_max_hours,
+        groups=keycloak.all_groups,
+        groups_full_path=keycloak.groups_full_path,
+        users=[SeededUser(u.username, list(u.groups)) for u in keycloak.users] if settings.seed_test_users else [],
+        protect=settings.is_prod,
+        rotation_epoch=settings.raw.secrets.rotation_epoch,
     )
 
 
