@@ -6,18 +6,19 @@ from typing import Any
 
 import pulumi
 
+from components import monitoring_config as mc
 from components import outputs as keys
 from components.app_services import AppArgs, AppServices
 from components.auth import OIDC_CLIENT_ID, AuthArgs, AuthServices, internal_url, issuer_url
 from components.backup_service import BackupService, BackupServiceArgs
-from components.catalog import Zone
+from components.catalog import SERVICES, Group, Zone
 from components.data import DataArgs, DataServices, archive_settings
 from components.database import DatabaseArgs, PlatformDatabases, pg_hba, role_specs
 from components.edge import LAYOUT, EdgeArgs, EdgeServices
 from components.host_guardrails import DockerHost, GuardrailsArgs, HostGuardrails, guardrail_chains
 from components.identity import RealmConfig, SeededUser
 from components.migration import Migration, MigrationArgs
-from components.monitoring import MonitoringServices
+from components.monitoring import MonitoringArgs, MonitoringServices, docker_socket_gid
 from components.network import NetworkZones, ZonesArgs
 from components.nginx_conf import render_nginx_conf
 from components.oauth2_proxy import metrics_upstream_port, render_oauth2_proxy_config
@@ -212,11 +213,14 @@ class Platform(pulumi.ComponentResource):
         self.monitoring = (
             MonitoringServices(
                 "monitoring",
-                settings,
-                self.zones,
-                metrics_token=self.metrics_token.result,
-                exporter_password=pw["exporter"],
-                internal_ca_pem=self.edge.certificate.ca_cert_pem,
+                _monitoring_args(
+                    settings,
+                    placement,
+                    self.zones,
+                    metrics_token=self.metrics_token.result,
+                    exporter_password=pw["exporter"],
+                    internal_ca_pem=self.edge.certificate.ca_cert_pem,
+                ),
                 opts=pulumi.ResourceOptions.merge(child, after_postgres),
             )
             if settings.features.monitoring
@@ -341,6 +345,48 @@ def _realm_config(settings: Settings) -> RealmConfig:
     )
 
 
+def _monitoring_args(
+    settings: Settings,
+    placement: Placement,
+    zones: NetworkZones,
+    *,
+    metrics_token: pulumi.Input[str],
+    exporter_password: pulumi.Input[str],
+    internal_ca_pem: pulumi.Input[str] | None,
+) -> MonitoringArgs:
+    paths, alerting = mc.PATHS, settings.raw.alerting
+    if settings.raw.tls.mode == "internal_ca" and internal_ca_pem is None:
+        raise ValueError("the certificate probe of an internal-CA stack needs the CA certificate (R-TLS-4)")
+    am_secret = mc.alertmanager_config_is_secret(settings)
+    am_config = paths.alertmanager_secret_config if am_secret else paths.alertmanager_config
+    services = [name for name, service in SERVICES.items() if service.group is Group.MONITORING]
+    return MonitoringArgs(
+        placement=placement,
+        zones=zones,
+        images={name: settings.images[name] for name in services},
+        ports={name: settings.ports[name] for name in [*services, "postgres"]},
+        prometheus_argv=mc.prometheus_argv(settings, paths),
+        prometheus_config=mc.render_prometheus_config(settings, paths),
+        rules=mc.render_rules(settings),
+        alertmanager_argv=mc.alertmanager_argv(settings, am_config),
+        alertmanager_config_file=am_config,
+        alertmanager_config=mc.render_alertmanager_config(settings, paths),
+        alertmanager_config_is_secret=am_secret,
+        smtp_password=alerting.smtp_password if alerting.email_to else None,
+        warn_no_receiver=settings.is_prod and not alerting.email_to and alerting.webhook_url is None,
+        blackbox_config=mc.render_blackbox_config(settings, paths),
+        internal_ca_pem=internal_ca_pem if settings.raw.tls.mode == "internal_ca" else None,
+        sql_exporter_config=pulumi.Output.from_input(exporter_password).apply(
+            lambda password: mc.render_sql_exporter_config(settings, mc.sql_exporter_dsn(settings, password))
+        ),
+        exporter_password=exporter_password,
+        metrics_token=metrics_token,
+        docker_socket=settings.raw.monitoring.docker_socket,
+        docker_socket_gid=docker_socket_gid(settings),
+        retain_volumes=settings.is_prod,
+    )
+
+
 def _edge_args(settings: Settings, placement: Placement, zones: NetworkZones) -> EdgeArgs:
     certificate = _certificate_args(settings)
     return EdgeArgs(
@@ -371,8 +417,6 @@ def _certificate_args(settings: Settings) -> CertificateArgs:
 
 
 def _services(settings: Settings) -> list[str]:
-    from components.catalog import SERVICES, Group
-
     skip = set()
     if not settings.features.monitoring:
         skip |= {name for name, service in SERVICES.items() if service.group is Group.MONITORING}
