@@ -10,7 +10,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components import metrics_gate, oauth2_proxy
-from components.container import (
+from components.hardened_container import (
     CONFIG_DIR,
     SECRETS_DIR,
     ContainerFile,
@@ -18,11 +18,11 @@ from components.container import (
     HardenedContainerArgs,
     VolumeMount,
 )
-from components.database import KEYCLOAK_DATABASE
-from components.identity import IdentityArgs, IdentityRealm, RealmConfig
-from components.network import NetworkZones
+from components.identity_realm import IdentityArgs, IdentityRealm, RealmConfig
+from components.network_zones import NetworkZones
 from components.oauth2_proxy import oauth2_proxy_files
 from components.placement import Placement
+from components.platform_databases import KEYCLOAK_DATABASE
 from components.secrets import generated_cookie_secret, generated_password
 from wire import STACK_LABEL
 

@@ -1,6 +1,6 @@
 """The edge zone: nginx, the only container that may publish on a routable address (R-NET-1, R-NET-4).
 
-It terminates TLS with the stack's :class:`~components.tls.ServerCertificate`, redirects port 80 in prod,
+It terminates TLS with the stack's :class:`~components.server_certificate.ServerCertificate`, redirects port 80 in prod,
 puts oauth2-proxy's ``auth_request`` in front of the app, exposes only Keycloak's public paths and, when
 DataLens is allow-listed, proxies Postgres over TCP. Config and certificate arrive as file content.
 """
@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.container import ContainerFile, HardenedContainer, HardenedContainerArgs, http_probe
-from components.network import NetworkZones
+from components.hardened_container import ContainerFile, HardenedContainer, HardenedContainerArgs, http_probe
+from components.network_zones import NetworkZones
 from components.nginx_conf import DHPARAM_PEM, EdgeLayout
 from components.placement import Placement
-from components.tls import CertificateArgs, ServerCertificate
+from components.server_certificate import CertificateArgs, ServerCertificate
 
 TYPE = "fly-potato:edge:EdgeServices"
 

@@ -16,7 +16,7 @@ import pulumi_keycloak as keycloak
 from components.secrets import generated_password
 
 if TYPE_CHECKING:
-    from components.container import HardenedContainer
+    from components.hardened_container import HardenedContainer
 
 TYPE = "fly-potato:identity:IdentityRealm"
 

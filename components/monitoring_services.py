@@ -35,7 +35,7 @@ from pydantic import SecretStr
 from components import metrics_gate
 from components import monitoring_config as mc
 from components.catalog import SERVICES
-from components.container import (
+from components.hardened_container import (
     CONFIG_DIR,
     SECRETS_DIR,
     ContainerFile,
@@ -45,7 +45,7 @@ from components.container import (
     VolumeMount,
     http_probe,
 )
-from components.network import NetworkZones
+from components.network_zones import NetworkZones
 from components.placement import Placement
 from components.settings import Settings
 from wire import STACK_LABEL

@@ -18,7 +18,7 @@ import json
 import pulumi
 
 from components import metrics_gate
-from components.container import CONFIG_DIR, SECRETS_DIR, ContainerFile
+from components.hardened_container import CONFIG_DIR, SECRETS_DIR, ContainerFile
 from components.settings import Settings
 
 CONFIG_FILE = f"{CONFIG_DIR}/oauth2-proxy.cfg"

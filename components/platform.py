@@ -9,22 +9,22 @@ import pulumi
 from components import monitoring_config as mc
 from components import outputs as keys
 from components.app_services import AppArgs, AppServices
-from components.auth import OIDC_CLIENT_ID, AuthArgs, AuthServices, internal_url, issuer_url
+from components.auth_services import OIDC_CLIENT_ID, AuthArgs, AuthServices, internal_url, issuer_url
 from components.backup_service import BackupService, BackupServiceArgs
 from components.catalog import SERVICES, Group, Zone
-from components.data import DataArgs, DataServices, archive_settings
-from components.database import DatabaseArgs, PlatformDatabases, pg_hba, role_specs
-from components.edge import LAYOUT, EdgeArgs, EdgeServices
+from components.data_services import DataArgs, DataServices, archive_settings
+from components.edge_services import LAYOUT, EdgeArgs, EdgeServices
 from components.host_guardrails import DockerHost, GuardrailsArgs, HostGuardrails, guardrail_chains
-from components.identity import RealmConfig, SeededUser
+from components.identity_realm import RealmConfig, SeededUser
 from components.migration import Migration, MigrationArgs
-from components.monitoring import MonitoringArgs, MonitoringServices, docker_socket_gid
-from components.network import NetworkZones, ZonesArgs
+from components.monitoring_services import MonitoringArgs, MonitoringServices, docker_socket_gid
+from components.network_zones import NetworkZones, ZonesArgs
 from components.nginx_conf import render_nginx_conf
 from components.oauth2_proxy import metrics_upstream_port, render_oauth2_proxy_config
 from components.placement import Placement
+from components.platform_databases import DatabaseArgs, PlatformDatabases, pg_hba, role_specs
 from components.preflight import HostProbes, require_ready
-from components.release import (
+from components.release_order import (
     MigrationGate,
     MigrationGateArgs,
     PreDeployBackup,
@@ -36,8 +36,8 @@ from components.release import (
     smoke_target,
 )
 from components.secrets import generated_password
+from components.server_certificate import CertificateArgs, ProvidedCertificate
 from components.settings import Settings
-from components.tls import CertificateArgs, ProvidedCertificate
 
 TYPE = "fly-potato:platform:Platform"
 
@@ -103,7 +103,8 @@ class Platform(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, after_postgres),
         )
 
-        # Release order (R-OPS-2): pre-deploy backup -> migration (exit 0) -> backend -> smoke (components/release.py).
+        # Release order (R-OPS-2): pre-deploy backup -> migration (exit 0) -> backend -> smoke
+        # (components/release_order.py).
         host_config = settings.raw.host
         self.release = ReleaseOrder(
             "release",

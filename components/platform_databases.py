@@ -19,7 +19,7 @@ from components.secrets import generated_password
 from components.settings import Settings
 
 if TYPE_CHECKING:
-    from components.container import HardenedContainer
+    from components.hardened_container import HardenedContainer
 
 TYPE = "fly-potato:database:PlatformDatabases"
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from components.auth import KEYCLOAK_PATH, AuthArgs, AuthServices
-from components.container import SECRETS_DIR
-from components.identity import RealmConfig, SeededUser
+from components.auth_services import KEYCLOAK_PATH, AuthArgs, AuthServices
+from components.hardened_container import SECRETS_DIR
+from components.identity_realm import RealmConfig, SeededUser
 from components.oauth2_proxy import CLIENT_SECRET_FILE, CONFIG_FILE, COOKIE_SECRET_FILE
 from policy_plan.program import ProgramGraph, is_secret
 from tests.support.components import children, component, component_graph

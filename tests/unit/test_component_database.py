@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from components.data import DataServices
-from components.database import APP_DATABASE, KEYCLOAK_DATABASE, DatabaseArgs, PlatformDatabases, RoleSpec
+from components.data_services import DataServices
+from components.platform_databases import APP_DATABASE, KEYCLOAK_DATABASE, DatabaseArgs, PlatformDatabases, RoleSpec
 from policy_plan.program import ProgramGraph, is_secret
 from tests.support.components import component, component_graph
 from tests.unit.test_component_data import data_args

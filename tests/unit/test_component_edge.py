@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from components.edge import LAYOUT, EdgeArgs, EdgeServices
-from components.tls import CertificateArgs, ProvidedCertificate
+from components.edge_services import LAYOUT, EdgeArgs, EdgeServices
+from components.server_certificate import CertificateArgs, ProvidedCertificate
 from policy_plan.program import ProgramGraph, is_secret
 from tests.support.components import children, component, component_graph
 from tests.unit.test_component_data import service

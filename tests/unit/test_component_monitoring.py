@@ -9,9 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from components.catalog import SERVICES, Group
-from components.container import SECRETS_DIR
-from components.monitoring import MonitoringArgs, MonitoringServices
+from components.hardened_container import SECRETS_DIR
 from components.monitoring_config import PATHS
+from components.monitoring_services import MonitoringArgs, MonitoringServices
 from policy_plan.program import ProgramGraph
 from tests.support.components import children, component, component_graph
 from tests.unit.test_backup_wiring import env, uploads
