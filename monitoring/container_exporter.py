@@ -8,7 +8,7 @@ often the restart policy restarted it), so this exporter reads it with two GET c
     GET /containers/<id>/json
 
 Standard library only, so it runs on the platform's Python image. It never issues anything but GET, but
-the socket it talks to is root-equivalent whatever the mount mode: see components/monitoring_services.py for the
+the socket it talks to is root-equivalent whatever the mount mode: see components/monitoring.py for the
 trade-off and the confinement of this container.
 
 Environment: EXPORTER_STACK (required: only containers of this stack are reported), EXPORTER_PORT (9417),
