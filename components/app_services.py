@@ -8,8 +8,14 @@ from dataclasses import dataclass
 import pulumi
 
 from components.catalog import SERVICES
-from components.container import SECRETS_DIR, ContainerFile, HardenedContainer, HardenedContainerArgs, Healthcheck
-from components.network import NetworkZones
+from components.hardened_container import (
+    SECRETS_DIR,
+    ContainerFile,
+    HardenedContainer,
+    HardenedContainerArgs,
+    Healthcheck,
+)
+from components.network_zones import NetworkZones
 from components.placement import Placement
 
 TYPE = "fly-potato:app:AppServices"

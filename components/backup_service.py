@@ -2,7 +2,7 @@
 check, weekly restore drill — with /metrics behind the platform's metrics token (R-SEC-5).
 
 It mounts the data zone's backup volume and, read-write, the WAL archive Postgres writes into
-(``components.data``).
+(``components.data_services``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.container import (
+from components.data_services import BACKUP_MOUNT, METRICS_TOKEN_FILE, WAL_ARCHIVE_MOUNT
+from components.hardened_container import (
     SECRETS_DIR,
     ContainerFile,
     HardenedContainer,
@@ -21,8 +22,7 @@ from components.container import (
     VolumeMount,
     http_probe,
 )
-from components.data import BACKUP_MOUNT, METRICS_TOKEN_FILE, WAL_ARCHIVE_MOUNT
-from components.network import NetworkZones
+from components.network_zones import NetworkZones
 from components.placement import Placement
 from components.settings import BackupConfig
 

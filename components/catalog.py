@@ -112,7 +112,7 @@ SERVICES: dict[str, Service] = {
         Service("postgres_exporter", Group.MONITORING, frozenset({_M, _D}), 10053, 10053),
         Service("sql_exporter", Group.MONITORING, frozenset({_M, _D}), 10054, 10054),
         Service("blackbox_exporter", Group.MONITORING, frozenset({_M, _A}), 10055, 10055),
-        # Per-container restart counts from the Docker API (read-only socket mount; see monitoring.py).
+        # Per-container restart counts from the Docker API (read-only socket mount; see monitoring_services.py).
         Service("container_exporter", Group.MONITORING, frozenset({_M}), 10056, 10056),
     )
 }

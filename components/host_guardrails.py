@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,46 +191,65 @@ def datalens_apply_args(settings: Settings) -> list[str]:
     return args
 
 
+@dataclass(frozen=True)
+class GuardrailChain:
+    """One DOCKER-USER chain: its name and the arguments of ``docker-user-chain.sh`` that fill it."""
+
+    name: str
+    apply_args: Sequence[str]
+
+
+@dataclass(frozen=True)
+class GuardrailsArgs:
+    """Where the commands run, the chains by purpose (in order) and every command's timeout."""
+
+    host: DockerHost
+    chains: Mapping[str, GuardrailChain]
+    timeout_seconds: int
+
+
+def guardrail_chains(settings: Settings) -> dict[str, GuardrailChain]:
+    """The stack's DOCKER-USER chains by purpose: none unless egress rules are on; DataLens' with an allow-list."""
+    wanted: dict[str, list[str]] = {}
+    if egress_rules_enabled(settings):
+        wanted["egress"] = egress_apply_args(settings)
+        if settings.datalens_enabled:
+            wanted["datalens"] = datalens_apply_args(settings)
+    return {purpose: GuardrailChain(chain_name(settings, purpose), tuple(args)) for purpose, args in wanted.items()}
+
+
 class HostGuardrails(pulumi.ComponentResource):
     """The stack's DOCKER-USER chains: egress allow-list (R-NET-5) and DataLens sources (R-NET-6)."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        host: DockerHost,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: GuardrailsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
-        timeout = settings.raw.host.command_timeout_seconds
+        timeout = args.timeout_seconds
+        host = args.host
         # The chain name never changes, so a replacement must remove the old rules before applying the new.
         child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
         self.chains: dict[str, pulumi.CustomResource] = {}
-        wanted: dict[str, list[str]] = {}
-        if egress_rules_enabled(settings):
-            wanted["egress"] = egress_apply_args(settings)
-            if settings.datalens_enabled:
-                wanted["datalens"] = datalens_apply_args(settings)
-        for purpose, args in wanted.items():
-            chain = chain_name(settings, purpose)
+        for purpose, chain in args.chains.items():
             self.chains[purpose] = host.command(
                 f"{name}-{purpose}",
-                create=host_script("docker-user-chain.sh", *args, timeout=timeout),
-                delete=host_script("docker-user-chain.sh", "remove", "--chain", chain, timeout=timeout),
+                create=host_script("docker-user-chain.sh", *chain.apply_args, timeout=timeout),
+                delete=host_script("docker-user-chain.sh", "remove", "--chain", chain.name, timeout=timeout),
                 timeout_seconds=timeout,
                 opts=child,
             )
-        self.register_outputs({purpose: chain_name(settings, purpose) for purpose in wanted})
+        self.register_outputs({purpose: chain.name for purpose, chain in args.chains.items()})
 
 
 __all__ = [
     "DockerHost",
+    "GuardrailChain",
+    "GuardrailsArgs",
     "HostGuardrails",
     "chain_name",
     "datalens_apply_args",
     "egress_allow_list",
     "egress_apply_args",
     "egress_rules_enabled",
+    "guardrail_chains",
     "host_script",
     "stack_subnets",
 ]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pulumi
 
-from components.container import CONFIG_DIR, SECRETS_DIR, ContainerFile, Healthcheck, http_probe
+from components.hardened_container import CONFIG_DIR, SECRETS_DIR, ContainerFile, Healthcheck, http_probe
 
 SOURCE = Path(__file__).resolve().parent.parent / "monitoring" / "metrics_gate.sh"
 SCRIPT_PATH = f"{CONFIG_DIR}/metrics_gate.sh"

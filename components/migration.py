@@ -1,7 +1,7 @@
 """The one-shot ``alembic upgrade head``, run with the backend image as the migrator role (R-DB-1, R-OPS-2).
 
-It waits for the roles (``components.database``) and the pre-deploy backup; the release's migration gate
-(``components.release``) turns its exit code into the verdict.
+It waits for the roles (``components.platform_databases``) and the pre-deploy backup; the release's migration gate
+(``components.release_order``) turns its exit code into the verdict.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.container import SECRETS_DIR, ContainerFile, HardenedContainer, HardenedContainerArgs
-from components.network import NetworkZones
+from components.hardened_container import SECRETS_DIR, ContainerFile, HardenedContainer, HardenedContainerArgs
+from components.network_zones import NetworkZones
 from components.placement import Placement
 
 TYPE = "fly-potato:data:Migration"

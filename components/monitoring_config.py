@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from components import metrics_gate as gate
-from components.auth import KEYCLOAK_GATE, KEYCLOAK_PATH, OAUTH2_PROXY_GATE
+from components.auth_services import KEYCLOAK_GATE, KEYCLOAK_PATH, OAUTH2_PROXY_GATE
 from components.catalog import SERVICES
-from components.container import CONFIG_DIR, SECRETS_DIR
-from components.data import APP_DATABASE
+from components.data_services import APP_DATABASE
+from components.hardened_container import CONFIG_DIR, SECRETS_DIR
 from components.settings import Settings
 
 RULES_SOURCE = Path(__file__).resolve().parent / "rules" / "alerts.yml"

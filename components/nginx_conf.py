@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 
 from components.catalog import SERVICES
-from components.container import CONFIG_DIR
+from components.hardened_container import CONFIG_DIR
 from components.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

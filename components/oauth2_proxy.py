@@ -18,7 +18,7 @@ import json
 import pulumi
 
 from components import metrics_gate
-from components.container import CONFIG_DIR, SECRETS_DIR, ContainerFile
+from components.hardened_container import CONFIG_DIR, SECRETS_DIR, ContainerFile
 from components.settings import Settings
 
 CONFIG_FILE = f"{CONFIG_DIR}/oauth2-proxy.cfg"
@@ -104,18 +104,9 @@ def render_oauth2_proxy_config(
 
 
 def oauth2_proxy_files(
-    settings: Settings,
-    *,
-    issuer_url: str,
-    keycloak_internal_url: str,
-    client_id: str,
-    client_secret: pulumi.Input[str],
-    cookie_secret: pulumi.Input[str],
+    config: str, *, client_secret: pulumi.Input[str], cookie_secret: pulumi.Input[str]
 ) -> list[ContainerFile]:
-    """The plain config file and the two secret files."""
-    config = render_oauth2_proxy_config(
-        settings, issuer_url=issuer_url, keycloak_internal_url=keycloak_internal_url, client_id=client_id
-    )
+    """The plain config file (:func:`render_oauth2_proxy_config`) and the two secret files."""
     return [
         ContainerFile(CONFIG_FILE, config, mode="0444"),
         ContainerFile(CLIENT_SECRET_FILE, client_secret, secret=True, mode="0400"),

@@ -1,7 +1,7 @@
 """Placement: what the stack decides for every container of the platform, and nothing else of the settings.
 
 Names and labels (project, stack), the zones a service joins, its CPU, memory and PID limits, its host
-ports and the open-files limit. :class:`~components.container.HardenedContainer` reads only this; the
+ports and the open-files limit. :class:`~components.hardened_container.HardenedContainer` reads only this; the
 ``Platform`` builds it once from the settings and hands it to each group in its ``XxxArgs``.
 """
 

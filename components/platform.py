@@ -6,21 +6,25 @@ from typing import Any
 
 import pulumi
 
+from components import monitoring_config as mc
 from components import outputs as keys
 from components.app_services import AppArgs, AppServices
-from components.auth import AuthServices
+from components.auth_services import OIDC_CLIENT_ID, AuthArgs, AuthServices, internal_url, issuer_url
 from components.backup_service import BackupService, BackupServiceArgs
-from components.catalog import Zone
-from components.data import DataArgs, DataServices, archive_settings
-from components.database import PlatformDatabases, pg_hba
-from components.edge import EdgeServices
-from components.host_guardrails import DockerHost, HostGuardrails
+from components.catalog import SERVICES, Group, Zone
+from components.data_services import DataArgs, DataServices, archive_settings
+from components.edge_services import LAYOUT, EdgeArgs, EdgeServices
+from components.host_guardrails import DockerHost, GuardrailsArgs, HostGuardrails, guardrail_chains
+from components.identity_realm import RealmConfig, SeededUser
 from components.migration import Migration, MigrationArgs
-from components.monitoring import MonitoringServices
-from components.network import NetworkZones, ZonesArgs
+from components.monitoring_services import MonitoringArgs, MonitoringServices, docker_socket_gid
+from components.network_zones import NetworkZones, ZonesArgs
+from components.nginx_conf import render_nginx_conf
+from components.oauth2_proxy import metrics_upstream_port, render_oauth2_proxy_config
 from components.placement import Placement
+from components.platform_databases import DatabaseArgs, PlatformDatabases, pg_hba, role_specs
 from components.preflight import HostProbes, require_ready
-from components.release import (
+from components.release_order import (
     MigrationGate,
     MigrationGateArgs,
     PreDeployBackup,
@@ -32,6 +36,7 @@ from components.release import (
     smoke_target,
 )
 from components.secrets import generated_password
+from components.server_certificate import CertificateArgs, ProvidedCertificate
 from components.settings import Settings
 
 TYPE = "fly-potato:platform:Platform"
@@ -52,15 +57,29 @@ class Platform(pulumi.ComponentResource):
         # DOCKER-USER allow-lists on the Docker host first (R-NET-5, R-NET-6): they match the zones' fixed
         # subnets, so no container reaches out before they hold, and `pulumi destroy` removes them last.
         self.docker_host = DockerHost.of(settings)
-        self.guardrails = HostGuardrails("host-guardrails", settings, self.docker_host, opts=child)
+        self.guardrails = HostGuardrails(
+            "host-guardrails",
+            GuardrailsArgs(
+                host=self.docker_host,
+                chains=guardrail_chains(settings),
+                timeout_seconds=settings.raw.host.command_timeout_seconds,
+            ),
+            opts=child,
+        )
         child = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.guardrails]))
         self.data = DataServices("data", _data_args(settings, placement, self.zones), opts=child)
         # Roles, databases and grants (R-DB-1); everything that logs in to Postgres waits for them.
         self.database = PlatformDatabases(
             "database",
-            settings,
-            postgres=self.data.postgres,
-            superuser_password=self.data.superuser_password.result,
+            DatabaseArgs(
+                roles=role_specs(settings),
+                endpoint=settings.postgres_endpoint,
+                connect_timeout_seconds=settings.raw.operator_endpoints.connect_timeout_seconds,
+                rotation_epoch=settings.raw.secrets.rotation_epoch,
+                protect=settings.is_prod,
+                postgres=self.data.postgres,
+                superuser_password=self.data.superuser_password.result,
+            ),
             opts=child,
         )
         pw = self.database.passwords
@@ -69,17 +88,23 @@ class Platform(pulumi.ComponentResource):
         self.datalens_dsn = self.database.url("datalens", host=settings.domain, port=settings.host_ports["datalens"])
         after_postgres = pulumi.ResourceOptions(depends_on=[self.database])
 
-        self.metrics_token = generated_password("metrics-token", settings, length=40, parent=self)
+        self.metrics_token = generated_password(
+            "metrics-token", settings.raw.secrets.rotation_epoch, length=40, parent=self
+        )
         self.auth = AuthServices(
             "auth",
-            settings,
-            self.zones,
-            keycloak_db_password=pw["keycloak"],
-            metrics_token=self.metrics_token.result,
+            _auth_args(
+                settings,
+                placement,
+                self.zones,
+                keycloak_db_password=pw["keycloak"],
+                metrics_token=self.metrics_token.result,
+            ),
             opts=pulumi.ResourceOptions.merge(child, after_postgres),
         )
 
-        # Release order (R-OPS-2): pre-deploy backup -> migration (exit 0) -> backend -> smoke (components/release.py).
+        # Release order (R-OPS-2): pre-deploy backup -> migration (exit 0) -> backend -> smoke
+        # (components/release_order.py).
         host_config = settings.raw.host
         self.release = ReleaseOrder(
             "release",
@@ -168,8 +193,7 @@ class Platform(pulumi.ComponentResource):
         )
         self.edge = EdgeServices(
             "edge",
-            settings,
-            self.zones,
+            _edge_args(settings, placement, self.zones),
             opts=pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(depends_on=[self.app.backend.container, self.auth.oauth2_proxy.container])
             ),
@@ -190,11 +214,14 @@ class Platform(pulumi.ComponentResource):
         self.monitoring = (
             MonitoringServices(
                 "monitoring",
-                settings,
-                self.zones,
-                metrics_token=self.metrics_token.result,
-                exporter_password=pw["exporter"],
-                internal_ca_pem=self.edge.certificate.ca_cert_pem,
+                _monitoring_args(
+                    settings,
+                    placement,
+                    self.zones,
+                    metrics_token=self.metrics_token.result,
+                    exporter_password=pw["exporter"],
+                    internal_ca_pem=self.edge.certificate.ca_cert_pem,
+                ),
                 opts=pulumi.ResourceOptions.merge(child, after_postgres),
             )
             if settings.features.monitoring
@@ -265,9 +292,132 @@ def _data_args(settings: Settings, placement: Placement, zones: NetworkZones) ->
     )
 
 
-def _services(settings: Settings) -> list[str]:
-    from components.catalog import SERVICES, Group
+def _auth_args(
+    settings: Settings,
+    placement: Placement,
+    zones: NetworkZones,
+    *,
+    keycloak_db_password: pulumi.Input[str],
+    metrics_token: pulumi.Input[str],
+) -> AuthArgs:
+    ports, keycloak = settings.ports, settings.raw.keycloak
+    return AuthArgs(
+        placement=placement,
+        zones=zones,
+        keycloak_image=settings.images["keycloak"],
+        oauth2_proxy_image=settings.images["oauth2_proxy"],
+        keycloak_port=ports["keycloak"],
+        keycloak_management_port=ports["keycloak_management"],
+        postgres_port=ports["postgres"],
+        oauth2_proxy_port=ports["oauth2_proxy"],
+        oauth2_proxy_metrics_port=ports["oauth2_proxy_metrics"],
+        oauth2_proxy_metrics_upstream=metrics_upstream_port(settings),
+        oauth2_proxy_config=render_oauth2_proxy_config(
+            settings,
+            issuer_url=issuer_url(settings.public_url, settings.realm),
+            keycloak_internal_url=internal_url(ports["keycloak"]),
+            client_id=OIDC_CLIENT_ID,
+        ),
+        realm=_realm_config(settings),
+        production=settings.is_prod,
+        admin_console_url=(keycloak.admin_url or settings.keycloak_operator_url) if settings.is_prod else None,
+        trusted_proxies=settings.zone_subnets[Zone.APP],
+        keycloak_db_password=keycloak_db_password,
+        metrics_token=metrics_token,
+    )
 
+
+def _realm_config(settings: Settings) -> RealmConfig:
+    keycloak = settings.raw.keycloak
+    return RealmConfig(
+        realm=settings.realm,
+        public_url=settings.public_url,
+        operator_url=settings.keycloak_operator_url,
+        admin_user=keycloak.admin_user,
+        client_timeout_seconds=settings.raw.operator_endpoints.connect_timeout_seconds * 4,
+        access_token_minutes=keycloak.access_token_minutes,
+        session_idle_minutes=keycloak.session_idle_minutes,
+        session_max_hours=keycloak.session_max_hours,
+        groups=keycloak.all_groups,
+        groups_full_path=keycloak.groups_full_path,
+        users=[SeededUser(u.username, list(u.groups)) for u in keycloak.users] if settings.seed_test_users else [],
+        protect=settings.is_prod,
+        rotation_epoch=settings.raw.secrets.rotation_epoch,
+    )
+
+
+def _monitoring_args(
+    settings: Settings,
+    placement: Placement,
+    zones: NetworkZones,
+    *,
+    metrics_token: pulumi.Input[str],
+    exporter_password: pulumi.Input[str],
+    internal_ca_pem: pulumi.Input[str] | None,
+) -> MonitoringArgs:
+    paths, alerting = mc.PATHS, settings.raw.alerting
+    if settings.raw.tls.mode == "internal_ca" and internal_ca_pem is None:
+        raise ValueError("the certificate probe of an internal-CA stack needs the CA certificate (R-TLS-4)")
+    am_secret = mc.alertmanager_config_is_secret(settings)
+    am_config = paths.alertmanager_secret_config if am_secret else paths.alertmanager_config
+    services = [name for name, service in SERVICES.items() if service.group is Group.MONITORING]
+    return MonitoringArgs(
+        placement=placement,
+        zones=zones,
+        images={name: settings.images[name] for name in services},
+        ports={name: settings.ports[name] for name in [*services, "postgres"]},
+        prometheus_argv=mc.prometheus_argv(settings, paths),
+        prometheus_config=mc.render_prometheus_config(settings, paths),
+        rules=mc.render_rules(settings),
+        alertmanager_argv=mc.alertmanager_argv(settings, am_config),
+        alertmanager_config_file=am_config,
+        alertmanager_config=mc.render_alertmanager_config(settings, paths),
+        alertmanager_config_is_secret=am_secret,
+        smtp_password=alerting.smtp_password if alerting.email_to else None,
+        warn_no_receiver=settings.is_prod and not alerting.email_to and alerting.webhook_url is None,
+        blackbox_config=mc.render_blackbox_config(settings, paths),
+        internal_ca_pem=internal_ca_pem if settings.raw.tls.mode == "internal_ca" else None,
+        sql_exporter_config=pulumi.Output.from_input(exporter_password).apply(
+            lambda password: mc.render_sql_exporter_config(settings, mc.sql_exporter_dsn(settings, password))
+        ),
+        exporter_password=exporter_password,
+        metrics_token=metrics_token,
+        docker_socket=settings.raw.monitoring.docker_socket,
+        docker_socket_gid=docker_socket_gid(settings),
+        retain_volumes=settings.is_prod,
+    )
+
+
+def _edge_args(settings: Settings, placement: Placement, zones: NetworkZones) -> EdgeArgs:
+    certificate = _certificate_args(settings)
+    return EdgeArgs(
+        placement=placement,
+        zones=zones,
+        image=settings.images["nginx"],
+        nginx_conf=render_nginx_conf(settings, ocsp_stapling=certificate.ocsp_stapling, layout=LAYOUT),
+        certificate=certificate,
+        http_port=settings.ports["nginx_http"],
+        redirects_http=settings.is_prod,
+    )
+
+
+def _certificate_args(settings: Settings) -> CertificateArgs:
+    """The certificate the stack's ``tls`` settings ask for."""
+    config = settings.raw.tls
+    provided = None
+    if config.mode == "provided":
+        assert config.certificate_pem and config.private_key_pem  # checked when the settings were loaded
+        provided = ProvidedCertificate(config.certificate_pem, config.private_key_pem)
+    return CertificateArgs(
+        domain=settings.domain,
+        organization=f"{settings.project} {settings.stack}",
+        validity_days=config.validity_days,
+        renew_before_days=config.renew_before_days,
+        provided=provided,
+    )
+
+
+def _services(settings: Settings) -> list[str]:
     skip = set()
     if not settings.features.monitoring:
         skip |= {name for name, service in SERVICES.items() if service.group is Group.MONITORING}

@@ -22,8 +22,8 @@ from pathlib import Path
 import pulumi
 
 from components.host_guardrails import DockerHost
+from components.server_certificate import check_provided_key
 from components.settings import Settings
-from components.tls import check_provided_key
 from wire import PROJECT
 
 LOOKUP_TIMEOUT_SECONDS = 10.0

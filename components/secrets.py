@@ -5,15 +5,14 @@ from __future__ import annotations
 import pulumi
 import pulumi_random as random
 
-from components.settings import Settings
-
 
 def generated_password(
-    name: str, settings: Settings, *, length: int = 32, parent: pulumi.Resource | None = None
+    name: str, rotation_epoch: int, *, length: int = 32, parent: pulumi.Resource | None = None
 ) -> random.RandomPassword:
     """A URL-safe password (letters and digits only, so it embeds in DSNs and config files unquoted).
 
-    Bumping ``fly-potato:secrets.rotation_epoch`` replaces every generated secret of the stack.
+    ``rotation_epoch`` is the stack's ``fly-potato:secrets.rotation_epoch``: bumping it replaces every generated
+    secret of the stack.
     """
     return random.RandomPassword(
         name,
@@ -22,7 +21,7 @@ def generated_password(
         min_lower=2,
         min_upper=2,
         min_numeric=2,
-        keepers={"rotation_epoch": str(settings.raw.secrets.rotation_epoch)},
+        keepers={"rotation_epoch": str(rotation_epoch)},
         opts=pulumi.ResourceOptions(parent=parent, additional_secret_outputs=["result"]),
     )
 
@@ -32,7 +31,7 @@ COOKIE_SECRET_LENGTH = 43
 
 
 def generated_cookie_secret(
-    name: str, settings: Settings, *, parent: pulumi.Resource | None = None
+    name: str, rotation_epoch: int, *, parent: pulumi.Resource | None = None
 ) -> random.RandomPassword:
     """The oauth2-proxy cookie secret: 43 letters and digits, i.e. base64url text of 32 bytes, as oauth2-proxy
     decodes it (256 bits of entropy).
@@ -44,6 +43,6 @@ def generated_cookie_secret(
         name,
         length=COOKIE_SECRET_LENGTH,
         special=False,
-        keepers={"rotation_epoch": str(settings.raw.secrets.rotation_epoch)},
+        keepers={"rotation_epoch": str(rotation_epoch)},
         opts=pulumi.ResourceOptions(parent=parent, additional_secret_outputs=["result"]),
     )

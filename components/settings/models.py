@@ -113,7 +113,8 @@ class TlsConfig(_Strict):
 
     mode: Literal["internal_ca", "provided"] = "internal_ca"
     certificate_pem: Annotated[str | None, AfterValidator(_pem_chain)] = None
-    private_key_pem: SecretStr | None = None  # its form is checked by components.tls (errors here echo input)
+    # Its form is checked by components.server_certificate (errors here echo input).
+    private_key_pem: SecretStr | None = None
     # Mozilla "intermediate" caps certificate lifespan at 366 days (stricter than the CA/B 397).
     validity_days: Annotated[int, Field(ge=30, le=366)] = 90
     # Renewal on the first `pulumi up` inside this window; the expiry alert fires at 14 days.

@@ -24,7 +24,7 @@ ROLE = "backup"
 
 @pytest.fixture
 def backup_role(settings: BackupSettings, archiving_cluster: PostgresCluster) -> BackupSettings:
-    """Settings that connect as a role like components/database.py's ``backup`` role."""
+    """Settings that connect as a role like components/platform_databases.py's ``backup`` role."""
     if archiving_cluster.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'backup'") == "0":
         archiving_cluster.psql("CREATE ROLE backup LOGIN REPLICATION CREATEDB IN ROLE pg_read_all_data")
     if archiving_cluster.psql("SELECT count(*) FROM pg_database WHERE datname = 'template_postgis'") == "0":

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from components import metrics_gate
-from components.container import CONFIG_DIR
+from components.hardened_container import CONFIG_DIR
 from components.monitoring_config import (
     BLACKBOX_TLS_MODULE,
     GATED_EXPORTERS,

@@ -331,7 +331,7 @@ CASES = [
         "prod",
         {("keycloak", M)},
         mutate=_add_env("keycloak", "KC_PROXY=edge"),
-        why="Keycloak's environment is fixed by components/auth.py",
+        why="Keycloak's environment is fixed by components/auth_services.py",
     ),
     # R-SEC-1
     Case("no-plaintext-secret-env", "prod", set()),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pulumi
 
-from components.network import NetworkZones
+from components.network_zones import NetworkZones
 from components.placement import Placement
 from components.platform import zones_args
 from components.settings import Settings, parse_settings

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.data import POSTGRES_CONF_FILE, WAL_ARCHIVE_MOUNT, archive_settings
+from components.data_services import POSTGRES_CONF_FILE, WAL_ARCHIVE_MOUNT, archive_settings
 from components.monitoring_config import PATHS
 from components.settings import parse_settings
 from policy_plan.program import ROOT, PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config

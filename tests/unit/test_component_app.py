@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from components.app_services import AppArgs, AppServices
-from components.container import SECRETS_DIR
+from components.hardened_container import SECRETS_DIR
 from tests.support.components import children, component, component_graph
 from tests.unit.test_backup_wiring import env
 from tests.unit.test_component_data import secret_files, service

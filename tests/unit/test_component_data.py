@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from components.backup_service import BackupService, BackupServiceArgs
-from components.container import SECRETS_DIR
-from components.data import (
+from components.data_services import (
     METRICS_TOKEN_FILE,
     PG_HBA_FILE,
     POSTGRES_CONF_FILE,
@@ -17,6 +16,7 @@ from components.data import (
     DataArgs,
     DataServices,
 )
+from components.hardened_container import SECRETS_DIR
 from components.migration import Migration, MigrationArgs
 from components.settings import BackupConfig
 from policy_plan.program import PlannedResource, ProgramGraph, is_secret

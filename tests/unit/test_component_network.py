@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.catalog import Zone
-from components.network import NetworkZones, ZonesArgs
+from components.network_zones import NetworkZones, ZonesArgs
 from tests.support.components import component_graph
 
 NETWORK = "docker:index/network:Network"

@@ -8,9 +8,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.container import HardenedContainer, HardenedContainerArgs, http_probe
+from components.hardened_container import HardenedContainer, HardenedContainerArgs, http_probe
 from components.host_guardrails import DockerHost
-from components.release import (
+from components.release_order import (
     MigrationGate,
     MigrationGateArgs,
     PreDeployBackup,

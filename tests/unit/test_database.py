@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from components.database import pg_hba
+from components.platform_databases import pg_hba
 from components.settings import SettingsError, parse_settings
 from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
 

@@ -24,8 +24,8 @@ from components.oauth2_proxy import (
     START,
     render_oauth2_proxy_config,
 )
+from components.server_certificate import names_ocsp_responder
 from components.settings import Settings, SettingsError, parse_settings
-from components.tls import names_ocsp_responder
 from policy_plan.program import ROOT, ProgramGraph, evaluate_program, is_secret, stack_config
 
 # Throwaway self-signed certificates (public data): one names an OCSP responder, one only a CA issuer URL.

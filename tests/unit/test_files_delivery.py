@@ -6,7 +6,7 @@ provider always uploads to ``/``), so the service container itself carries no up
 
 from __future__ import annotations
 
-from components.container import CONFIG_DIR, handover
+from components.hardened_container import CONFIG_DIR, handover
 from policy_plan.program import ProgramGraph
 
 

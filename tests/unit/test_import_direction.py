@@ -62,7 +62,7 @@ def test_the_tree_keeps_every_import_contract() -> None:
     ("module", "line", "broken"),
     [
         ("components/outputs.py", "import app.contract", "components is not allowed to import app"),
-        ("components/network.py", "import tests.support", "components is not allowed to import tests"),
+        ("components/network_zones.py", "import tests.support", "components is not allowed to import tests"),
         ("policy/props.py", "import components.catalog", "policy is not allowed to import components"),
         ("app/contract.py", "import components.outputs", "app is not allowed to import components"),
         ("backup/pg.py", "import policy.props", "backup is not allowed to import policy"),

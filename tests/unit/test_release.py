@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from components.host_guardrails import DockerHost, chain_name, egress_allow_list
-from components.release import migrations_digest, release_fingerprint
+from components.release_order import migrations_digest, release_fingerprint
 from components.settings import parse_settings
 from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
 

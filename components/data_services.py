@@ -1,6 +1,6 @@
 """The data zone: PostGIS on its volumes. The one-shot migration is ``components.migration``, the backup
 service ``components.backup_service``; what lives inside Postgres (databases, schemas, roles, grants) is
-``components.database``.
+``components.platform_databases``.
 
 WAL archiving (R-DB-2): with backups on, Postgres writes every WAL segment, gzip-compressed, into the
 WAL archive volume, mounted at the same path in the postgres and backup containers (the backup uid is in
@@ -17,7 +17,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from backup import wal  # stdlib only: the one definition of archive_command and restore_command
-from components.container import (
+from components.hardened_container import (
     CONFIG_DIR,
     SECRETS_DIR,
     ContainerFile,
@@ -26,9 +26,9 @@ from components.container import (
     Healthcheck,
     VolumeMount,
 )
-from components.database import APP_DATABASE
-from components.network import NetworkZones
+from components.network_zones import NetworkZones
 from components.placement import Placement
+from components.platform_databases import APP_DATABASE
 from components.settings import Settings
 from wire import STACK_LABEL
 

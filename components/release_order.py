@@ -26,7 +26,7 @@ from typing import Any
 import pulumi
 
 from components.catalog import Exposure
-from components.container import HardenedContainer
+from components.hardened_container import HardenedContainer
 from components.host_guardrails import DockerHost, host_script
 from components.settings import Settings
 from wire import PROJECT

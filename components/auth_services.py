@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
 from components import metrics_gate, oauth2_proxy
-from components.catalog import Zone
-from components.container import (
+from components.hardened_container import (
     CONFIG_DIR,
     SECRETS_DIR,
     ContainerFile,
@@ -18,13 +18,12 @@ from components.container import (
     HardenedContainerArgs,
     VolumeMount,
 )
-from components.database import KEYCLOAK_DATABASE
-from components.identity import IdentityRealm
-from components.network import NetworkZones
+from components.identity_realm import IdentityArgs, IdentityRealm, RealmConfig
+from components.network_zones import NetworkZones
 from components.oauth2_proxy import oauth2_proxy_files
 from components.placement import Placement
+from components.platform_databases import KEYCLOAK_DATABASE
 from components.secrets import generated_cookie_secret, generated_password
-from components.settings import Settings
 from wire import STACK_LABEL
 
 TYPE = "fly-potato:auth:AuthServices"
@@ -43,23 +42,51 @@ OAUTH2_PROXY_GATE = metrics_gate.MetricsGate(
 )
 
 
+def issuer_url(public_url: str, realm: str) -> str:
+    """The realm's public issuer: what browsers see and every token's ``iss``."""
+    return f"{public_url}{KEYCLOAK_PATH}/realms/{realm}"
+
+
+def internal_url(http_port: int) -> str:
+    """Keycloak's base in the app zone."""
+    return f"http://keycloak:{http_port}{KEYCLOAK_PATH}"
+
+
+@dataclass(frozen=True)
+class AuthArgs:
+    """Keycloak and oauth2-proxy: images, ports, the realm, where Keycloak stands, their secrets and the
+    oauth2-proxy config rendered for this realm (``render_oauth2_proxy_config``)."""
+
+    placement: Placement
+    zones: NetworkZones
+    keycloak_image: str
+    oauth2_proxy_image: str
+    keycloak_port: int
+    keycloak_management_port: int
+    postgres_port: int
+    oauth2_proxy_port: int
+    oauth2_proxy_metrics_port: int
+    oauth2_proxy_metrics_upstream: int  # oauth2-proxy's own metrics server, on loopback behind the gate
+    oauth2_proxy_config: str
+    realm: RealmConfig
+    production: bool  # prod runs the image's optimized build; dev runs start-dev
+    admin_console_url: str | None  # prod: where operators open the admin console (KC_HOSTNAME_ADMIN)
+    trusted_proxies: str  # the app zone's subnet: only nginx there may set X-Forwarded-*
+    keycloak_db_password: pulumi.Input[str]
+    metrics_token: pulumi.Input[str]
+
+
 class AuthServices(pulumi.ComponentResource):
     """Keycloak (its database on our Postgres) and oauth2-proxy (OIDC client of the stack's realm)."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        zones: NetworkZones,
-        *,
-        keycloak_db_password: pulumi.Input[str],
-        metrics_token: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: AuthArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        http_port = settings.ports["keycloak"]
-        management_port = settings.ports["keycloak_management"]
+        realm = args.realm
+        placement = args.placement
+        metrics_token = args.metrics_token
+        http_port = args.keycloak_port
+        management_port = args.keycloak_management_port
         # The management interface's own port, on loopback behind the gate (which answers on management_port).
         management_upstream = metrics_gate.upstream_port(management_port, http_port)
 
@@ -75,19 +102,19 @@ class AuthServices(pulumi.ComponentResource):
             keepers={"applied": "at-first-start"},
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
         )
-        self.client_secret = generated_password(f"{name}-oidc-client-secret", settings, parent=self)
-        self.cookie_secret = generated_cookie_secret(f"{name}-oauth2-proxy-cookie", settings, parent=self)
+        self.client_secret = generated_password(f"{name}-oidc-client-secret", realm.rotation_epoch, parent=self)
+        self.cookie_secret = generated_cookie_secret(f"{name}-oauth2-proxy-cookie", realm.rotation_epoch, parent=self)
 
-        self.issuer_url = f"{settings.public_url}{KEYCLOAK_PATH}/realms/{settings.realm}"
-        self.internal_url = f"http://keycloak:{http_port}{KEYCLOAK_PATH}"
-        self.jwks_url = f"{self.internal_url}/realms/{settings.realm}/protocol/openid-connect/certs"
+        self.issuer_url = issuer_url(realm.public_url, realm.realm)
+        self.internal_url = internal_url(http_port)
+        self.jwks_url = f"{self.internal_url}/realms/{realm.realm}/protocol/openid-connect/certs"
         self.client_id = OIDC_CLIENT_ID
 
-        keycloak_conf = pulumi.Output.all(keycloak_db_password, self.admin_password.result).apply(
+        keycloak_conf = pulumi.Output.all(args.keycloak_db_password, self.admin_password.result).apply(
             lambda values: "\n".join(
                 [
                     f"db-password={values[0]}",
-                    f"bootstrap-admin-username={settings.raw.keycloak.admin_user}",
+                    f"bootstrap-admin-username={realm.admin_user}",
                     f"bootstrap-admin-password={values[1]}",
                     "",
                 ]
@@ -96,12 +123,12 @@ class AuthServices(pulumi.ComponentResource):
         # start-dev re-augments Keycloak into lib/quarkus on every start. A volume there keeps the root
         # filesystem read-only; Docker seeds an empty volume from the image, so one volume per image.
         dev_build: list[VolumeMount] = []
-        if not settings.is_prod:
-            image_key = hashlib.sha256(settings.images["keycloak"].encode()).hexdigest()[:12]
+        if not args.production:
+            image_key = hashlib.sha256(args.keycloak_image.encode()).hexdigest()[:12]
             self.dev_build_volume = docker.Volume(
                 f"{name}-keycloak-dev-build",
-                name=settings.resource_name("keycloak", "build", image_key),
-                labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=settings.stack)],
+                name=placement.resource_name("keycloak", "build", image_key),
+                labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=placement.stack)],
                 opts=child,
             )
             dev_build.append(VolumeMount(self.dev_build_volume, KEYCLOAK_BUILD_DIR))
@@ -109,11 +136,11 @@ class AuthServices(pulumi.ComponentResource):
             f"{name}-keycloak",
             HardenedContainerArgs(
                 service="keycloak",
-                image=settings.images["keycloak"],
+                image=args.keycloak_image,
                 # Prod runs the image's build (`kc.sh build` with the KC_* build options below).
                 entrypoint=metrics_gate.entrypoint(),
                 command=[KEYCLOAK_ENTRYPOINT]
-                + (["start-dev"] if not settings.is_prod else ["start", "--optimized"])
+                + (["start-dev"] if not args.production else ["start", "--optimized"])
                 + [f"--config-file={SECRETS_DIR}/keycloak.conf"],
                 volumes=dev_build,
                 env={
@@ -123,7 +150,7 @@ class AuthServices(pulumi.ComponentResource):
                     "KC_METRICS_ENABLED": "true",
                     "KC_HTTP_RELATIVE_PATH": KEYCLOAK_PATH,
                     # Runtime options (R-AUTH-2); secrets are in the config file, never here.
-                    "KC_DB_URL": f"jdbc:postgresql://postgres:{settings.ports['postgres']}/{KEYCLOAK_DATABASE}",
+                    "KC_DB_URL": f"jdbc:postgresql://postgres:{args.postgres_port}/{KEYCLOAK_DATABASE}",
                     "KC_DB_USERNAME": "keycloak",
                     "KC_HTTP_ENABLED": "true",
                     # `start-dev` runs Quarkus' dev profile, which binds HTTP to localhost only: nginx,
@@ -135,15 +162,12 @@ class AuthServices(pulumi.ComponentResource):
                     "KC_HTTP_MANAGEMENT_PORT": str(management_upstream),
                     "KC_PROXY_HEADERS": "xforwarded",
                     # Only nginx (in the app zone) may set X-Forwarded-*; anyone else could spoof the client.
-                    "KC_PROXY_TRUSTED_ADDRESSES": settings.zone_subnets[Zone.APP],
-                    "KC_HOSTNAME": f"{settings.public_url}{KEYCLOAK_PATH}",
+                    "KC_PROXY_TRUSTED_ADDRESSES": args.trusted_proxies,
+                    "KC_HOSTNAME": f"{realm.public_url}{KEYCLOAK_PATH}",
                     "KC_HOSTNAME_STRICT": "true",
                     **(
-                        {
-                            "KC_HOSTNAME_ADMIN": f"{settings.raw.keycloak.admin_url or settings.keycloak_operator_url}"
-                            f"{KEYCLOAK_PATH}"
-                        }
-                        if settings.is_prod
+                        {"KC_HOSTNAME_ADMIN": f"{args.admin_console_url}{KEYCLOAK_PATH}"}
+                        if args.admin_console_url is not None
                         else {}
                     ),
                 },
@@ -155,39 +179,36 @@ class AuthServices(pulumi.ComponentResource):
                 healthcheck=metrics_gate.healthcheck(management_port, start_period="90s", retries=30),
                 wait_timeout=420,
             ),
-            Placement.of(settings),
-            zones,
+            placement,
+            args.zones,
             opts=child,
         )
 
         # The realm and the client exist before oauth2-proxy starts and discovers them.
         self.identity = IdentityRealm(
             f"{name}-identity",
-            settings,
-            keycloak_container=self.keycloak,
-            base_path=KEYCLOAK_PATH,
-            admin_password=self.admin_password.result,
-            client_id=OIDC_CLIENT_ID,
-            client_secret=self.client_secret.result,
+            IdentityArgs(
+                config=realm,
+                keycloak_container=self.keycloak,
+                base_path=KEYCLOAK_PATH,
+                admin_password=self.admin_password.result,
+                client_id=OIDC_CLIENT_ID,
+                client_secret=self.client_secret.result,
+            ),
             opts=child,
         )
         after_identity = pulumi.ResourceOptions(parent=self, depends_on=[self.identity])
 
-        proxy_port = settings.ports["oauth2_proxy"]
-        proxy_metrics_port = settings.ports["oauth2_proxy_metrics"]
+        proxy_port = args.oauth2_proxy_port
+        proxy_metrics_port = args.oauth2_proxy_metrics_port
         proxy_files = oauth2_proxy_files(
-            settings,
-            issuer_url=self.issuer_url,
-            keycloak_internal_url=self.internal_url,
-            client_id=OIDC_CLIENT_ID,
-            client_secret=self.client_secret.result,
-            cookie_secret=self.cookie_secret.result,
+            args.oauth2_proxy_config, client_secret=self.client_secret.result, cookie_secret=self.cookie_secret.result
         )
         self.oauth2_proxy = HardenedContainer(
             f"{name}-oauth2-proxy",
             HardenedContainerArgs(
                 service="oauth2_proxy",
-                image=settings.images["oauth2_proxy"],
+                image=args.oauth2_proxy_image,
                 entrypoint=metrics_gate.entrypoint(),
                 command=[*oauth2_proxy.ENTRYPOINT, oauth2_proxy.START],
                 files=[
@@ -196,18 +217,28 @@ class AuthServices(pulumi.ComponentResource):
                         OAUTH2_PROXY_GATE,
                         proxy_metrics_port,
                         metrics_token,
-                        upstream=oauth2_proxy.metrics_upstream_port(settings),
+                        upstream=args.oauth2_proxy_metrics_upstream,
                         health_port=proxy_port,
                     ),
                 ],
                 # The gate's /healthz is oauth2-proxy's /ping: both processes answer.
                 healthcheck=metrics_gate.healthcheck(proxy_metrics_port),
             ),
-            Placement.of(settings),
-            zones,
+            placement,
+            args.zones,
             opts=after_identity,
         )
         self.register_outputs({"keycloak": self.keycloak.name, "oauth2_proxy": self.oauth2_proxy.name})
 
 
-__all__ = ["CONFIG_DIR", "KEYCLOAK_GATE", "KEYCLOAK_PATH", "OAUTH2_PROXY_GATE", "OIDC_CLIENT_ID", "AuthServices"]
+__all__ = [
+    "CONFIG_DIR",
+    "KEYCLOAK_GATE",
+    "KEYCLOAK_PATH",
+    "OAUTH2_PROXY_GATE",
+    "OIDC_CLIENT_ID",
+    "AuthArgs",
+    "AuthServices",
+    "internal_url",
+    "issuer_url",
+]

@@ -24,7 +24,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.catalog import SERVICES, Zone
-from components.network import NetworkZones
+from components.network_zones import NetworkZones
 from components.placement import Placement
 from components.settings import Settings
 from wire import FILES_FOR_LABEL, GROUP_LABEL, PROJECT_LABEL, SERVICE_LABEL, STACK_LABEL, ZONES_LABEL

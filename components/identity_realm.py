@@ -6,16 +6,17 @@ operator endpoint under ``/sso``, and only after the Keycloak container reports 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_keycloak as keycloak
 
 from components.secrets import generated_password
-from components.settings import Settings
 
 if TYPE_CHECKING:
-    from components.container import HardenedContainer
+    from components.hardened_container import HardenedContainer
 
 TYPE = "fly-potato:identity:IdentityRealm"
 
@@ -30,46 +31,75 @@ CREDENTIAL_RULES = (
 TEST_USER_EMAIL_DOMAIN = "users.fly-potato.test"  # reserved TLD: the dev users' mail goes nowhere
 
 
+@dataclass(frozen=True)
+class SeededUser:
+    """A dev test user: created with a generated password, member of ``groups``."""
+
+    username: str
+    groups: Sequence[str]
+
+
+@dataclass(frozen=True)
+class RealmConfig:
+    """What the stack decides about its realm: names, URLs, lifetimes, groups and the seeded users."""
+
+    realm: str
+    public_url: str  # the browsers' origin of the stack: redirect URIs, web origins
+    operator_url: str  # Keycloak's root (without /sso) where the provider reaches it
+    admin_user: str
+    client_timeout_seconds: int
+    access_token_minutes: int
+    session_idle_minutes: int
+    session_max_hours: int
+    groups: Sequence[str]
+    groups_full_path: bool
+    users: Sequence[SeededUser]  # empty unless the stack seeds test users
+    protect: bool  # prod: deleting the realm (and every user in it) is refused
+    rotation_epoch: int  # the test users' passwords rotate with it (R-SEC-4)
+
+
+@dataclass(frozen=True)
+class IdentityArgs:
+    """The realm's config, the Keycloak that hosts it, its bootstrap admin and the OIDC client to create."""
+
+    config: RealmConfig
+    keycloak_container: HardenedContainer
+    base_path: str
+    admin_password: pulumi.Input[str]
+    client_id: str
+    client_secret: pulumi.Input[str]
+
+
 class IdentityRealm(pulumi.ComponentResource):
     """One realm per stack with groups, a confidential OIDC client for oauth2-proxy and dev test users."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        *,
-        keycloak_container: HardenedContainer,
-        base_path: str,
-        admin_password: pulumi.Input[str],
-        client_id: str,
-        client_secret: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: IdentityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
-        cfg = settings.raw.keycloak
-        public_url = settings.public_url
+        cfg = args.config
+        public_url = cfg.public_url
+        client_id = args.client_id
 
         # initial_login=False: a preview must not need a running Keycloak. depends_on the health-gated container
         # (wait=True): Keycloak 26 answers HTTP before its realms are ready.
         self.provider = keycloak.Provider(
             f"{name}-provider",
-            url=settings.keycloak_operator_url,
-            base_path=base_path,
+            url=cfg.operator_url,
+            base_path=args.base_path,
             realm=ADMIN_REALM,
             client_id=ADMIN_CLIENT_ID,
             username=cfg.admin_user,
-            password=pulumi.Output.secret(admin_password),
+            password=pulumi.Output.secret(args.admin_password),
             initial_login=False,
-            client_timeout=settings.raw.operator_endpoints.connect_timeout_seconds * 4,
+            client_timeout=cfg.client_timeout_seconds,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[keycloak_container.container], additional_secret_outputs=["password"]
+                parent=self, depends_on=[args.keycloak_container.container], additional_secret_outputs=["password"]
             ),
         )
         in_keycloak = pulumi.ResourceOptions(parent=self, provider=self.provider)
 
         self.realm = keycloak.Realm(
             f"{name}-realm",
-            realm=settings.realm,
+            realm=cfg.realm,
             enabled=True,
             display_name="Fly Potato",
             # "external": TLS required except from private addresses (nginx terminates TLS in front).
@@ -108,13 +138,13 @@ class IdentityRealm(pulumi.ComponentResource):
                 ),
             ),
             # Deleting a realm deletes every user in it.
-            opts=pulumi.ResourceOptions.merge(in_keycloak, pulumi.ResourceOptions(protect=settings.is_prod)),
+            opts=pulumi.ResourceOptions.merge(in_keycloak, pulumi.ResourceOptions(protect=cfg.protect)),
         )
         realm_id = self.realm.id
 
         self.groups = {
             group: keycloak.Group(f"{name}-group-{group}", realm_id=realm_id, name=group, opts=in_keycloak)
-            for group in cfg.all_groups
+            for group in cfg.groups
         }
 
         self.client = keycloak.openid.Client(
@@ -124,7 +154,7 @@ class IdentityRealm(pulumi.ComponentResource):
             name="oauth2-proxy (Fly Potato)",
             enabled=True,
             access_type="CONFIDENTIAL",
-            client_secret=client_secret,
+            client_secret=args.client_secret,
             standard_flow_enabled=True,
             implicit_flow_enabled=False,
             direct_access_grants_enabled=False,
@@ -186,38 +216,37 @@ class IdentityRealm(pulumi.ComponentResource):
 
         self.test_user_passwords: dict[str, pulumi.Output[str]] = {}
         self.users: dict[str, keycloak.User] = {}
-        if settings.seed_test_users:
-            for user in cfg.users:
-                password = generated_password(f"{name}-user-{user.username}-password", settings, parent=self)
-                self.test_user_passwords[user.username] = password.result
-                created = keycloak.User(
-                    f"{name}-user-{user.username}",
-                    realm_id=realm_id,
-                    username=user.username,
-                    email=f"{user.username}@{TEST_USER_EMAIL_DOMAIN}",
-                    email_verified=True,
-                    first_name=user.username,
-                    # Keycloak's user profile refuses parentheses and most punctuation in person names.
-                    last_name="Test User",
-                    enabled=True,
-                    initial_password=keycloak.UserInitialPasswordArgs(
-                        value=pulumi.Output.secret(password.result), temporary=False
-                    ),
-                    # Keycloak applies an initial password only at creation: a rotated one needs a new user.
-                    opts=pulumi.ResourceOptions.merge(
-                        in_keycloak,
-                        pulumi.ResourceOptions(replace_on_changes=["initialPassword"], delete_before_replace=True),
-                    ),
-                )
-                self.users[user.username] = created
-                keycloak.UserGroups(
-                    f"{name}-user-{user.username}-groups",
-                    realm_id=realm_id,
-                    user_id=created.id,
-                    group_ids=[self.groups[group].id for group in user.groups],
-                    exhaustive=True,
-                    opts=in_keycloak,
-                )
+        for user in cfg.users:
+            password = generated_password(f"{name}-user-{user.username}-password", cfg.rotation_epoch, parent=self)
+            self.test_user_passwords[user.username] = password.result
+            created = keycloak.User(
+                f"{name}-user-{user.username}",
+                realm_id=realm_id,
+                username=user.username,
+                email=f"{user.username}@{TEST_USER_EMAIL_DOMAIN}",
+                email_verified=True,
+                first_name=user.username,
+                # Keycloak's user profile refuses parentheses and most punctuation in person names.
+                last_name="Test User",
+                enabled=True,
+                initial_password=keycloak.UserInitialPasswordArgs(
+                    value=pulumi.Output.secret(password.result), temporary=False
+                ),
+                # Keycloak applies an initial password only at creation: a rotated one needs a new user.
+                opts=pulumi.ResourceOptions.merge(
+                    in_keycloak,
+                    pulumi.ResourceOptions(replace_on_changes=["initialPassword"], delete_before_replace=True),
+                ),
+            )
+            self.users[user.username] = created
+            keycloak.UserGroups(
+                f"{name}-user-{user.username}-groups",
+                realm_id=realm_id,
+                user_id=created.id,
+                group_ids=[self.groups[group].id for group in user.groups],
+                exhaustive=True,
+                opts=in_keycloak,
+            )
 
         self.register_outputs({"realm": self.realm.realm, "client_id": self.client.client_id})
 

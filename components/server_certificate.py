@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_tls as tls
+from pydantic import SecretStr
 
 from components.settings import Settings
 
@@ -57,6 +59,30 @@ def check_provided_key(settings: Settings) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ProvidedCertificate:
+    """A chain (server first) and its private key from stack config, served as given."""
+
+    chain_pem: str
+    private_key_pem: SecretStr
+
+
+@dataclass(frozen=True)
+class CertificateArgs:
+    """The stack's domain and organization for the internal CA, its lifetimes, or a provided chain."""
+
+    domain: str
+    organization: str  # "<project> <stack>"
+    validity_days: int
+    renew_before_days: int
+    provided: ProvidedCertificate | None = None  # None: issue from the stack's internal CA
+
+    @property
+    def ocsp_stapling(self) -> bool:
+        """Whether nginx staples OCSP: only for a provided chain that names a responder."""
+        return self.provided is not None and names_ocsp_responder(self.provided.chain_pem)
+
+
 class ServerCertificate(pulumi.ComponentResource):
     """``cert_pem`` (chain, server first), ``private_key_pem`` (secret), ``ca_cert_pem`` (trust anchor for
     in-stack clients such as the certificate probe; None for a provided chain) and ``ocsp_stapling``."""
@@ -66,23 +92,21 @@ class ServerCertificate(pulumi.ComponentResource):
     ca_cert_pem: pulumi.Output[str] | None
     ocsp_stapling: bool
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, args: CertificateArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
-        config = settings.raw.tls
-        if config.mode == "provided":
-            assert config.certificate_pem and config.private_key_pem  # checked when the settings were loaded
-            self.cert_pem = pulumi.Output.from_input(config.certificate_pem)
-            self.private_key_pem = pulumi.Output.secret(config.private_key_pem.get_secret_value())
+        provided = args.provided
+        if provided is not None:
+            self.cert_pem = pulumi.Output.from_input(provided.chain_pem)
+            self.private_key_pem = pulumi.Output.secret(provided.private_key_pem.get_secret_value())
             self.ca_cert_pem = None
-            self.ocsp_stapling = names_ocsp_responder(config.certificate_pem)
+            self.ocsp_stapling = args.ocsp_stapling
         else:
-            self._issue_from_internal_ca(name, settings)
+            self._issue_from_internal_ca(name, args)
         self.register_outputs({"cert_pem": self.cert_pem, "ocsp_stapling": self.ocsp_stapling})
 
-    def _issue_from_internal_ca(self, name: str, settings: Settings) -> None:
-        config = settings.raw.tls
+    def _issue_from_internal_ca(self, name: str, args: CertificateArgs) -> None:
         child = pulumi.ResourceOptions(parent=self)
-        organization = f"{settings.project} {settings.stack}"
+        organization = args.organization
 
         ca_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         ca_cert = tls.SelfSignedCert(
@@ -99,8 +123,8 @@ class ServerCertificate(pulumi.ComponentResource):
         request = tls.CertRequest(
             f"{name}-server-csr",
             private_key_pem=server_key.private_key_pem,
-            subject=tls.CertRequestSubjectArgs(common_name=settings.domain, organization=organization),
-            dns_names=[settings.domain],
+            subject=tls.CertRequestSubjectArgs(common_name=args.domain, organization=organization),
+            dns_names=[args.domain],
             opts=child,
         )
         server_cert = tls.LocallySignedCert(
@@ -108,8 +132,8 @@ class ServerCertificate(pulumi.ComponentResource):
             cert_request_pem=request.cert_request_pem,
             ca_private_key_pem=ca_key.private_key_pem,
             ca_cert_pem=ca_cert.cert_pem,
-            validity_period_hours=config.validity_days * HOURS_PER_DAY,
-            early_renewal_hours=config.renew_before_days * HOURS_PER_DAY,
+            validity_period_hours=args.validity_days * HOURS_PER_DAY,
+            early_renewal_hours=args.renew_before_days * HOURS_PER_DAY,
             allowed_uses=["digital_signature", "server_auth"],
             opts=child,
         )

@@ -24,15 +24,18 @@ InstanceDown{job="container_exporter"}, never as silence.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
+from pydantic import SecretStr
 
 from components import metrics_gate
 from components import monitoring_config as mc
 from components.catalog import SERVICES
-from components.container import (
+from components.hardened_container import (
     CONFIG_DIR,
     SECRETS_DIR,
     ContainerFile,
@@ -42,7 +45,7 @@ from components.container import (
     VolumeMount,
     http_probe,
 )
-from components.network import NetworkZones
+from components.network_zones import NetworkZones
 from components.placement import Placement
 from components.settings import Settings
 from wire import STACK_LABEL
@@ -71,25 +74,47 @@ def docker_socket_gid(settings: Settings) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class MonitoringArgs:
+    """Images and ports of the monitoring services, their configuration rendered by
+    :mod:`components.monitoring_config`, their secrets and the Docker socket the container exporter reads."""
+
+    placement: Placement
+    zones: NetworkZones
+    images: Mapping[str, str]  # by monitoring service
+    ports: Mapping[str, int]  # by monitoring service, and postgres
+    prometheus_argv: Sequence[str]
+    prometheus_config: str
+    rules: str
+    alertmanager_argv: Sequence[str]
+    alertmanager_config_file: str  # a secret file when the config carries SMTP or webhook credentials
+    alertmanager_config: str
+    alertmanager_config_is_secret: bool
+    smtp_password: SecretStr | None  # e-mail alerts with a password only
+    warn_no_receiver: bool  # an unattended (prod) stack whose alerts reach nobody
+    blackbox_config: str
+    internal_ca_pem: pulumi.Input[str] | None  # the certificate probe's trust anchor (internal CA stacks)
+    sql_exporter_config: pulumi.Input[str]  # carries the exporter's DSN: a secret
+    exporter_password: pulumi.Input[str]
+    metrics_token: pulumi.Input[str]
+    docker_socket: str
+    docker_socket_gid: int | None  # None: the container exporter cannot read the socket and is not deployed
+    retain_volumes: bool
+
+
 class MonitoringServices(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        zones: NetworkZones,
-        *,
-        metrics_token: pulumi.Input[str],
-        exporter_password: pulumi.Input[str],
-        internal_ca_pem: pulumi.Input[str] | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        p = settings.ports
+        p = args.ports
+        images = args.images
         paths = mc.PATHS
+        metrics_token = args.metrics_token
+        exporter_password = args.exporter_password
         token_file = ContainerFile(paths.metrics_token, metrics_token, secret=True, mode="0400")
 
-        placement = Placement.of(settings)
+        placement = args.placement
+        zones = args.zones
 
         def make(service: str, args: HardenedContainerArgs) -> HardenedContainer:
             return HardenedContainer(f"{name}-{service.replace('_', '-')}", args, placement, zones, opts=child)
@@ -97,9 +122,9 @@ class MonitoringServices(pulumi.ComponentResource):
         def volume(service: str) -> docker.Volume:
             return docker.Volume(
                 f"{name}-{service}-data",
-                name=settings.resource_name(service, "data"),
-                labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=settings.stack)],
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.is_prod),
+                name=placement.resource_name(service, "data"),
+                labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=placement.stack)],
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_volumes),
             )
 
         self.prometheus_data = volume("prometheus")
@@ -107,12 +132,12 @@ class MonitoringServices(pulumi.ComponentResource):
             "prometheus",
             HardenedContainerArgs(
                 service="prometheus",
-                image=settings.images["prometheus"],
+                image=images["prometheus"],
                 entrypoint=metrics_gate.entrypoint(),
-                command=mc.prometheus_argv(settings, paths),
+                command=list(args.prometheus_argv),
                 files=[
-                    ContainerFile(paths.prometheus_config, mc.render_prometheus_config(settings, paths)),
-                    ContainerFile(paths.rules, mc.render_rules(settings)),
+                    ContainerFile(paths.prometheus_config, args.prometheus_config),
+                    ContainerFile(paths.rules, args.rules),
                     token_file,
                     *metrics_gate.files(mc.PROMETHEUS_GATE, p["prometheus"], metrics_token),
                 ],
@@ -121,35 +146,33 @@ class MonitoringServices(pulumi.ComponentResource):
             ),
         )
 
-        alerting = settings.raw.alerting
         # Dev watches its own Alertmanager on loopback; an unattended prod stack needs a receiver.
-        if settings.is_prod and not alerting.email_to and alerting.webhook_url is None:
+        if args.warn_no_receiver:
             pulumi.log.warn(
-                f"fly-potato:alerting has no receiver for stack {settings.stack}: alerts are only visible in "
+                f"fly-potato:alerting has no receiver for stack {placement.stack}: alerts are only visible in "
                 "Alertmanager; set alerting.email_to (with smtp_*) or a secret alerting.webhook_url"
             )
-        am_secret = mc.alertmanager_config_is_secret(settings)
-        am_config = paths.alertmanager_secret_config if am_secret else paths.alertmanager_config
+        am_secret = args.alertmanager_config_is_secret
         am_files = [
             ContainerFile(
-                am_config,
-                mc.render_alertmanager_config(settings, paths),
+                args.alertmanager_config_file,
+                args.alertmanager_config,
                 secret=am_secret,
                 mode="0400" if am_secret else "0440",
             )
         ]
-        if alerting.email_to and alerting.smtp_password is not None:
+        if args.smtp_password is not None:
             am_files.append(
-                ContainerFile(paths.smtp_password, alerting.smtp_password.get_secret_value(), secret=True, mode="0400")
+                ContainerFile(paths.smtp_password, args.smtp_password.get_secret_value(), secret=True, mode="0400")
             )
         self.alertmanager_data = volume("alertmanager")
         self.alertmanager = make(
             "alertmanager",
             HardenedContainerArgs(
                 service="alertmanager",
-                image=settings.images["alertmanager"],
+                image=images["alertmanager"],
                 entrypoint=metrics_gate.entrypoint(),
-                command=mc.alertmanager_argv(settings, am_config),
+                command=list(args.alertmanager_argv),
                 files=[*am_files, *metrics_gate.files(mc.ALERTMANAGER_GATE, p["alertmanager"], metrics_token)],
                 volumes=[VolumeMount(self.alertmanager_data, "/alertmanager")],
                 healthcheck=metrics_gate.healthcheck(p["alertmanager"]),
@@ -160,7 +183,7 @@ class MonitoringServices(pulumi.ComponentResource):
 
         def gated(
             service: str,
-            args: list[str],
+            argv: list[str],
             *,
             files: list[ContainerFile] | None = None,
             env: dict[str, pulumi.Input[str]] | None = None,
@@ -171,9 +194,9 @@ class MonitoringServices(pulumi.ComponentResource):
                 service,
                 HardenedContainerArgs(
                     service=service,
-                    image=settings.images[service],
+                    image=images[service],
                     entrypoint=metrics_gate.entrypoint(),
-                    command=[*mc.gated_exporter_argv(service, port), *args],
+                    command=[*mc.gated_exporter_argv(service, port), *argv],
                     env=env or {},
                     files=[*metrics_gate.files(mc.METRICS_GATES[service], port, metrics_token), *(files or [])],
                     host_binds=host_binds or [],
@@ -201,33 +224,20 @@ class MonitoringServices(pulumi.ComponentResource):
         self.sql_exporter = gated(
             "sql_exporter",
             [f"-config.file={paths.sql_exporter_config}"],
-            files=[
-                ContainerFile(
-                    paths.sql_exporter_config,
-                    pulumi.Output.from_input(exporter_password).apply(
-                        lambda password: mc.render_sql_exporter_config(
-                            settings, mc.sql_exporter_dsn(settings, password)
-                        )
-                    ),
-                    secret=True,
-                    mode="0400",
-                )
-            ],
+            files=[ContainerFile(paths.sql_exporter_config, args.sql_exporter_config, secret=True, mode="0400")],
         )
-        blackbox_files = [ContainerFile(paths.blackbox_config, mc.render_blackbox_config(settings, paths))]
-        if settings.raw.tls.mode == "internal_ca":
-            if internal_ca_pem is None:
-                raise ValueError("the certificate probe of an internal-CA stack needs the CA certificate (R-TLS-4)")
-            blackbox_files.append(ContainerFile(paths.internal_ca, internal_ca_pem))
+        blackbox_files = [ContainerFile(paths.blackbox_config, args.blackbox_config)]
+        if args.internal_ca_pem is not None:
+            blackbox_files.append(ContainerFile(paths.internal_ca, args.internal_ca_pem))
         self.blackbox_exporter = gated(
             "blackbox_exporter", [f"--config.file={paths.blackbox_config}"], files=blackbox_files
         )
 
         self.container_exporter: HardenedContainer | None = None
-        gid = docker_socket_gid(settings)
+        gid = args.docker_socket_gid
         if gid is None:
             pulumi.log.warn(
-                f"{settings.raw.monitoring.docker_socket} is not readable here and "
+                f"{args.docker_socket} is not readable here and "
                 "fly-potato:monitoring.docker_socket_gid is unset, so container_exporter is not deployed and "
                 "ContainerRestarts cannot fire; set it to `stat -c %g /var/run/docker.sock` on the Docker host"
             )
@@ -237,18 +247,18 @@ class MonitoringServices(pulumi.ComponentResource):
                 "container_exporter",
                 HardenedContainerArgs(
                     service="container_exporter",
-                    image=settings.images["container_exporter"],
+                    image=images["container_exporter"],
                     entrypoint=["python3", script],
                     command=[],
                     env={
-                        "EXPORTER_STACK": settings.stack,
+                        "EXPORTER_STACK": placement.stack,
                         "EXPORTER_PORT": str(p["container_exporter"]),
                         "EXPORTER_DOCKER_SOCKET": DOCKER_SOCKET_IN_CONTAINER,
                         "EXPORTER_TOKEN_FILE": paths.metrics_token,
                     },
                     files=[ContainerFile(script, CONTAINER_EXPORTER_SOURCE.read_text()), token_file],
                     user=f"{SERVICES['container_exporter'].uid}:{gid}",
-                    host_binds=[HostBind(settings.raw.monitoring.docker_socket, DOCKER_SOCKET_IN_CONTAINER)],
+                    host_binds=[HostBind(args.docker_socket, DOCKER_SOCKET_IN_CONTAINER)],
                     healthcheck=http_probe(p["container_exporter"], "/healthz"),
                 ),
             )

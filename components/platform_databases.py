@@ -7,7 +7,7 @@ password that rotates with the stack's rotation epoch (R-SEC-4); DSNs built from
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from components.secrets import generated_password
 from components.settings import Settings
 
 if TYPE_CHECKING:
-    from components.container import HardenedContainer
+    from components.hardened_container import HardenedContainer
 
 TYPE = "fly-potato:database:PlatformDatabases"
 
@@ -151,22 +151,27 @@ def dsn(role: str, password: pulumi.Input[str], host: str, port: int, database: 
     )
 
 
+@dataclass(frozen=True)
+class DatabaseArgs:
+    """The roles to create, where the provider reaches Postgres as the superuser, and the running server."""
+
+    roles: Mapping[str, RoleSpec]  # :func:`role_specs`, in creation order
+    endpoint: tuple[str, int]  # host and port of the operator bind (or a tunnel's local end)
+    connect_timeout_seconds: int
+    rotation_epoch: int  # the role passwords rotate with it (R-SEC-4)
+    protect: bool  # prod: the databases cannot be deleted by the stack
+    postgres: HardenedContainer  # the provider dials only once it reports healthy
+    superuser_password: pulumi.Input[str]
+
+
 class PlatformDatabases(pulumi.ComponentResource):
     """Databases ``flypotato`` and ``keycloak``, PostGIS, schemas ``app`` and ``analytics`` owned by the
     migrator, the login roles of :func:`role_specs`, and their grants — PUBLIC gets nothing."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        *,
-        postgres: HardenedContainer,
-        superuser_password: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
-        self.specs = role_specs(settings)
-        host, port = settings.postgres_endpoint
+        self.specs = dict(args.roles)
+        host, port = args.endpoint
 
         # Gated on the health-checked container (wait=True): the provider must not dial a server still in
         # initdb. sslmode=disable: the path is the host's loopback or an SSH tunnel, and the server has no TLS.
@@ -175,21 +180,21 @@ class PlatformDatabases(pulumi.ComponentResource):
             host=host,
             port=port,
             username=SUPERUSER,
-            password=pulumi.Output.secret(superuser_password),
+            password=pulumi.Output.secret(args.superuser_password),
             superuser=True,
             sslmode="disable",
-            connect_timeout=settings.raw.operator_endpoints.connect_timeout_seconds,
+            connect_timeout=args.connect_timeout_seconds,
             database=MAINTENANCE_DATABASE,
             expected_version="15",
             max_connections=4,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[postgres.container]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.postgres.container]),
         )
         on_server = pulumi.ResourceOptions(parent=self, provider=self.provider)
 
         self.passwords: dict[str, pulumi.Output[str]] = {}
         self.roles: dict[str, postgresql.Role] = {}
         for spec in self.specs.values():
-            secret = generated_password(f"{name}-{spec.name}-password", settings, parent=self)
+            secret = generated_password(f"{name}-{spec.name}-password", args.rotation_epoch, parent=self)
             self.passwords[spec.name] = secret.result
             self.roles[spec.name] = postgresql.Role(
                 f"{name}-role-{spec.name}",
@@ -217,7 +222,7 @@ class PlatformDatabases(pulumi.ComponentResource):
                 encoding="UTF8",
                 lc_collate="C.UTF-8",
                 lc_ctype="C.UTF-8",
-                opts=pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(protect=settings.is_prod)),
+                opts=pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(protect=args.protect)),
             )
 
         self.app_database = database(APP_DATABASE, "migrator")
