@@ -316,3 +316,52 @@ def test_the_engine_shape_with_provider_defaults_is_read_the_same() -> None:
     ]
     assert view.constraints() == [EDGE] and view.image == REGISTRY_IMAGE
     assert _check(graph, NET1) == set()
+
+
+def test_the_pack_process_judges_a_service_as_the_offline_plan_does() -> None:
+    """The engine's side: the pack started as the CLI starts it, sent one Service over gRPC (a resource-level
+    analysis), reports what the offline plan reports for the same inputs."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import grpc
+    from google.protobuf import struct_pb2
+    from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+
+    graph = _swarm()
+    _container("backend", "user", "0:0")(graph)
+    _container("backend", "image", "fly-potato/backend:1.4")(graph)
+    backend = graph.by_name("backend")
+    policy_dir = Path(__file__).resolve().parents[2] / "policy"
+    env = {
+        **os.environ,
+        "PULUMI_PROJECT": "fly-potato",
+        "PULUMI_STACK": STACK,
+        "PULUMI_DRY_RUN": "true",
+        "PULUMI_CONFIG": json.dumps({"fly-potato:profile": "prod"}),
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(policy_dir / "__main__.py")], stdout=subprocess.PIPE, env=env, cwd=policy_dir
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            properties = struct_pb2.Struct()
+            properties.update(crossguard.to_wire(backend.inputs))
+            response = analyzer_pb2_grpc.AnalyzerStub(channel).Analyze(
+                analyzer_pb2.AnalyzeRequest(type=SERVICE, properties=properties, urn=backend.urn, name=backend.name)
+            )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    # The SDK puts the policy's description before the message.
+    engine = sorted((d.policyName, d.message.split("\n", 1)[-1]) for d in response.diagnostics)
+    result = crossguard.run(graph, context.make(STACK, {"profile": "prod"}, today=TODAY))
+    offline = sorted(
+        (v.policy, v.message) for v in result.violations if v.urn == backend.urn and v.policy in (SEC2, SEC3)
+    )
+    assert engine == offline and {p for p, _ in engine} == {SEC2, SEC3}
