@@ -42,6 +42,7 @@ class _Unknown:
 UNKNOWN: Any = _Unknown()
 
 CONTAINER = "docker:index/container:Container"
+SERVICE = "docker:index/service:Service"  # a Swarm service (``target: swarm``)
 NETWORK = "docker:index/network:Network"
 GENERATED_SECRET_TYPES = frozenset(
     {
@@ -113,6 +114,7 @@ class Binding:
     host_port: Any
     container_port: Any
     protocol: str
+    mode: str | None = None  # a Swarm publish: "host" or "ingress"; None for a container's port
 
     @property
     def ip(self) -> str:
@@ -120,7 +122,8 @@ class Binding:
         return "0.0.0.0" if self.host_ip in (None, "") else self.host_ip
 
     def describe(self) -> str:
-        return f"{self.service} {self.ip}:{_num(self.host_port)}->{_num(self.container_port)}/{self.protocol}"
+        published = f"{self.service} {self.ip}:{_num(self.host_port)}->{_num(self.container_port)}/{self.protocol}"
+        return published if self.mode is None else f"{published} ({self.mode} mode)"
 
 
 def _num(value: Any) -> Any:
@@ -137,9 +140,15 @@ class ContainerView:
     urn: str
     props: dict[str, Any]
 
+    is_service = False
+
     @property
     def labels(self) -> dict[str, Any]:
         return labels_of(self.props)
+
+    @property
+    def image(self) -> Any:
+        return self.props.get("image")
 
     @property
     def files_for(self) -> str | None:
@@ -212,6 +221,100 @@ class ContainerView:
 
     def network_names(self) -> list[Any]:
         return [n.get("name") for n in self.props.get("networksAdvanced") or [] if isinstance(n, Mapping)]
+
+
+@dataclass
+class ServiceView(ContainerView):
+    """A Swarm service's inputs (``docker.Service``), read with the accessors of :class:`ContainerView` so the
+    rules written for containers apply to services too. The container's settings are under
+    ``taskSpec.containerSpec``; a Swarm publish cannot bind an address, so every binding is on 0.0.0.0 (every
+    address of the node in host mode, of every node in ingress mode)."""
+
+    is_service = True
+
+    @property
+    def files_for(self) -> str | None:
+        return None  # a service receives its files as Swarm configs, never through a files container
+
+    @property
+    def task_spec(self) -> dict[str, Any]:
+        return _mapping(self.props.get("taskSpec"))
+
+    @property
+    def container_spec(self) -> dict[str, Any]:
+        return _mapping(self.task_spec.get("containerSpec"))
+
+    @property
+    def image(self) -> Any:
+        return self.container_spec.get("image")
+
+    def bindings(self) -> list[Binding]:
+        endpoint = _mapping(self.props.get("endpointSpec"))
+        ports = endpoint.get("ports")
+        if not isinstance(ports, list):
+            return []
+        return [
+            Binding(
+                service=self.service,
+                host_ip=None,
+                host_port=_num(item.get("publishedPort")),
+                container_port=_num(item.get("targetPort")),
+                protocol=item.get("protocol") or "tcp",
+                mode=item.get("publishMode") or "ingress",  # Docker's default
+            )
+            for item in ports
+            if isinstance(item, Mapping) and item.get("publishedPort") not in (None, 0)
+        ]
+
+    def env(self) -> dict[str, Any]:
+        env = self.container_spec.get("env")
+        return dict(env) if isinstance(env, Mapping) else {}
+
+    def uploads(self) -> dict[str, Any]:
+        return {}  # Swarm configs carry the files; their content is another resource's
+
+    def command(self) -> list[Any]:
+        args = self.container_spec.get("args")
+        return list(args) if isinstance(args, list) else []
+
+    def entrypoint(self) -> list[Any]:
+        commands = self.container_spec.get("commands")
+        return list(commands) if isinstance(commands, list) else []
+
+    def network_names(self) -> list[Any]:
+        """The networks of ``task_spec.networks_advanced``: their names (or ids, which the names stand for in
+        a network's ``name`` input only when given as names)."""
+        names = []
+        for item in self.task_spec.get("networksAdvanceds") or []:
+            if isinstance(item, Mapping):
+                names.append(item.get("name") if item.get("name") not in (None, "") else item.get("id"))
+        return names
+
+    def constraints(self) -> list[Any]:
+        placement = _mapping(self.task_spec.get("placement"))
+        constraints = placement.get("constraints")
+        return list(constraints) if isinstance(constraints, list) else []
+
+    @property
+    def one_shot(self) -> bool:
+        """Runs to completion: a job mode, or a restart condition of none (the migration)."""
+        mode = _mapping(self.props.get("mode"))
+        if mode.get("replicatedJob") is not None or mode.get("globalJob") is not None:
+            return True
+        return _mapping(self.task_spec.get("restartPolicy")).get("condition") == "none"
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def workload_view(resource_type: str, name: str, urn: str, props: Any) -> ContainerView | None:
+    """A container's or a Swarm service's view, or None for other types."""
+    if resource_type == CONTAINER:
+        return ContainerView(name=name, urn=urn, props=plain(props))
+    if resource_type == SERVICE:
+        return ServiceView(name=name, urn=urn, props=plain(props))
+    return None
 
 
 def container_view(resource_type: str, name: str, urn: str, props: Any) -> ContainerView | None:

@@ -32,7 +32,7 @@ from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from policy import context
 from policy.pack import POLICIES, level_of
-from policy.props import labels_of, plain
+from policy.props import CONTAINER, SERVICE, labels_of, plain
 from policy_plan.program import PlannedResource, ProgramGraph
 from wire import SERVICE_LABEL
 
@@ -104,7 +104,8 @@ def policy_props(resource: PlannedResource) -> Any:
 
 
 def display_name(resource_type: str, name: str, props: Any) -> str:
-    if resource_type == "docker:index/container:Container":
+    """A container or a Swarm service is shown as its service (the label), anything else by its name."""
+    if resource_type in (CONTAINER, SERVICE):
         service = labels_of(plain(props)).get(SERVICE_LABEL)
         if isinstance(service, str):
             return service

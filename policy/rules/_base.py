@@ -14,7 +14,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policy.props import CONTAINER, NETWORK, ContainerView, labels_of, plain
+from policy.props import CONTAINER, NETWORK, SERVICE, ContainerView, ServiceView, labels_of, plain
 from wire import ZONE_LABEL
 
 # pulumi-policy types the callback with a required urn argument; it is optional at run time.
@@ -59,6 +59,13 @@ def container_of(args: ResourceValidationArgs) -> ContainerView | None:
         return None
     view = ContainerView(name=args.name, urn=args.urn, props=plain(args.props))
     return None if view.files_for else view
+
+
+def workload_of(args: ResourceValidationArgs) -> ContainerView | None:
+    """The service container or Swarm service (a :class:`ServiceView`) this resource is, or None."""
+    if args.resource_type == SERVICE:
+        return ServiceView(name=args.name, urn=args.urn, props=plain(args.props))
+    return container_of(args)
 
 
 def files_container_of(args: ResourceValidationArgs) -> ContainerView | None:
@@ -113,6 +120,14 @@ class StackView:
             services.append(view)
         return services
 
+    def services(self) -> list[ServiceView]:
+        """Swarm services (``target: swarm``)."""
+        return [ServiceView(r.name, r.urn, r.props) for r in self.of_type(SERVICE)]
+
+    def workloads(self) -> list[ContainerView]:
+        """Service containers and Swarm services: what runs a service's process, on one host or on a swarm."""
+        return [*self.containers(), *self.services()]
+
     def container(self, service: str) -> ContainerView | None:
         return next((c for c in self.containers() if c.service == service), None)
 
@@ -149,11 +164,12 @@ def for_service(
     return validate
 
 
-def for_each_container(check: Callable[[ContainerView, Report], None]) -> Callable[[StackValidationArgs, Report], None]:
-    """A stack-policy validate that runs ``check`` on every service container with the files it receives."""
+def for_each_workload(check: Callable[[ContainerView, Report], None]) -> Callable[[StackValidationArgs, Report], None]:
+    """A stack-policy validate that runs ``check`` on every service container, with the files it receives, and on
+    every Swarm service (a :class:`ServiceView`)."""
 
     def validate(args: StackValidationArgs, report: Report) -> None:
-        for container in StackView.of(args).containers():
+        for container in StackView.of(args).workloads():
             check(container, lambda message, *_, urn=container.urn: report(message, urn))
 
     return validate

@@ -1,10 +1,12 @@
-"""R-NET-2: in prod every published port other than nginx 443/80 binds loopback (operator access)."""
+"""R-NET-2: in prod every published port other than nginx 443/80 binds loopback (operator access).
+
+A Swarm service cannot publish on loopback, so on swarm every other port is not published at all."""
 
 from __future__ import annotations
 
 from policy import context, nginx, spec
-from policy.props import ContainerView, is_unknown
-from policy.rules._base import Report, StackRule, for_each_container
+from policy.props import ContainerView, ServiceView, is_unknown
+from policy.rules._base import Report, StackRule, for_each_workload
 
 ID = "other-bindings-loopback"
 
@@ -31,7 +33,12 @@ def check(container: ContainerView, report: Report) -> None:
                 or binding.container_port in stream_ports  # DataLens proxy, see R-NET-6
             )
         )
-        if not edge and not spec.is_loopback(binding.ip):
+        if not edge and isinstance(container, ServiceView):
+            report(
+                f"{binding.describe()}: docker.Service {container.name} publishes in endpoint_spec.ports, which swarm "
+                "cannot bind to 127.0.0.1; remove the publish and reach it through an SSH tunnel to a node"
+            )
+        elif not edge and not spec.is_loopback(binding.ip):
             report(f"{binding.describe()} must bind 127.0.0.1 (operator access) or not be published")
 
 
@@ -39,5 +46,5 @@ POLICY = StackRule(
     ID,
     "R-NET-2",
     "prod publishes every port other than nginx 443/80 on 127.0.0.1 or not at all",
-    for_each_container(check),
+    for_each_workload(check),
 )

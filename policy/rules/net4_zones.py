@@ -1,49 +1,88 @@
-"""R-NET-4: each container joins only the zones docs/requirements.md lists for it; nginx alone is in edge."""
+"""R-NET-4: each container joins only the zones docs/requirements.md lists for it; nginx alone is in edge.
+
+A Swarm service is held to the same through ``task_spec.networks_advanced``, and its zones must be overlay
+networks (the inner ones internal: R-NET-5 checks that for every zone network). When the networks are given by id,
+unknown at preview, the zone networks the task spec depends on stand for them. Swarm has no operator zone:
+operators reach a swarm through an SSH tunnel."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from pulumi_policy import StackValidationArgs
 
 from policy import context, spec
-from policy.props import contains_unknown
+from policy.props import NETWORK, UNKNOWN, ServiceView, contains_unknown
 from policy.rules._base import Report, StackRule, StackView
 from wire import ZONES_LABEL
 
 ID = "zone-membership"
 
 
+def _service_networks(view: StackView, service: ServiceView) -> list[Any]:
+    """The names of the networks a service joins: as given, else (ids unknown at preview) the zone networks its
+    task spec depends on; UNKNOWN where neither tells."""
+    names = service.network_names()
+    if not contains_unknown(names):
+        return names
+    resource = view.resource(service.urn)
+    deps = resource.property_dependencies.get("taskSpec", []) if resource else []
+    found = [d.props.get("name") for d in deps if d.type == NETWORK]
+    return found if len(found) >= len(names) and not contains_unknown(found) else [UNKNOWN]
+
+
 def validate(args: StackValidationArgs, report: Report) -> None:
     ctx = context.current()
     view = StackView.of(args)
     zone_of = view.zone_of_network()
-    for container in view.containers():
+    networks = {r.props.get("name"): r for r in view.of_type(NETWORK)}
+    for container in view.workloads():
         service = container.service
-        names = container.network_names()
+        swarm = isinstance(container, ServiceView)
+        if isinstance(container, ServiceView):
+            who = f"{service} (docker.Service {container.name}: task_spec.networks_advanced)"
+            names = _service_networks(view, container)
+        else:
+            who, names = service, container.network_names()
         if contains_unknown(names):
-            report(f"{service}: its networks are not known at preview; they must be known to be checked", container.urn)
+            report(f"{who}: its networks are not known at preview; they must be known to be checked", container.urn)
             continue
         zones = set()
         for name in names:
             if name not in zone_of:
-                report(f"{service} joins network {name!r}, which is not a zone of this stack", container.urn)
+                report(f"{who} joins network {name!r}, which is not a zone of this stack", container.urn)
             else:
                 zones.add(zone_of[name])
+            network = networks.get(name)
+            if swarm and network is not None and network.props.get("driver") != "overlay":
+                driver = network.props.get("driver") or "bridge"
+                report(
+                    f"{who} joins {name!r}, a {driver} network; swarm zones are overlay networks (driver='overlay')",
+                    container.urn,
+                )
         for zone in sorted(zones & set(spec.NEVER_IN.get(service, ()))):
-            report(f"{service} must never be in the {zone} zone", container.urn)
+            report(f"{who} must never be in the {zone} zone", container.urn)
         for zone in sorted(zones):
             members = spec.ZONE_MEMBERS.get(zone)
             feature = spec.CONDITIONAL_MEMBERS.get((zone, service))
             if feature is not None and ctx.setting(feature):
                 continue
             if members is not None and service not in members and zone not in spec.NEVER_IN.get(service, ()):
-                report(f"{service} joins the {zone} zone; its members are {', '.join(sorted(members))}", container.urn)
-        if "operator" in zones and not any(spec.is_loopback(b.ip) for b in container.bindings()):
-            report(f"{service} joins the operator zone without an operator (loopback) binding", container.urn)
+                report(f"{who} joins the {zone} zone; its members are {', '.join(sorted(members))}", container.urn)
+        if "operator" in zones:
+            if swarm:
+                report(f"{who} joins the operator zone; swarm has none: operators use an SSH tunnel", container.urn)
+            elif not any(spec.is_loopback(b.ip) for b in container.bindings()):
+                report(f"{who} joins the operator zone without an operator (loopback) binding", container.urn)
         declared = container.labels.get(ZONES_LABEL)
         if isinstance(declared, str) and set(filter(None, declared.split(","))) != zones:
-            report(f"{service} is labelled with zones {declared!r} but joins {','.join(sorted(zones))}", container.urn)
+            report(f"{who} is labelled with zones {declared!r} but joins {','.join(sorted(zones))}", container.urn)
 
 
 POLICY = StackRule(
-    ID, "R-NET-4", "containers join only their zones; nginx alone in edge; postgres never in edge or app", validate
+    ID,
+    "R-NET-4",
+    "containers and Swarm services join only their zones (overlays on swarm); nginx alone in edge; postgres never "
+    "in edge or app",
+    validate,
 )

@@ -34,7 +34,7 @@ def validate(args: StackValidationArgs, report: Report) -> None:
         else:
             allowed_services.add(str(rule.get("service")))
     zone_of = view.zone_of_network()
-    for container in view.containers():
+    for container in view.workloads():  # containers and Swarm services
         names = container.network_names()
         if contains_unknown(names):
             continue  # reported by R-NET-4
