@@ -69,7 +69,9 @@ def swarm_file(
     content = pulumi.Output.secret(item.content) if item.secret else pulumi.Output.from_input(item.content)
     object_name = content.apply(lambda text: content_name(f"{prefix}-{item.slug}", text))
     data = content.apply(_b64)
-    opts = pulumi.ResourceOptions(parent=parent)
+    # The provider would delete the old object first (an explicit name), but a service still uses it: the new
+    # one (a new name) must exist before the service moves to it, and the old one goes after that.
+    opts = pulumi.ResourceOptions(parent=parent, delete_before_replace=False)
     if item.secret:
         return docker.Secret(
             f"{name}-{item.slug}",

@@ -77,6 +77,8 @@ class HardenedServiceArgs:
     tmpfs: Mapping[str, int] = field(default_factory=lambda: {"/tmp": 64 * MIB})  # path -> size in bytes
     cap_add: Sequence[str] = ()
     stop_grace_period: str = "30s"
+    # Docker's init as PID 1 forwards SIGTERM (a PID 1 without a handler ignores it) and reaps zombies.
+    init: bool = True
     update_parallelism: int = 1
     update_delay: str = "5s"
     update_monitor: str = "30s"
@@ -184,6 +186,7 @@ class HardenedService(pulumi.ComponentResource):
                     secrets=secrets or None,
                     configs=configs or None,
                     stop_grace_period=args.stop_grace_period,
+                    init=args.init,
                 ),
                 resources=docker.ServiceTaskSpecResourcesArgs(
                     limits=docker.ServiceTaskSpecResourcesLimitsArgs(

@@ -1,7 +1,11 @@
-"""The swarm lab for the whole session: ``scripts/swarm-lab.sh up`` once, ``down`` at the end even on failure."""
+"""The swarm lab for the whole session: ``scripts/swarm-lab.sh up`` once, ``down`` at the end even on failure.
+
+``FP_SWARM_KEEP=1`` leaves the lab up at the end (another session may be using it, or to look around).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -22,8 +26,9 @@ def swarm() -> Iterator[SwarmLab]:
             pytest.fail(f"scripts/swarm-lab.sh up failed: {up.stderr.strip()[-2000:]}", pytrace=False)
         yield lab
     finally:
-        down = script("down", timeout=300)
-        assert down.returncode == 0, f"scripts/swarm-lab.sh down failed: {down.stderr.strip()}"
+        if os.environ.get("FP_SWARM_KEEP") != "1":
+            down = script("down", timeout=300)
+            assert down.returncode == 0, f"scripts/swarm-lab.sh down failed: {down.stderr.strip()}"
 
 
 @pytest.fixture(scope="session")

@@ -120,6 +120,7 @@ def test_hardened_service_carries_the_hardening_of_the_catalog() -> None:
     assert container["user"] == SERVICES["nginx"].user == "10040:10040"
     assert container["readOnly"] is True
     assert container["capDrops"] == ["ALL"]
+    assert container["init"] is True
     assert "capAdds" not in container
     assert container["healthcheck"]["tests"] == ["CMD", "true"]
     assert container["mounts"] == [
