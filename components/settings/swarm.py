@@ -97,8 +97,8 @@ def swarm_problems(raw: RawSettings, images: dict[str, str]) -> list[str]:
         )
     if prod and swarm.registry is None:
         problems.append(
-            f"{PROJECT}:swarm.registry is required in prod on swarm; set it to the registry the nodes pull from "
-            "with `pulumi config set --path swarm.registry registry.example.com:5000`"
+            f"{PROJECT}:swarm.registry is required in prod when target = swarm; set it to the registry the nodes "
+            "pull from with `pulumi config set --path swarm.registry registry.example.com:5000`"
         )
     elif prod and swarm.registry is not None:
         pinned = _registry_digest(swarm.registry)

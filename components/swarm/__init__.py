@@ -3,7 +3,14 @@ configs and secrets, and where each service runs. Every component takes the mana
 through its ``opts`` (``docker.Provider(host=settings.raw.swarm.docker_host)``)."""
 
 from components.swarm.files import CONFIG_DIR, SECRETS_DIR, ServiceFile, content_name
-from components.swarm.placement import STATEFUL, STATELESS, SwarmPlacement, placement_of
+from components.swarm.placement import (
+    STATEFUL,
+    STATELESS,
+    SwarmPlacement,
+    manager_provider,
+    placement_of,
+    zones_args_of,
+)
 from components.swarm.service import HardenedService, HardenedServiceArgs, HostPort, Probe
 from components.swarm.zones import SwarmZones, SwarmZonesArgs
 
@@ -21,5 +28,7 @@ __all__ = [
     "SwarmZones",
     "SwarmZonesArgs",
     "content_name",
+    "manager_provider",
     "placement_of",
+    "zones_args_of",
 ]

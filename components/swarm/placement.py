@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pulumi_docker as docker
+
 from components.catalog import SERVICES
-from components.settings import SwarmConfig
+from components.settings import Settings, SwarmConfig
+from components.swarm.zones import SwarmZonesArgs
 
 STATELESS = frozenset({"backend", "oauth2_proxy", "nginx"})
 STATEFUL = frozenset({"postgres", "prometheus", "alertmanager", "backup"})
@@ -36,4 +39,23 @@ def placement_of(swarm: SwarmConfig, service: str) -> SwarmPlacement:
     return SwarmPlacement(1)
 
 
-__all__ = ["EDGE", "STATEFUL", "STATELESS", "SwarmPlacement", "placement_of"]
+def zones_args_of(settings: Settings) -> SwarmZonesArgs:
+    """The stack's overlay zones: internal as the host's bridges are, encrypted unless ``swarm.encrypt_overlays``
+    is off (a kernel without ESP)."""
+    return SwarmZonesArgs(
+        project=settings.project,
+        stack=settings.stack,
+        internal=dict(settings.zone_internal),
+        encrypted=settings.raw.swarm.encrypt_overlays,
+    )
+
+
+def manager_provider(settings: Settings) -> docker.Provider:
+    """The Docker provider of the swarm's manager (``swarm.docker_host``), for the components' ``opts``."""
+    host = settings.raw.swarm.docker_host
+    if host is None:
+        raise ValueError("swarm.docker_host is not set; the settings refuse target = swarm without it")
+    return docker.Provider("swarm-manager", host=host)
+
+
+__all__ = ["EDGE", "STATEFUL", "STATELESS", "SwarmPlacement", "manager_provider", "placement_of", "zones_args_of"]

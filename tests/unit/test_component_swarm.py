@@ -12,7 +12,7 @@ import pulumi_docker as docker
 import pytest
 
 from components.catalog import SERVICES, Resources, Zone
-from components.settings import SwarmConfig
+from components.settings import SwarmConfig, parse_settings
 from components.swarm import (
     HardenedService,
     HardenedServiceArgs,
@@ -22,8 +22,11 @@ from components.swarm import (
     SwarmZones,
     SwarmZonesArgs,
     content_name,
+    manager_provider,
     placement_of,
+    zones_args_of,
 )
+from policy_plan.program import stack_config
 from tests.support.components import component_graph
 from wire import GROUP_LABEL, PROJECT_LABEL, SERVICE_LABEL, STACK_LABEL, ZONE_LABEL, ZONES_LABEL
 
@@ -231,3 +234,20 @@ def test_placement_by_role() -> None:
     assert placement_of(swarm, "postgres").constraints == ("node.labels.fly-potato.role==data",)
     assert placement_of(swarm, "postgres").replicas == 1
     assert placement_of(swarm, "keycloak").constraints == ()
+
+
+def test_zones_and_the_provider_from_the_settings() -> None:
+    overrides = {"target": "swarm", "swarm.docker_host": MANAGER, "swarm.encrypt_overlays": False}
+    settings = parse_settings(stack_config("prod", overrides | {"target": "host"}), stack="prod")
+    args = zones_args_of(settings)
+    assert (args.project, args.stack, args.encrypted) == ("fly-potato", "prod", False)
+    assert {z for z, internal in args.internal.items() if internal} == {Zone.APP, Zone.DATA, Zone.MONITORING}
+
+    def build(_: pulumi.ResourceOptions) -> None:
+        swarm = parse_settings(stack_config("dev", overrides), stack="dev")
+        SwarmZones("fromsettings", zones_args_of(swarm), pulumi.ResourceOptions(provider=manager_provider(swarm)))
+
+    graph = _graph(build)
+    providers = {r.name: r for r in graph.of_type(PROVIDER)}
+    assert providers["swarm-manager"].prop("host") == MANAGER
+    assert len([r for r in graph.of_type(NETWORK) if r.name.startswith("fromsettings-")]) == len(Zone)

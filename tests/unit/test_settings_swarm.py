@@ -54,7 +54,8 @@ BROKEN: list[tuple[str, dict[str, Any], str]] = [
     (
         "prod",
         {k: v for k, v in _swarm_prod().items() if k != "swarm.registry"},
-        "fly-potato:swarm.registry is required in prod on swarm; set it to the registry the nodes pull from with "
+        "fly-potato:swarm.registry is required in prod when target = swarm; set it to the registry the nodes "
+        "pull from with "
         "`pulumi config set --path swarm.registry registry.example.com:5000`",
     ),
     (
