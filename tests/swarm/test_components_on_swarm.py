@@ -222,6 +222,34 @@ def test_a_new_secret_is_a_new_swarm_secret_and_the_old_one_goes(swarm: SwarmLab
     assert _nginx_exec(swarm, deployed, "cat", SECRET_PATH) == "second-token"
 
 
+def test_a_release_that_fails_its_healthcheck_is_rolled_back_while_the_old_tasks_serve(
+    swarm: SwarmLab, deployed: Deployment
+) -> None:
+    backend = deployed.services["backend"]
+    deployed.stack.set_config("lab:backend_port", auto.ConfigValue("8001"))
+    served: list[str | None] = []
+    started = time.monotonic()
+    try:
+        deployed.stack.up(color="never", on_output=lambda _: served.append(_try(ADDRESS["node2"])))
+        failed = ""
+    except auto.CommandError as error:
+        failed = str(error)
+    TIMES["pulumi up (failing release, rolled back)"] = round(time.monotonic() - started, 1)
+    service = _service(swarm, backend)
+    state = service.get("UpdateStatus", {}).get("State")
+    why = [line.strip() for line in failed.splitlines() if "rollback" in line.lower() or "error:" in line][:3]
+    print(f"\nfailing release: up {'failed' if failed else 'succeeded'}, update state {state}: {why}")
+    assert state in {"rollback_completed", "rollback_started"}, state
+    assert "8000" in service["Spec"]["TaskTemplate"]["ContainerSpec"]["Command"], "the old release is back"
+    assert served and all(reply == BACKEND_PAGE for reply in served), "the old tasks served during the update"
+    swarm.running(backend, 2)
+    # No refresh: a refreshed service reads back placement.platforms that the program does not set, and the
+    # next preview would show it as an update.
+    deployed.stack.remove_config("lab:backend_port")
+    deployed.stack.up(color="never")
+    assert _try(ADDRESS["node3"]) == BACKEND_PAGE
+
+
 def test_a_second_preview_changes_nothing(deployed: Deployment) -> None:
     result = _timed("pulumi preview (no-op)", lambda: deployed.stack.preview(color="never", diff=True))
     changes = {op: n for op, n in result.change_summary.items() if op != "same" and n}
