@@ -56,12 +56,14 @@ from components.settings.models import (
 )
 from components.settings.resolved import PortBinding, Settings
 from components.settings.rules import MAX_SCRAPE_INTERVAL_SECONDS
+from components.settings.swarm import MIN_PROD_REPLICAS, SwarmConfig, Target
 
 __all__ = [
     "DOCKER_SOCKETS",
     "KEYCLOAK_ADMIN_REALM",
     "MAX_MEMORY_MB",
     "MAX_SCRAPE_INTERVAL_SECONDS",
+    "MIN_PROD_REPLICAS",
     "PROJECT",
     "REQUIRED_GROUPS",
     "WELL_KNOWN_ADMIN_NAMES",
@@ -98,6 +100,8 @@ __all__ = [
     "SecretsConfig",
     "Settings",
     "SettingsError",
+    "SwarmConfig",
+    "Target",
     "TestUserConfig",
     "TlsConfig",
     "Username",

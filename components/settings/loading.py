@@ -32,6 +32,7 @@ from components.settings.rules import (
     _default_subnet_overlaps,
     _network_and_profile_problems,
 )
+from components.settings.swarm import swarm_problems
 
 _DIGEST_PINNED = re.compile(r"^(?:[^@\s]+@sha256:[0-9a-f]{64}|sha256:[0-9a-f]{64})$")
 
@@ -163,6 +164,7 @@ def _resolve(raw: RawSettings, project: str, stack: str) -> tuple[Settings | Non
     problems += _data_and_identity_problems(raw, exposure)
     problems += _network_and_profile_problems(raw, ports, host_ports, exposure)
     problems += _default_subnet_overlaps(raw, project, stack)
+    problems += swarm_problems(raw, images)
 
     if problems:
         return None, problems

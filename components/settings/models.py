@@ -35,6 +35,7 @@ from components.settings.fields import (
     _service_fields,
     _Strict,
 )
+from components.settings.swarm import SwarmConfig, Target
 
 # Per-listener and per-service maps are models with one optional field each, so an unknown key is an
 # error that names the key (and suggests the closest known one) instead of being ignored.
@@ -417,6 +418,10 @@ class RawSettings(_Strict):
     """Where release steps and egress rules run, and their timeouts (R-OPS-2, R-NET-5)."""
     public_address: IPAddress | None = None
     """Address the domain must resolve to before a prod deploy (R-OPS-1); unset: any address."""
+    target: Target = "host"
+    """Where the platform runs: `host` (containers on one Docker host) or `swarm` (services on a Docker Swarm)."""
+    swarm: SwarmConfig = Field(default_factory=SwarmConfig)
+    """The swarm's manager, registry, replicas and node roles (used when target is `swarm`)."""
 
 
 def _dump(section: Any) -> dict[str, Any]:

@@ -253,6 +253,20 @@ key("host.backup_timeout_seconds", st.integers(-1, 10000))
 key("host.smoke_timeout_seconds", st.integers(-1, 4000))
 key("host.command_timeout_seconds", st.integers(-1, 1000))
 key("host.max_open_files", st.integers(-1, 2_000_000))
+# The deployment target. Prod on swarm also needs every image from swarm.registry by digest, which the committed
+# prod images (registry.flypotato.example.com) never are for these registries: no example reaches the program's
+# "target = swarm is not deployable yet" stop (tests/unit/test_settings_swarm.py covers it).
+key("target", pick("host", "swarm", "cloud", ""))
+key(
+    "swarm.docker_host",
+    pick("unix:///run/fly-potato-swarm/node1.sock", "ssh://deploy@manager", "tcp://m:2376", "m:2375"),
+)
+key("swarm.registry", pick("198.18.232.1:5000", "registry.example.com", "https://registry.example.com", "Bad Host"))
+key("swarm.encrypt_overlays", st.booleans())
+key("swarm.replicas", st.integers(-1, 100))
+key("swarm.role_label", pick("fly-potato.role", "zone", "Bad Label", ""))
+key("swarm.data_role", pick("data", "db", "Bad Role", ""))
+key("swarm.edge_role", pick("edge", "ingress", "bad role", ""))
 
 
 def reference_keys() -> set[str]:
