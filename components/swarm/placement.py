@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pulumi_docker as docker
 
-from components.catalog import SERVICES
+from components.catalog import SERVICES, Zone
 from components.settings import Settings, SwarmConfig
 from components.swarm.zones import SwarmZonesArgs
 
@@ -47,6 +47,9 @@ def zones_args_of(settings: Settings) -> SwarmZonesArgs:
         stack=settings.stack,
         internal=dict(settings.zone_internal),
         encrypted=settings.raw.swarm.encrypt_overlays,
+        # No operator zone on swarm: a publish binds every address of a node, so operators come in through an
+        # SSH tunnel (R-NET-1, R-NET-2), not a loopback-only network.
+        zones=tuple(zone for zone in Zone if zone is not Zone.OPERATOR),
     )
 
 

@@ -1,9 +1,9 @@
 """R-NET-4: each container joins only the zones docs/requirements.md lists for it; nginx alone is in edge.
 
 A Swarm service is held to the same through ``task_spec.networks_advanced``, and its zones must be overlay
-networks (the inner ones internal: R-NET-5 checks that for every zone network). When the networks are given by id,
-unknown at preview, the zone networks the task spec depends on stand for them. Swarm has no operator zone:
-operators reach a swarm through an SSH tunnel."""
+networks (the inner ones internal: R-NET-5 checks that for every zone network). When the networks are given by
+id (never a name, and unknown at preview), the zone networks the task spec depends on stand for them. Swarm has
+no operator zone: operators reach a swarm through an SSH tunnel."""
 
 from __future__ import annotations
 
@@ -20,15 +20,18 @@ ID = "zone-membership"
 
 
 def _service_networks(view: StackView, service: ServiceView) -> list[Any]:
-    """The names of the networks a service joins: as given, else (ids unknown at preview) the zone networks its
-    task spec depends on; UNKNOWN where neither tells."""
+    """The names of the networks a service joins: as given when they name the stack's networks, else (network ids,
+    unknown at preview and never names) the networks its task spec depends on; UNKNOWN where neither tells."""
     names = service.network_names()
-    if not contains_unknown(names):
+    known = {r.props.get("name") for r in view.of_type(NETWORK)}
+    if not contains_unknown(names) and all(name in known for name in names):
         return names
     resource = view.resource(service.urn)
     deps = resource.property_dependencies.get("taskSpec", []) if resource else []
     found = [d.props.get("name") for d in deps if d.type == NETWORK]
-    return found if len(found) >= len(names) and not contains_unknown(found) else [UNKNOWN]
+    if len(found) >= len(names) and not contains_unknown(found):
+        return found
+    return [UNKNOWN] if contains_unknown(names) else names
 
 
 def validate(args: StackValidationArgs, report: Report) -> None:
