@@ -33,7 +33,7 @@ test: deps ## Default test tier: mock-tier program tests and real PostgreSQL/ngi
 	$(PYTHON) -m pytest -q
 
 .PHONY: test-unit
-test-unit: venv ## Only the Pulumi mock tier (about 3.5 min on 2 cores, no system packages)
+test-unit: venv ## Only the Pulumi mock tier (477 tests, about 5 min on 2 cores, no system packages)
 	$(PYTHON) -m pytest -q tests/unit
 
 .PHONY: lint
@@ -133,6 +133,6 @@ test-host: venv ## Host-side release and firewall scripts for real: network name
 	$(PYTHON) -m pytest -q tests/host
 
 .PHONY: e2e-swarm
-e2e-swarm: venv ## Swarm tier (root): a real 3-node swarm lab and its TLS registry (scripts/swarm-lab.sh), tested, removed
+e2e-swarm: venv images toolchain policy-venv ## Swarm tier (root): a real 3-node swarm lab and its TLS registry (scripts/swarm-lab.sh), the swarm components and the pack on it, removed
 	@bash scripts/deps/registry.sh >/dev/null
 	$(PYTHON) -m pytest -m e2e tests/swarm -v
