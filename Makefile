@@ -49,7 +49,7 @@ plan: venv ## Offline policy plan of STACK under mocks (JSON=1 for JSON); exit 1
 
 .PHONY: docs
 docs: venv ## Regenerate docs/ (ports, topology, config reference, policies) from the program
-	$(PYTHON) scripts/gendocs.py
+	$(PYTHON) -m scripts.gendocs
 
 .PHONY: bench-plan
 bench-plan: venv ## Time the offline prod plan and the policies (goals: < 2 s, < 200 ms)

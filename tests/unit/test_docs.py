@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _gendocs():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("gendocs", ROOT / "scripts" / "gendocs.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _gendocs() -> ModuleType:
+    from scripts import gendocs
+
+    return gendocs
 
 
 def test_committed_docs_match_the_program() -> None:
