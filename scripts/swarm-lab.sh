@@ -6,6 +6,8 @@
 #   scripts/swarm-lab.sh status          nodes, labels, registry; exit 1 unless the lab is healthy
 #   scripts/swarm-lab.sh env NODE        DOCKER_HOST=unix://… of node1|node2|node3 (1, fp-swarm-1 also work)
 #   scripts/swarm-lab.sh push IMAGE…     copy images of the main engine into the registry; prints repo@sha256:…
+#   scripts/swarm-lab.sh stop-node NODE  stop one node's dockerd and containerd (by pid), as a lost machine
+#   scripts/swarm-lab.sh start-node NODE start it again and wait until the manager sees it Ready
 #
 # Layout (root only; nothing here touches the main Docker engine, its images or its configuration):
 #   - host bridge fp-swarm0 = 198.18.232.1/24; network namespaces fp-swarm-1..3, each with a veth
@@ -493,11 +495,49 @@ cmd_push() {
     done
 }
 
+# stop-node NODE: that node's dockerd (TERM, then KILL after 30 s) and its containerd, by pid, as `down`
+# does; its namespace and address stay (a connection to it is refused, as to a machine whose engine died).
+cmd_stop_node() {
+    [[ $# -eq 1 ]] || fail "usage: swarm-lab.sh stop-node NODE"
+    local n f pid t0=$SECONDS
+    n="$(node_number "$1")"
+    lock
+    for f in "$RUN_DIR/node$n.pid" "$RUN_DIR/node$n.launcher.pid" "$RUN_DIR/node$n/containerd/containerd.pid"; do
+        [[ -f "$f" ]] && { pid="$(cat "$f")"; stop_pid "$pid" 30; }
+    done
+    rm -f "$RUN_DIR/node$n.pid" "$RUN_DIR/node$n.launcher.pid" "$RUN_DIR/node$n/containerd/containerd.pid"
+    ! ndocker "$n" info >/dev/null 2>&1 || fail "dockerd of node$n still answers"
+    say "node$n stopped in $((SECONDS - t0)) s"
+}
+
+# start-node NODE: its dockerd again (same data, so same swarm identity); waits until the manager sees it Ready.
+cmd_start_node() {
+    [[ $# -eq 1 ]] || fail "usage: swarm-lab.sh start-node NODE"
+    local n t0=$SECONDS _
+    n="$(node_number "$1")"
+    lock
+    [[ -d "$(node_dir "$n")" ]] || fail "the lab is not up (scripts/swarm-lab.sh up)"
+    if ! ndocker "$n" info >/dev/null 2>&1; then
+        daemon_up "$n"
+        daemon_wait "$n"
+    fi
+    for _ in $(seq 1 "$WAIT"); do
+        if [[ "$(ndocker 1 node inspect "$(netns "$n")" --format '{{.Status.State}}' 2>/dev/null)" == ready ]]; then
+            say "node$n ready in $((SECONDS - t0)) s"
+            return 0
+        fi
+        sleep 1
+    done
+    fail "node$n did not become Ready"
+}
+
 case "${1:-}" in
     up) shift; cmd_up "$@" ;;
     down) shift; cmd_down "$@" ;;
     status) shift; cmd_status "$@" ;;
     env) shift; cmd_env "$@" ;;
     push) shift; cmd_push "$@" ;;
-    *) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    stop-node) shift; cmd_stop_node "$@" ;;
+    start-node) shift; cmd_start_node "$@" ;;
+    *) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

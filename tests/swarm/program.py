@@ -3,9 +3,11 @@ project in a temp folder; PYTHONPATH is the checkout). Config ``lab:*`` carries 
 references by digest, the published port and the secret's content.
 
 - zones ``edge`` (not internal: the host-mode port needs it) and ``app`` (internal), unencrypted (no ESP);
-- ``backend``: python's http.server on the internal zone only, 2 replicas anywhere, serving a Swarm config;
+- ``backend``: python's http.server on the internal zone only, 2 replicas anywhere (one per node with
+  ``lab:backend_spread``), serving a Swarm config;
 - ``nginx``: 2 replicas on the edge nodes (one per node), 8443 published in host mode on lab:port, a Swarm
-  config (nginx.conf) and a Swarm secret (0400), proxying /api/ to the backend over the overlay (dnsrr).
+  config (nginx.conf) and a Swarm secret (0400), proxying /api/ to the backend over the overlay (dnsrr, the name
+  looked up again every second, a dead address skipped for the next one after a 1 s connect timeout).
 """
 
 from __future__ import annotations
@@ -38,12 +40,23 @@ http {
     fastcgi_temp_path /tmp/fastcgi;
     uwsgi_temp_path /tmp/uwsgi;
     scgi_temp_path /tmp/scgi;
-    # Docker's embedded DNS; the backend's name resolves to its tasks (dnsrr), looked up per request.
-    resolver 127.0.0.11 valid=5s ipv6=off;
+    # Docker's embedded DNS; the backend's name resolves to its tasks (dnsrr), looked up again after 1 s, so
+    # a task that is gone leaves the list within a second of the swarm dropping it from the name.
+    resolver 127.0.0.11 valid=1s ipv6=off;
+    resolver_timeout 2s;
     server {
         listen 8443;
         location = /healthz { return 200 "ok\\n"; }
-        location /api/ { set $backend backend; proxy_pass http://$backend:8000/; }
+        location /api/ {
+            set $backend backend;
+            proxy_pass http://$backend:8000/;
+            # A task that went away (its address no longer answers, or refuses) costs at most 1 s: the
+            # request goes to the next address of the name.
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 5s;
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_next_upstream_tries 3;
+        }
         location / { return 200 "nginx on $hostname\\n"; }
     }
 }
@@ -91,6 +104,8 @@ def main() -> None:
             resources=Resources(cpus=0.25, memory_mb=64, pids=64),
             replicas=2,
             zones=(Zone.APP,),
+            # lab:backend_spread: one task per node, so losing a node loses one replica at most.
+            max_replicas_per_node=1 if lab.get_bool("backend_spread") else None,
             # lab:backend_port other than 8000: a release whose healthcheck fails, which the update rolls back.
             command=[
                 "python3",

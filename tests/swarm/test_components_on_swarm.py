@@ -9,126 +9,46 @@ after destroy. Times are printed (``-s``). Runs before test_teardown.py (file or
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
 import socket
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pulumi import automation as auto
 
-from tests.swarm.lab import ADDRESS, DIGEST_REF, SwarmLab, node_of, wait_for
+from tests.swarm.driver import (
+    PORT,
+    Deployment,
+    assert_nothing_left,
+    labelled,
+    program_stack,
+    push_images,
+    timed,
+)
+from tests.swarm.lab import ADDRESS, SwarmLab, node_of, wait_for
 from tests.swarm.program import BACKEND_PAGE, SECRET_PATH
 from wire import SERVICE_LABEL, STACK_LABEL
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-MANAGER = "unix:///run/fly-potato-swarm/node1.sock"
-PORT = 28443
-TOOLCHAIN = Path(os.environ.get("FLY_POTATO_TOOLCHAIN", Path.home() / ".cache/fly-potato/toolchain"))
 TIMES: dict[str, float] = {}
 
 
-@dataclass
-class Deployment:
-    stack: auto.Stack
-    name: str
-    services: dict[str, str] = field(default_factory=dict)
-    destroyed: bool = False
-
-
-def _program_dir(tmp: Path) -> Path:
-    work = tmp / "program"
-    work.mkdir()
-    (work / "Pulumi.yaml").write_text(
-        "name: fp-swarm-components\n"
-        "runtime:\n  name: python\n  options:\n"
-        f"    toolchain: pip\n    virtualenv: {ROOT / '.venv'}\n"
-    )
-    (work / "__main__.py").write_text("from tests.swarm.program import main\n\nmain()\n")
-    return work
-
-
 def _timed(what: str, action: Any) -> Any:
-    started = time.monotonic()
-    result = action()
-    TIMES[what] = round(time.monotonic() - started, 1)
-    return result
-
-
-def _labelled(swarm: SwarmLab, kind: str, stack: str) -> list[str]:
-    return swarm.manager(kind, "ls", "-q", "--filter", f"label={STACK_LABEL}={stack}").split()
+    return timed(TIMES, what, action)
 
 
 @pytest.fixture(scope="module")
 def deployed(swarm: SwarmLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    if not (TOOLCHAIN / "bin/pulumi").exists():
-        pytest.fail(f"no Pulumi CLI in {TOOLCHAIN}/bin: run 'make toolchain'", pytrace=False)
-    images = {"nginx": "fly-potato/nginx:1.22.1", "python": "fly-potato/python:3.11"}
-    refs = {key: _timed(f"push {image}", lambda i=image: swarm.push(i)) for key, image in images.items()}
-    assert all(DIGEST_REF.match(ref) for ref in refs.values()), refs
-    tmp = tmp_path_factory.mktemp("swarm-components")
-    (tmp / "state").mkdir()
-    name = f"swarm{secrets.token_hex(3)}"
-    env = {
-        "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
-        "PULUMI_CONFIG_PASSPHRASE": secrets.token_urlsafe(24),
-        "PULUMI_HOME": os.environ.get("PULUMI_HOME", str(TOOLCHAIN / "pulumi-home")),
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
-        "PATH": f"{TOOLCHAIN / 'bin'}:{os.environ['PATH']}",
-        "PYTHONPATH": str(ROOT),
-    }
-    stack = auto.create_or_select_stack(
-        stack_name=name,
-        work_dir=str(_program_dir(tmp)),
-        opts=auto.LocalWorkspaceOptions(
-            env_vars=env, pulumi_command=auto.PulumiCommand(root=str(TOOLCHAIN), skip_version_check=False)
-        ),
-    )
-    stack.set_all_config(
-        {
-            "lab:docker_host": auto.ConfigValue(MANAGER),
-            "lab:nginx_image": auto.ConfigValue(refs["nginx"]),
-            "lab:python_image": auto.ConfigValue(refs["python"]),
-            "lab:port": auto.ConfigValue(str(PORT)),
-            "lab:token": auto.ConfigValue("first-token", secret=True),
-        }
-    )
-    deployment = Deployment(stack, name)
+    refs = push_images(swarm, TIMES)
     try:
-        result = _timed("pulumi up (converged)", lambda: stack.up(color="never"))
-        deployment.services = result.outputs["services"].value
-        yield deployment
+        with program_stack(swarm, tmp_path_factory.mktemp("swarm-components"), refs) as deployment:
+            result = _timed("pulumi up (converged)", lambda: deployment.stack.up(color="never"))
+            deployment.services = result.outputs["services"].value
+            yield deployment
     finally:
-        try:
-            if not deployment.destroyed:
-                stack.destroy(color="never")
-        finally:
-            _purge(swarm, name)
-            stack.workspace.remove_stack(name)
-            shutil.rmtree(tmp, ignore_errors=True)
-            print(f"\nswarm components timings (s): {json.dumps(TIMES)}")
-
-
-def _purge(swarm: SwarmLab, stack: str) -> None:
-    """What a failed run left on the swarm (its state is gone with its temp folder)."""
-    for kind in ("service", "secret", "config", "network"):  # a network goes once its tasks are gone
-
-        def gone(kind: str = kind) -> bool:
-            objects = _labelled(swarm, kind, stack)
-            if objects:
-                swarm.manager(kind, "rm", *objects, check=False)
-            return not _labelled(swarm, kind, stack)
-
-        wait_for(f"the stack's {kind}s to go", gone, timeout=60, interval=2)
+        print(f"\nswarm components timings (s): {json.dumps(TIMES)}")
 
 
 def _service(swarm: SwarmLab, name: str) -> dict[str, Any]:
@@ -212,11 +132,11 @@ def _try(address: str) -> str | None:
 
 
 def test_a_new_secret_is_a_new_swarm_secret_and_the_old_one_goes(swarm: SwarmLab, deployed: Deployment) -> None:
-    before = set(_labelled(swarm, "secret", deployed.name))
+    before = set(labelled(swarm, "secret", deployed.name))
     deployed.stack.set_config("lab:token", auto.ConfigValue("second-token", secret=True))
     result = _timed("pulumi up (secret rotated)", lambda: deployed.stack.up(color="never"))
     assert result.summary.resource_changes is not None and result.summary.resource_changes.get("replace") == 1
-    after = set(_labelled(swarm, "secret", deployed.name))
+    after = set(labelled(swarm, "secret", deployed.name))
     assert len(after) == 1 and after.isdisjoint(before), (before, after)
     swarm.running(deployed.services["nginx"], 2)
     assert _nginx_exec(swarm, deployed, "cat", SECRET_PATH) == "second-token"
@@ -259,7 +179,4 @@ def test_a_second_preview_changes_nothing(deployed: Deployment) -> None:
 def test_destroy_leaves_nothing_on_the_swarm(swarm: SwarmLab, deployed: Deployment) -> None:
     _timed("pulumi destroy", lambda: deployed.stack.destroy(color="never"))
     deployed.destroyed = True
-    for kind in ("service", "network", "secret", "config"):
-        assert _labelled(swarm, kind, deployed.name) == [], f"{kind}s left"
-    names = swarm.manager("network", "ls", "--format", "{{.Name}}").split()
-    assert not [n for n in names if deployed.name in n]
+    assert_nothing_left(swarm, deployed.name)
