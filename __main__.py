@@ -9,6 +9,7 @@ import pulumi
 from components.platform import Platform
 from components.preflight import SYSTEM_PROBES, HostProbes
 from components.settings import SettingsError, load_settings
+from components.swarm.platform import SwarmPlatform
 
 
 def main(host: HostProbes = SYSTEM_PROBES) -> None:
@@ -17,14 +18,11 @@ def main(host: HostProbes = SYSTEM_PROBES) -> None:
     except SettingsError as error:
         # One sentence per problem, no stack trace: the user fixes config, not code.
         raise pulumi.RunError(f"stack config is invalid:\n{error}") from None
+    platform: Platform | SwarmPlatform
     if settings.raw.target == "swarm":
-        # components.swarm holds the foundation (SwarmZones, HardenedService); the platform is not assembled on it.
-        raise pulumi.RunError(
-            "fly-potato:target = swarm is not deployable yet: the platform's groups run on a host only; "
-            "remove the key (target: host) until the swarm assembly lands"
-        )
-
-    platform = Platform("fly-potato", settings, host=host)
+        platform = SwarmPlatform("fly-potato", settings)
+    else:
+        platform = Platform("fly-potato", settings, host=host)
     for key, value in platform.stack_outputs().items():
         pulumi.export(key, value)
 

@@ -189,7 +189,7 @@ class AuthServices(pulumi.ComponentResource):
             f"{name}-identity",
             IdentityArgs(
                 config=realm,
-                keycloak_container=self.keycloak,
+                keycloak=self.keycloak.container,
                 base_path=KEYCLOAK_PATH,
                 admin_password=self.admin_password.result,
                 client_id=OIDC_CLIENT_ID,

@@ -24,7 +24,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.catalog import SERVICES, Zone
-from components.network_zones import NetworkZones
+from components.network_zones import ZoneNetworks
 from components.placement import Placement
 from components.settings import Settings
 from wire import FILES_FOR_LABEL, GROUP_LABEL, PROJECT_LABEL, SERVICE_LABEL, STACK_LABEL, ZONES_LABEL
@@ -160,7 +160,7 @@ class HardenedContainer(pulumi.ComponentResource):
         name: str,
         args: HardenedContainerArgs,
         placement: Placement,
-        zones: NetworkZones,
+        zones: ZoneNetworks,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(TYPE, name, None, opts)

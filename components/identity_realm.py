@@ -8,15 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_keycloak as keycloak
 
 from components.secrets import generated_password
-
-if TYPE_CHECKING:
-    from components.hardened_container import HardenedContainer
 
 TYPE = "fly-potato:identity:IdentityRealm"
 
@@ -63,7 +59,7 @@ class IdentityArgs:
     """The realm's config, the Keycloak that hosts it, its bootstrap admin and the OIDC client to create."""
 
     config: RealmConfig
-    keycloak_container: HardenedContainer
+    keycloak: pulumi.Resource  # its container or service, health-gated
     base_path: str
     admin_password: pulumi.Input[str]
     client_id: str
@@ -92,7 +88,7 @@ class IdentityRealm(pulumi.ComponentResource):
             initial_login=False,
             client_timeout=cfg.client_timeout_seconds,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[args.keycloak_container.container], additional_secret_outputs=["password"]
+                parent=self, depends_on=[args.keycloak], additional_secret_outputs=["password"]
             ),
         )
         in_keycloak = pulumi.ResourceOptions(parent=self, provider=self.provider)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import pulumi
 import pulumi_docker as docker
@@ -12,6 +13,12 @@ from components.catalog import Zone
 from wire import STACK_LABEL, ZONE_LABEL
 
 TYPE = "fly-potato:network:NetworkZones"
+
+
+class ZoneNetworks(Protocol):
+    """What a container needs of the zones: the network of a zone (a host's bridges or a swarm's overlays)."""
+
+    def network(self, zone: Zone) -> docker.Network: ...
 
 
 @dataclass(frozen=True)

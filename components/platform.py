@@ -77,7 +77,7 @@ class Platform(pulumi.ComponentResource):
                 connect_timeout_seconds=settings.raw.operator_endpoints.connect_timeout_seconds,
                 rotation_epoch=settings.raw.secrets.rotation_epoch,
                 protect=settings.is_prod,
-                postgres=self.data.postgres,
+                postgres=self.data.postgres.container,
                 superuser_password=self.data.superuser_password.result,
             ),
             opts=child,
@@ -318,7 +318,7 @@ def _auth_args(
             keycloak_internal_url=internal_url(ports["keycloak"]),
             client_id=OIDC_CLIENT_ID,
         ),
-        realm=_realm_config(settings),
+        realm=realm_config(settings),
         production=settings.is_prod,
         admin_console_url=(keycloak.admin_url or settings.keycloak_operator_url) if settings.is_prod else None,
         trusted_proxies=settings.zone_subnets[Zone.APP],
@@ -327,7 +327,7 @@ def _auth_args(
     )
 
 
-def _realm_config(settings: Settings) -> RealmConfig:
+def realm_config(settings: Settings) -> RealmConfig:
     keycloak = settings.raw.keycloak
     return RealmConfig(
         realm=settings.realm,
@@ -389,7 +389,7 @@ def _monitoring_args(
 
 
 def _edge_args(settings: Settings, placement: Placement, zones: NetworkZones) -> EdgeArgs:
-    certificate = _certificate_args(settings)
+    certificate = certificate_args(settings)
     return EdgeArgs(
         placement=placement,
         zones=zones,
@@ -401,7 +401,7 @@ def _edge_args(settings: Settings, placement: Placement, zones: NetworkZones) ->
     )
 
 
-def _certificate_args(settings: Settings) -> CertificateArgs:
+def certificate_args(settings: Settings) -> CertificateArgs:
     """The certificate the stack's ``tls`` settings ask for."""
     config = settings.raw.tls
     provided = None

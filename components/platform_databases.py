@@ -7,9 +7,8 @@ password that rotates with the stack's rotation epoch (R-SEC-4); DSNs built from
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_postgresql as postgresql
@@ -17,9 +16,6 @@ import pulumi_postgresql as postgresql
 from components.catalog import SERVICES, Zone
 from components.secrets import generated_password
 from components.settings import Settings
-
-if TYPE_CHECKING:
-    from components.hardened_container import HardenedContainer
 
 TYPE = "fly-potato:database:PlatformDatabases"
 
@@ -104,11 +100,14 @@ def role_specs(settings: Settings) -> dict[str, RoleSpec]:
     return {spec.name: spec for spec in specs}
 
 
-def _source_zones(settings: Settings, spec: RoleSpec) -> list[Zone]:
+def _source_zones(
+    settings: Settings, spec: RoleSpec, zones_of: Callable[[str], Sequence[Zone]] | None = None
+) -> list[Zone]:
     """Zones where a role's clients meet postgres: the only networks its connections can come from."""
+    zones = zones_of or settings.zones_of
     shared: set[Zone] = set()
     for client in spec.clients:
-        shared |= set(settings.zones_of(client)) & set(settings.zones_of("postgres"))
+        shared |= set(zones(client)) & set(zones("postgres"))
     return sorted(shared, key=lambda zone: list(Zone).index(zone))
 
 
@@ -121,18 +120,24 @@ def operator_ingress_zone(settings: Settings) -> Zone:
     return next((z for z in zones if not settings.zone_internal[z]), zones[0])
 
 
-def pg_hba(settings: Settings) -> str:
+def pg_hba(
+    settings: Settings, *, operator_source: str | None = None, zones_of: Callable[[str], Sequence[Zone]] | None = None
+) -> str:
     """pg_hba.conf for the stack: scram-sha-256 everywhere, each role only from the zones its clients share
     with postgres, and the Docker host (the operator bind: provider, tunnel, backups by hand) from the
-    gateway of the ingress zone. Anything not listed is rejected."""
-    gateway = settings.zone_gateway(operator_ingress_zone(settings))
+    gateway of the ingress zone. Anything not listed is rejected.
+
+    On a swarm, ``operator_source`` is the operator proxy's fixed address (``components.swarm.operator_proxy``)
+    and ``zones_of`` the services' zones there."""
+    source = operator_source or settings.zone_gateway(operator_ingress_zone(settings))
+    where = "the operator proxy on the manager" if operator_source else "the Docker host via the operator bind"
     rows = [
         ("local", "all", "all", "", "# docker exec psql, with a password"),
         ("host", "all", SUPERUSER, "127.0.0.1/32", "# tools inside the container"),
-        ("host", "all", "all", f"{gateway}/32", "# the Docker host via the operator bind (providers, tunnels)"),
+        ("host", "all", "all", f"{source}/32", f"# {where} (providers, tunnels)"),
     ]
     for spec in role_specs(settings).values():
-        for zone in _source_zones(settings, spec):
+        for zone in _source_zones(settings, spec, zones_of):
             for database in spec.databases:
                 rows.append(("host", database, spec.name, settings.zone_subnets[zone], f"# {spec.purpose} ({zone})"))
     lines = [
@@ -160,7 +165,7 @@ class DatabaseArgs:
     connect_timeout_seconds: int
     rotation_epoch: int  # the role passwords rotate with it (R-SEC-4)
     protect: bool  # prod: the databases cannot be deleted by the stack
-    postgres: HardenedContainer  # the provider dials only once it reports healthy
+    postgres: pulumi.Resource  # the server's container or service: the provider dials once it reports healthy
     superuser_password: pulumi.Input[str]
 
 
@@ -187,7 +192,7 @@ class PlatformDatabases(pulumi.ComponentResource):
             database=MAINTENANCE_DATABASE,
             expected_version="15",
             max_connections=4,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.postgres.container]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.postgres]),
         )
         on_server = pulumi.ResourceOptions(parent=self, provider=self.provider)
 

@@ -39,6 +39,9 @@ ZONE_MEMBERS: dict[str, frozenset[str]] = {
 # Members a zone admits only while a feature is on: nginx reaches Postgres for the DataLens proxy (R-NET-6).
 CONDITIONAL_MEMBERS: dict[tuple[str, str], str] = {("data", "nginx"): "datalens.allow_list"}
 NEVER_IN: dict[str, frozenset[str]] = {"postgres": frozenset({"edge", "app"})}
+# Services with an operator listener (docs/requirements.md "Services and ports"): on a swarm the only members
+# of the operator zone's internal overlay, next to the operator proxy.
+OPERATOR_SERVICES = ("keycloak", "postgres")
 INNER_ZONES = ("app", "data", "monitoring")  # internal: true in prod
 
 # R-NET-5: purposes a service may reach outside for, with their ports and protocols.

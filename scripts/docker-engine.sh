@@ -47,8 +47,15 @@ if command -v flock >/dev/null; then
     ready
 fi
 
+# The main engine's own process (its pidfile): other dockerds on this host (the swarm lab's nodes) do not count.
+main_dockerd_alive() {
+    local pid
+    pid="$(cat /var/run/docker.pid 2>/dev/null)" || return 1
+    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]
+}
+
 # Someone may be starting it right now (another session, systemd): give a socket a moment.
-if [ -S /var/run/docker.sock ] && pgrep -x dockerd >/dev/null 2>&1; then
+if [ -S /var/run/docker.sock ] && main_dockerd_alive; then
     for _ in $(seq 1 "$WAIT_SECONDS"); do ready; sleep 1; done
     no_engine_help "dockerd is running but 'docker info' fails (socket permission?)"
 fi
@@ -80,7 +87,7 @@ as_root setsid sh -c "exec dockerd >>'$LOG' 2>&1" </dev/null >/dev/null 2>&1 &
 for _ in $(seq 1 "$WAIT_SECONDS"); do
     sleep 1
     ready
-    if ! pgrep -x dockerd >/dev/null 2>&1; then
+    if ! main_dockerd_alive && [ "$SECONDS" -gt 5 ]; then
         tail -n 5 "$LOG" >&2 || true
         no_engine_help "dockerd exited right after start (see $LOG)"
     fi

@@ -52,6 +52,9 @@ class SwarmConfig(_Strict):
 
     docker_host: Annotated[str, AfterValidator(_docker_host)] | None = None
     """The manager's Docker API: unix:///run/…sock, tcp://host:2376 or ssh://user@manager (required on swarm)."""
+    data_docker_host: Annotated[str, AfterValidator(_docker_host)] | None = None
+    """The Docker API of the one node labelled with the data role, where the stateful volumes are created
+    (default: docker_host, i.e. the manager holds the data)."""
     registry: Annotated[str, AfterValidator(_registry)] | None = None
     """Registry the nodes pull from, HOST:PORT; prod on swarm needs every image as REGISTRY/REPO@sha256:…."""
     encrypt_overlays: bool = True
@@ -90,6 +93,12 @@ def swarm_problems(raw: RawSettings, images: dict[str, str]) -> list[str]:
             f"{PROJECT}:swarm.docker_host is required when target = swarm; set it to the manager's Docker API "
             "with `pulumi config set --path swarm.docker_host unix:///var/run/docker.sock` (or ssh://user@manager)"
         )
+    for feature in ("monitoring", "backups"):
+        if getattr(raw.features, feature):
+            problems.append(
+                f"{PROJECT}:features.{feature} = true is not deployable on target = swarm yet (its services run on "
+                f"a host only); set features.{feature} to false for this stack or deploy it with target = host"
+            )
     if prod and swarm.replicas < MIN_PROD_REPLICAS:
         problems.append(
             f"{PROJECT}:swarm.replicas = {swarm.replicas} leaves prod's stateless services one task each; "

@@ -76,6 +76,8 @@ class HardenedServiceArgs:
     read_only: bool = True
     tmpfs: Mapping[str, int] = field(default_factory=lambda: {"/tmp": 64 * MIB})  # path -> size in bytes
     cap_add: Sequence[str] = ()
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    volumes: Mapping[str, str] = field(default_factory=dict)  # named volume on the node -> path in the task
     stop_grace_period: str = "30s"
     # Docker's init as PID 1 forwards SIGTERM (a PID 1 without a handler ignores it) and reaps zombies.
     init: bool = True
@@ -182,7 +184,12 @@ class HardenedService(pulumi.ComponentResource):
                         )
                         for path, size in sorted(args.tmpfs.items())
                     ]
+                    + [
+                        docker.ServiceTaskSpecContainerSpecMountArgs(type="volume", source=volume, target=path)
+                        for volume, path in sorted(args.volumes.items())
+                    ]
                     or None,
+                    sysctl=dict(args.sysctls) or None,
                     secrets=secrets or None,
                     configs=configs or None,
                     stop_grace_period=args.stop_grace_period,

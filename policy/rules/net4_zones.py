@@ -2,8 +2,9 @@
 
 A Swarm service is held to the same through ``task_spec.networks_advanced``, and its zones must be overlay
 networks (the inner ones internal: R-NET-5 checks that for every zone network). When the networks are given by
-id (never a name, and unknown at preview), the zone networks the task spec depends on stand for them. Swarm has
-no operator zone: operators reach a swarm through an SSH tunnel."""
+id (never a name, and unknown at preview), the zone networks the task spec depends on stand for them. On a swarm
+the operator zone is an internal overlay that only the services with an operator listener (postgres, keycloak)
+join: operators reach them through the operator proxy on the manager's loopback, over an SSH tunnel."""
 
 from __future__ import annotations
 
@@ -74,7 +75,15 @@ def validate(args: StackValidationArgs, report: Report) -> None:
                 report(f"{who} joins the {zone} zone; its members are {', '.join(sorted(members))}", container.urn)
         if "operator" in zones:
             if swarm:
-                report(f"{who} joins the operator zone; swarm has none: operators use an SSH tunnel", container.urn)
+                operator = [networks.get(n) for n in names if zone_of.get(n) == "operator"]
+                if service not in spec.OPERATOR_SERVICES:
+                    report(
+                        f"{who} joins the operator zone; on swarm only {', '.join(spec.OPERATOR_SERVICES)} do "
+                        "(reached through the operator proxy over an SSH tunnel)",
+                        container.urn,
+                    )
+                if any(n is not None and n.props.get("internal") is not True for n in operator):
+                    report(f"{who} joins an operator overlay that is not internal; make it internal", container.urn)
             elif not any(spec.is_loopback(b.ip) for b in container.bindings()):
                 report(f"{who} joins the operator zone without an operator (loopback) binding", container.urn)
         declared = container.labels.get(ZONES_LABEL)

@@ -35,7 +35,7 @@ def build(_settings: Any, placement: Any, zones: Any) -> None:
             connect_timeout_seconds=7,
             rotation_epoch=4,
             protect=True,
-            postgres=data.postgres,
+            postgres=data.postgres.container,
             superuser_password="superuser-secret",
         ),
     )
