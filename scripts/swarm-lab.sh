@@ -3,11 +3,14 @@
 #
 #   scripts/swarm-lab.sh up              build the lab (idempotent: a healthy lab is left as it is)
 #   scripts/swarm-lab.sh down            remove everything `up` made; safe when nothing is up
-#   scripts/swarm-lab.sh status          nodes, labels, registry; exit 1 unless the lab is healthy
+#   scripts/swarm-lab.sh status          nodes, labels, registry, sshd, tunnels; exit 1 unless the lab is healthy
 #   scripts/swarm-lab.sh env NODE        DOCKER_HOST=unix://… of node1|node2|node3 (1, fp-swarm-1 also work)
 #   scripts/swarm-lab.sh push IMAGE…     copy images of the main engine into the registry; prints repo@sha256:…
 #   scripts/swarm-lab.sh stop-node NODE  stop one node's dockerd and containerd (by pid), as a lost machine
 #   scripts/swarm-lab.sh start-node NODE start it again and wait until the manager sees it Ready
+#   scripts/swarm-lab.sh tunnel LOCAL:REMOTE…  SSH tunnel(s) 127.0.0.1:LOCAL here -> the manager's 127.0.0.1:REMOTE
+#   scripts/swarm-lab.sh untunnel        stop every lab tunnel
+#   scripts/swarm-lab.sh ssh-config      the ssh options of the operator tunnel (key, known_hosts, user@host)
 #
 # Layout (root only; nothing here touches the main Docker engine, its images or its configuration):
 #   - host bridge fp-swarm0 = 198.18.232.1/24; network namespaces fp-swarm-1..3, each with a veth
@@ -31,10 +34,17 @@
 #   - this kernel (see `status`) may lack IPVS and ESP: then service VIPs, the ingress routing mesh and
 #     encrypted overlays do not work between nodes; use endpoint mode dnsrr and host-mode publishing
 #     (without IPVS `up` removes the ingress network, so an ingress-mode publish is refused, not silent);
-#   - CPU: the node daemons, the registry and every lab container run under the cgroup fly-potato-swarm,
-#     capped at FP_SWARM_CPUS (default 1) CPUs, as the machine is shared.
-# More in docs/swarm-lab.md. `down` stops those processes by pid (pidfiles and the lab's own cgroup), then removes namespaces, links,
-# the bridge, the iptables chain, the cgroups and both directories.
+#   - operator tunnel: the platform publishes Postgres and Keycloak on the manager's 127.0.0.1 only, so operators
+#     (and the Pulumi providers) reach them over SSH, `ssh -N -L 127.0.0.1:L:127.0.0.1:R root@198.18.232.11`.
+#     Debian's OpenSSH (scripts/deps/sshd.sh, which starts no sshd on the host); one sshd inside fp-swarm-1's
+#     network namespace only (host mount namespace), on 198.18.232.11:22, with its own config, host key and
+#     authorized_keys under /var/lib/fly-potato-swarm/ssh, pidfile /run/fly-potato-swarm/sshd.pid; one lab
+#     ed25519 key, allowed nothing but local forwarding to the manager's 127.0.0.1 (no shell, pty, agent, X11);
+#     a known_hosts the lab writes, so clients check the host key; tunnels' pids in /run/fly-potato-swarm/tunnels;
+#   - CPU: the node daemons, the registry, the sshd, the tunnels and every lab container run under the cgroup
+#     fly-potato-swarm, capped at FP_SWARM_CPUS (default 1) CPUs, as the machine is shared.
+# More in docs/swarm-lab.md. `down` stops those processes by pid (pidfiles and the lab's own cgroup), then removes
+# namespaces, links, the bridge, the iptables chain, the cgroups and both directories (keys included).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -55,6 +65,12 @@ CG_CONTROLLERS=(cpu cpuacct pids)
 MAIN_DOCKER_HOST="${FP_SWARM_SOURCE_DOCKER_HOST:-unix:///var/run/docker.sock}"
 CPUS="${FP_SWARM_CPUS:-1}"
 WAIT="${FP_SWARM_WAIT:-90}"
+SSH_DIR="$LAB_DIR/ssh"
+SSH_USER=root
+SSH_KEY="$SSH_DIR/operator_ed25519"
+KNOWN_HOSTS="$SSH_DIR/known_hosts"
+SSHD_PID="$RUN_DIR/sshd.pid"
+TUNNEL_DIR="$RUN_DIR/tunnels"
 
 say() { printf 'swarm-lab: %s\n' "$*" >&2; }
 trace() { [[ -z "${FP_SWARM_DEBUG:-}" ]] || printf 'swarm-lab: %s %s\n' "$(date +%T.%N | cut -c1-12)" "$*" >&2; }
@@ -85,6 +101,9 @@ preflight() {
     [[ ${#missing[@]} -eq 0 ]] || fail "missing commands: ${missing[*]} (scripts/deps/host.sh, make engine)"
     if [[ ! -x /usr/bin/docker-registry ]] || ! command -v skopeo >/dev/null; then
         bash "$ROOT/scripts/deps/registry.sh" >&2
+    fi
+    if [[ ! -x /usr/sbin/sshd ]] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then
+        bash "$ROOT/scripts/deps/sshd.sh" >&2
     fi
 }
 
@@ -335,12 +354,137 @@ healthy() {
     [[ "$(ndocker 1 node ls --format '{{.Status}}' 2>/dev/null | grep -c '^Ready$')" == 3 ]]
 }
 
+# --- operator tunnel: sshd in the manager's namespace -------------------------------------------
+# The platform publishes Postgres and Keycloak on the manager's 127.0.0.1 only; operators and the Pulumi
+# providers reach them through `ssh -L` to the manager, as here. The lab's key may do nothing else.
+sshd_ok() {
+    [[ -f "$SSHD_PID" ]] && kill -0 "$(cat "$SSHD_PID")" 2>/dev/null || return 1
+    [[ "$(timeout 3 bash -c "exec 3<>/dev/tcp/$(addr 1)/22 && head -c 8 <&3" 2>/dev/null)" == SSH-2.0- ]]
+}
+
+ssh_keys() {
+    mkdir -p "$SSH_DIR"
+    chmod 700 "$SSH_DIR"
+    [[ -f "$SSH_DIR/ssh_host_ed25519_key" ]] \
+        || ssh-keygen -q -t ed25519 -N '' -C "fly-potato swarm lab fp-swarm-1" -f "$SSH_DIR/ssh_host_ed25519_key"
+    [[ -f "$SSH_KEY" ]] || ssh-keygen -q -t ed25519 -N '' -C "fly-potato swarm lab operator" -f "$SSH_KEY"
+    chmod 600 "$SSH_KEY" "$SSH_DIR/ssh_host_ed25519_key"
+    # Local forwarding to the manager's loopback, nothing else: no shell or command (forced /bin/false), no pty,
+    # no agent or X11 forwarding, no remote forwarding, no ~/.ssh/rc (restrict, then port-forwarding back).
+    printf 'restrict,port-forwarding,permitopen="127.0.0.1:*",command="/bin/false" %s\n' \
+        "$(cut -d' ' -f1,2 "$SSH_KEY.pub")" > "$SSH_DIR/authorized_keys"
+    printf '%s %s\n' "$(addr 1)" "$(cut -d' ' -f1,2 "$SSH_DIR/ssh_host_ed25519_key.pub")" > "$KNOWN_HOSTS"
+    chmod 600 "$SSH_DIR/authorized_keys"
+    chmod 644 "$KNOWN_HOSTS"
+    cat > "$SSH_DIR/sshd_config" <<CONF
+# The swarm lab's sshd (scripts/swarm-lab.sh): in fp-swarm-1's network namespace, for the operator tunnel only.
+ListenAddress $(addr 1):22
+HostKey $SSH_DIR/ssh_host_ed25519_key
+PidFile $SSHD_PID
+AuthorizedKeysFile $SSH_DIR/authorized_keys
+AuthorizedPrincipalsFile none
+AllowUsers $SSH_USER
+PermitRootLogin forced-commands-only
+AuthenticationMethods publickey
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+HostbasedAuthentication no
+PermitEmptyPasswords no
+UsePAM no
+StrictModes yes
+AllowTcpForwarding local
+PermitOpen 127.0.0.1:*
+GatewayPorts no
+AllowStreamLocalForwarding no
+AllowAgentForwarding no
+X11Forwarding no
+PermitTTY no
+PermitTunnel no
+PermitUserEnvironment no
+PermitUserRC no
+ForceCommand /bin/false
+PrintMotd no
+ClientAliveInterval 15
+ClientAliveCountMax 3
+MaxStartups 10:30:60
+LogLevel VERBOSE
+CONF
+}
+
+ssh_up() {
+    ssh_keys
+    # The privilege separation directory Debian's sshd is built with (the packaged service would make it).
+    if [[ ! -d /run/sshd ]]; then
+        mkdir -m 755 /run/sshd
+        touch "$RUN_DIR/made-run-sshd"
+    fi
+    local err
+    err="$(/usr/sbin/sshd -t -f "$SSH_DIR/sshd_config" 2>&1)" || fail "the lab's sshd_config is refused: $err"
+    rm -f "$SSHD_PID"
+    setsid nsenter --net="/var/run/netns/$(netns 1)" -- \
+        sh -c "$(cgroup_join_code) exec /usr/sbin/sshd -D -f '$SSH_DIR/sshd_config' -E '$SSH_DIR/sshd.log'" \
+        >>"$SSH_DIR/sshd.log" 2>&1 </dev/null 8>&- &
+    echo $! > "$RUN_DIR/sshd.launcher.pid"
+    local _
+    for _ in $(seq 1 $((WAIT * 5))); do
+        sshd_ok && return 0
+        kill -0 "$(cat "$RUN_DIR/sshd.launcher.pid")" 2>/dev/null || break
+        sleep 0.2
+    done
+    tail -n 5 "$SSH_DIR/sshd.log" >&2 || true
+    fail "the lab's sshd did not answer on $(addr 1):22 (log: $SSH_DIR/sshd.log)"
+}
+
+sshd_down() {
+    local f
+    for f in "$SSHD_PID" "$RUN_DIR/sshd.launcher.pid"; do
+        [[ -f "$f" ]] && stop_pid "$(cat "$f")" 10
+    done
+    rm -f "$SSHD_PID" "$RUN_DIR/sshd.launcher.pid"
+    if [[ -f "$RUN_DIR/made-run-sshd" ]]; then
+        rmdir /run/sshd 2>/dev/null || true
+        rm -f "$RUN_DIR/made-run-sshd"
+    fi
+}
+
+# The client options of the tunnel: the lab's key only, the lab's known_hosts only, no prompt.
+ssh_options() {
+    echo "-i $SSH_KEY -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes" \
+         "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=$KNOWN_HOSTS -o GlobalKnownHostsFile=/dev/null"
+}
+
+# A tunnel is one `ssh -N -f` process; TUNNEL_DIR/PID holds the LOCAL:REMOTE pairs it forwards.
+tunnel_alive() {  # tunnel_alive PID: that pid is still one of the lab's ssh clients
+    local pid="$1"
+    kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-i $SSH_KEY "
+}
+
+tunnels() {  # the live tunnels' records (dead ones removed)
+    local f
+    [[ -d "$TUNNEL_DIR" ]] || return 0
+    for f in "$TUNNEL_DIR"/*; do
+        [[ -f "$f" ]] || continue
+        if tunnel_alive "${f##*/}"; then echo "$f"; else rm -f "$f"; fi
+    done
+}
+
+tunnels_stop() {
+    local f
+    for f in $(tunnels); do stop_pid "${f##*/}" 5; rm -f "$f"; done
+}
+
 # --- commands ------------------------------------------------------------------------------------
 cmd_up() {
     preflight
     lock
     if healthy; then
-        say "already up"
+        if sshd_ok; then
+            say "already up"
+        else
+            ssh_up
+            say "already up; started the lab's sshd"
+        fi
         cmd_status
         return 0
     fi
@@ -356,6 +500,7 @@ cmd_up() {
     for n in "${NODES[@]}"; do daemon_up "$n"; done
     for n in "${NODES[@]}"; do daemon_wait "$n"; done
     swarm_up
+    ssh_up
     say "up in $((SECONDS - t0)) s (storage driver $(storage_driver), CPU cap ${CPUS})"
     cmd_status
 }
@@ -373,6 +518,9 @@ stop_pid() {  # stop_pid PID [SECONDS]: TERM, wait, KILL
 
 teardown() {
     local n pid f quiet="${1:-}" group
+    # The operator tunnels and the lab's sshd, by their pids.
+    tunnels_stop
+    sshd_down
     # The node daemons and the registry, all together (each dockerd stops its containers on the way out).
     for group in "1 2 3 registry"; do
         for n in $group; do
@@ -458,6 +606,11 @@ cmd_status() {
     if registry_ok; then echo "registry: https://$REGISTRY (CA $REGISTRY_DIR/client-certs/ca.crt)"
     else echo "registry: down"; ok=1
     fi
+    if sshd_ok; then echo "sshd: $SSH_USER@$(addr 1):22 in $(netns 1) (pid $(cat "$SSHD_PID"), key $SSH_KEY)"
+    else echo "sshd: down"; ok=1
+    fi
+    local t
+    for t in $(tunnels); do echo "tunnel: pid ${t##*/}, LOCAL:REMOTE $(cat "$t")"; done
     kernel_features
     return "$ok"
 }
@@ -531,6 +684,70 @@ cmd_start_node() {
     fail "node$n did not become Ready"
 }
 
+# tunnel LOCAL:REMOTE…: one background `ssh -N -f` forwarding 127.0.0.1:LOCAL here to the manager's
+# 127.0.0.1:REMOTE; a pair a lab tunnel already forwards is left as it is. Silent on success.
+cmd_tunnel() {
+    [[ $# -ge 1 ]] || fail "usage: swarm-lab.sh tunnel LOCAL:REMOTE [LOCAL:REMOTE…]"
+    local spec local_port remote_port f pair held pid err forwards=() wanted=()
+    for spec in "$@"; do
+        [[ "$spec" =~ ^([0-9]{1,5}):([0-9]{1,5})$ ]] \
+            && (( BASH_REMATCH[1] >= 1 && BASH_REMATCH[1] <= 65535 && BASH_REMATCH[2] >= 1 && BASH_REMATCH[2] <= 65535 )) \
+            || fail "'$spec' is not LOCAL:REMOTE (two TCP ports, e.g. 15432:5432)"
+    done
+    lock
+    sshd_ok || fail "the lab's sshd does not answer on $(addr 1):22 (scripts/swarm-lab.sh up)"
+    mkdir -p "$TUNNEL_DIR"
+    for spec in "$@"; do
+        local_port="$((10#${spec%%:*}))" remote_port="$((10#${spec##*:}))"
+        held=""
+        for f in $(tunnels); do
+            for pair in $(cat "$f"); do
+                [[ "${pair%%:*}" == "$local_port" ]] && held="$pair"
+            done
+        done
+        for pair in "${wanted[@]}"; do
+            [[ "${pair%%:*}" == "$local_port" ]] && held="$pair"
+        done
+        if [[ "$held" == "$local_port:$remote_port" ]]; then continue
+        elif [[ -n "$held" ]]; then
+            fail "127.0.0.1:$local_port already forwards to the manager's port ${held##*:} (scripts/swarm-lab.sh untunnel first)"
+        fi
+        [[ -z "$(ss -Hltn "sport = :$local_port" 2>/dev/null)" ]] \
+            || fail "port $local_port is already in use on this host: choose another LOCAL port"
+        wanted+=("$local_port:$remote_port")
+        forwards+=(-L "127.0.0.1:$local_port:127.0.0.1:$remote_port")
+    done
+    [[ ${#wanted[@]} -gt 0 ]] || return 0
+    # ssh forks into the background once it is authenticated and listens on every local port (it exits
+    # instead when one cannot be bound: ExitOnForwardFailure); the lab's cgroup holds it.
+    # shellcheck disable=SC2046  # the options are split on purpose (lab paths have no spaces)
+    if ! err="$(sh -c "$(cgroup_join_code) exec \"\$@\"" tunnel \
+            ssh -F /dev/null -N -f $(ssh_options) \
+            -o ExitOnForwardFailure=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 \
+            "${forwards[@]}" "$SSH_USER@$(addr 1)" 2>&1 >/dev/null </dev/null 8>&-)"; then
+        fail "could not open the tunnel ${wanted[*]} to $SSH_USER@$(addr 1): $(tail -n 2 <<<"$err" | tr '\n' ' ' | sed 's/ *$//')"
+    fi
+    local_port="${wanted[0]%%:*}"
+    pid="$(ss -Hltnp "src 127.0.0.1 and sport = :$local_port" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)"
+    if [[ -z "$pid" ]] || ! tunnel_alive "$pid"; then
+        fail "the tunnel ${wanted[*]} was opened but its ssh process was not found on 127.0.0.1:$local_port"
+    fi
+    echo "${wanted[*]}" > "$TUNNEL_DIR/$pid"
+}
+
+cmd_untunnel() {
+    [[ $# -eq 0 ]] || fail "usage: swarm-lab.sh untunnel"
+    lock
+    tunnels_stop
+}
+
+# ssh-config: the options of the operator tunnel, for `ssh -N -L 127.0.0.1:L:127.0.0.1:R $(… ssh-config)`.
+cmd_ssh_config() {
+    [[ $# -eq 0 ]] || fail "usage: swarm-lab.sh ssh-config"
+    [[ -f "$SSH_KEY" && -f "$KNOWN_HOSTS" ]] || fail "the lab's SSH key is not there (scripts/swarm-lab.sh up)"
+    echo "$(ssh_options) $SSH_USER@$(addr 1)"
+}
+
 case "${1:-}" in
     up) shift; cmd_up "$@" ;;
     down) shift; cmd_down "$@" ;;
@@ -539,5 +756,8 @@ case "${1:-}" in
     push) shift; cmd_push "$@" ;;
     stop-node) shift; cmd_stop_node "$@" ;;
     start-node) shift; cmd_start_node "$@" ;;
-    *) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    tunnel) shift; cmd_tunnel "$@" ;;
+    untunnel) shift; cmd_untunnel "$@" ;;
+    ssh-config) shift; cmd_ssh_config "$@" ;;
+    *) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

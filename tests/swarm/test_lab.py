@@ -1,17 +1,24 @@
 """The swarm lab for real: three Ready nodes (1 manager, 2 workers) with their placement labels, a TLS
 registry the nodes pull from by digest, an overlay network carrying traffic between tasks on two nodes,
-host-mode publishing on the edge nodes, and a drained node's tasks moving elsewhere. ``make e2e-swarm``.
+host-mode publishing on the edge nodes, a drained node's tasks moving elsewhere, and the operator tunnel
+(OpenSSH to the manager, forwarding to its loopback only). ``make e2e-swarm``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shlex
 import socket
 import ssl
+import stat
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +28,10 @@ from tests.swarm.lab import (
     CA,
     DIGEST_REF,
     HOSTNAME,
+    LAB_DIR,
     NODES,
     REGISTRY,
+    RUN_DIR,
     SwarmLab,
     main_engine,
     node_of,
@@ -82,10 +91,12 @@ def test_each_node_is_an_engine_of_its_own_in_its_own_namespace(swarm: SwarmLab)
 
 def test_up_again_leaves_a_healthy_lab_alone(swarm: SwarmLab) -> None:
     before = sorted(n["ID"] for n in swarm.nodes())
+    sshd = (RUN_DIR / "sshd.pid").read_text()
     again = script("up", timeout=120)
     assert again.returncode == 0, again.stderr
     assert "already up" in again.stderr
     assert sorted(n["ID"] for n in swarm.nodes()) == before
+    assert (RUN_DIR / "sshd.pid").read_text() == sshd
 
 
 # -- registry --------------------------------------------------------------------------------------
@@ -240,3 +251,134 @@ def test_ingress_publishing_is_refused_where_the_kernel_has_no_ipvs(swarm: Swarm
     )
     assert refused.returncode != 0
     assert "no ingress network is present" in refused.stderr, refused.stderr
+
+
+# -- operator tunnel ---------------------------------------------------------------------------------
+
+MANAGER_NETNS = "/var/run/netns/fp-swarm-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _listening(port: int, netns: str | None = None) -> str:
+    """`ss` lines of TCP listeners on that port, in the host's namespace or in netns."""
+    command = ["ss", "-Hltnp", f"sport = :{port}"]
+    if netns:
+        command = ["nsenter", f"--net={netns}", *command]
+    return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def _manager_loopback_server(tmp_path: Path, port: int) -> Iterator[str]:
+    """python's http.server on 127.0.0.1:port inside the manager's network namespace, serving one token."""
+    token = f"manager loopback {port}"
+    (tmp_path / "token").write_text(token)
+    serve = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(tmp_path), str(port)]
+    server = subprocess.Popen(
+        ["nsenter", f"--net={MANAGER_NETNS}", *serve],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(f"http.server on the manager's 127.0.0.1:{port}", lambda: _listening(port, MANAGER_NETNS), timeout=20)
+        yield token
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _tunnel_pids() -> set[int]:
+    directory = RUN_DIR / "tunnels"
+    return {int(f.name) for f in directory.iterdir()} if directory.is_dir() else set()
+
+
+def _get(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/token", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def _operator_ssh(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    options = script("ssh-config", timeout=30)
+    assert options.returncode == 0, options.stderr
+    command = ["ssh", "-F", "/dev/null", *args, *shlex.split(options.stdout)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_sshd_listens_on_the_managers_address_only(swarm: SwarmLab) -> None:
+    pid = int((RUN_DIR / "sshd.pid").read_text())
+    assert os.stat(MANAGER_NETNS).st_ino == os.stat(f"/proc/{pid}/ns/net").st_ino
+    listeners = _listening(22, MANAGER_NETNS).splitlines()
+    assert len(listeners) == 1 and " 198.18.232.11:22 " in listeners[0], listeners
+    assert '"sshd"' not in subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    key = LAB_DIR / "ssh/operator_ed25519"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    options = script("ssh-config").stdout.split()
+    assert options[-1] == "root@198.18.232.11"
+    assert str(key) in options and "StrictHostKeyChecking=yes" in options
+    assert "sshd: root@198.18.232.11:22" in script("status").stdout
+
+
+def test_tunnel_reaches_the_managers_loopback_only(swarm: SwarmLab, tmp_path: Path) -> None:
+    remote, local = 18765, _free_port()
+    with _manager_loopback_server(tmp_path, remote) as token:
+        try:
+            opened = script("tunnel", f"{local}:{remote}", timeout=60)
+            assert opened.returncode == 0 and opened.stdout == "" and opened.stderr == "", opened
+            assert _get(local) == token
+            pids = _tunnel_pids()
+            assert len(pids) == 1
+            again = script("tunnel", f"{local}:{remote}", timeout=60)  # the same tunnel: a no-op
+            assert again.returncode == 0 and again.stdout == "" and again.stderr == "", again
+            assert _tunnel_pids() == pids
+            assert _get(local) == token
+            # The listener is on the manager's loopback: its own address does not answer on that port.
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((ADDRESS["node1"], remote), timeout=5).close()
+        finally:
+            assert script("untunnel").returncode == 0
+
+
+def test_tunnel_key_opens_no_shell_and_forwards_to_the_managers_loopback_only(swarm: SwarmLab) -> None:
+    shell = _operator_ssh("true")
+    assert shell.returncode != 0, shell
+    # A target off the manager's loopback that the manager itself reaches: its own sshd, a worker's swarm port.
+    forwards = {_free_port(): "198.18.232.11:22", _free_port(): "198.18.232.12:2377"}
+    options = shlex.split(script("ssh-config").stdout)
+    local_forwards = [arg for port, target in forwards.items() for arg in ("-L", f"127.0.0.1:{port}:{target}")]
+    client = subprocess.Popen(
+        ["ssh", "-F", "/dev/null", "-N", "-o", "ExitOnForwardFailure=yes", *local_forwards, *options],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for port in forwards:
+            wait_for(f"ssh listening on 127.0.0.1:{port}", lambda p=port: _listening(p), timeout=20, interval=0.2)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                conn.settimeout(5)
+                assert conn.recv(64) == b"", f"the forward to {forwards[port]} was let through"
+    finally:
+        client.terminate()
+        _, err = client.communicate(timeout=10)
+    assert err.count("administratively prohibited") == len(forwards), err
+
+
+def test_untunnel_closes_the_local_port(swarm: SwarmLab, tmp_path: Path) -> None:
+    remote, local = 18766, _free_port()
+    with _manager_loopback_server(tmp_path, remote) as token:
+        try:
+            assert script("tunnel", f"{local}:{remote}", timeout=60).returncode == 0
+            assert _get(local) == token
+            pids = _tunnel_pids()
+        finally:
+            done = script("untunnel")
+        assert done.returncode == 0 and done.stdout == "", done
+        assert _tunnel_pids() == set()
+        assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", local), timeout=5).close()
