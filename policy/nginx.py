@@ -1,8 +1,10 @@
-"""The nginx configuration a container receives, parsed with crossplane (a real nginx config parser).
+"""The nginx configuration a container or a Swarm service receives, parsed with crossplane (a real nginx config
+parser).
 
-The rendered files travel as container ``uploads``; the main file is the one named by ``nginx -c``.
-``include`` directives are resolved against the other uploaded files; includes of files that ship in
-the image (``mime.types``) are left as they are.
+The rendered files travel as container ``uploads`` on a host and as Swarm configs on a swarm; both reach the rules
+through the view's ``uploads()`` (path -> content). The main file is the one named by ``nginx -c``. ``include``
+directives are resolved against the other files received; includes of files that ship in the image
+(``mime.types``) are left as they are.
 """
 
 from __future__ import annotations
@@ -119,14 +121,17 @@ class NginxConfig:
 
 
 class ConfigUnavailableError(Exception):
-    """The main config file is missing from the uploads or not known (preview)."""
+    """The main config file is missing from the files received or not known (preview)."""
 
 
 def main_path(container: ContainerView) -> str:
-    """The file nginx reads: ``-c PATH`` in the command, else the image default."""
-    command = container.command()
-    value = flag_value(command, "-c")
-    return value if isinstance(value, str) else DEFAULT_CONF
+    """The file nginx reads: ``-c PATH`` in the command, else in the process' arguments (a Swarm service's
+    ``commands`` when it has no ``args``), else the image default."""
+    for args in (container.command(), container.argv()):
+        value = flag_value(args, "-c")
+        if isinstance(value, str):
+            return value
+    return DEFAULT_CONF
 
 
 def load(container: ContainerView) -> NginxConfig:
@@ -149,8 +154,8 @@ _CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], NginxConfig] = {}
 
 
 def parse_files(files: Mapping[str, Any], main: str) -> NginxConfig:
-    """Parse ``main`` and the uploaded files it includes. Raises ConfigUnavailableError when one of them
-    is not known (preview); other uploads (keys, certificates) may stay unknown."""
+    """Parse ``main`` and the files received it includes. Raises ConfigUnavailableError when one of them
+    is not known (preview); other files (keys, certificates) may stay unknown."""
     errors: list[str] = []
     unresolved: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nginx-policy-") as scratch:

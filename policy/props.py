@@ -8,9 +8,11 @@ values are the :data:`UNKNOWN` marker and report them as violations themselves.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wire import FILES_FOR_LABEL, SERVICE_LABEL
@@ -44,6 +46,8 @@ UNKNOWN: Any = _Unknown()
 CONTAINER = "docker:index/container:Container"
 SERVICE = "docker:index/service:Service"  # a Swarm service (``target: swarm``)
 NETWORK = "docker:index/network:Network"
+SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"  # a file of a Swarm service (its data is base64)
+SWARM_SECRET = "docker:index/secret:Secret"  # noqa: S105 (a type token: a Swarm secret, never read by a rule)
 GENERATED_SECRET_TYPES = frozenset(
     {
         "random:index/randomPassword:RandomPassword",
@@ -186,7 +190,8 @@ class ContainerView:
         return result
 
     def uploads(self) -> dict[str, Any]:
-        """Container path -> content (UNKNOWN when not known at preview)."""
+        """The files the service's process receives: path in the container -> content (UNKNOWN when not known at
+        preview)."""
         files: dict[str, Any] = {}
         uploads = self.props.get("uploads")
         if not isinstance(uploads, list):
@@ -199,6 +204,15 @@ class ContainerView:
                 files[item["file"]] = content
         return files
 
+    def secret_files(self) -> set[str]:
+        """The paths of the secret files it receives: uploads readable by their owner only (0400)."""
+        uploads = self.props.get("uploads")
+        return {
+            item["file"]
+            for item in (uploads if isinstance(uploads, list) else [])
+            if isinstance(item, Mapping) and item.get("permissions") == "0400" and isinstance(item.get("file"), str)
+        }
+
     def command(self) -> list[Any]:
         command = self.props.get("command")
         return list(command) if isinstance(command, list) else []
@@ -208,8 +222,9 @@ class ContainerView:
         return list(entrypoint) if isinstance(entrypoint, list) else []
 
     def argv(self) -> list[Any]:
-        """The process' arguments; a ``sh -c SCRIPT`` start (also one a wrapper such as the metrics gate runs as its
-        command) is split into the words of its script."""
+        """The process' arguments: the command, or the entrypoint when there is no command (a Swarm service's
+        ``commands`` often hold the whole process); a ``sh -c SCRIPT`` start (also one a wrapper such as the metrics
+        gate runs as its command) is split into the words of its script."""
         command = self.command()
         full = [*self.entrypoint(), *command]
         if len(full) >= 2 and full[-2] == "-c" and isinstance(full[-1], str):
@@ -217,7 +232,7 @@ class ContainerView:
                 return shlex.split(full[-1])
             except ValueError:
                 return command
-        return command
+        return command or self.entrypoint()
 
     def network_names(self) -> list[Any]:
         return [n.get("name") for n in self.props.get("networksAdvanced") or [] if isinstance(n, Mapping)]
@@ -228,7 +243,13 @@ class ServiceView(ContainerView):
     """A Swarm service's inputs (``docker.Service``), read with the accessors of :class:`ContainerView` so the
     rules written for containers apply to services too. The container's settings are under
     ``taskSpec.containerSpec``; a Swarm publish cannot bind an address, so every binding is on 0.0.0.0 (every
-    address of the node in host mode, of every node in ingress mode)."""
+    address of the node in host mode, of every node in ingress mode).
+
+    Its files are Swarm configs and secrets, other resources of the stack that ``containerSpec.configs`` and
+    ``.secrets`` reference: ``files`` holds their content by path in the task, as a stack policy finds it
+    (``StackView.services``); a resource policy sees none."""
+
+    files: dict[str, Any] = field(default_factory=dict)
 
     is_service = True
 
@@ -271,7 +292,25 @@ class ServiceView(ContainerView):
         return dict(env) if isinstance(env, Mapping) else {}
 
     def uploads(self) -> dict[str, Any]:
-        return {}  # Swarm configs carry the files; their content is another resource's
+        """Task path -> content of the Swarm configs it references (UNKNOWN when not known at preview) and of its
+        Swarm secrets (always UNKNOWN: a rule never reads a secret)."""
+        return dict(self.files)
+
+    def config_refs(self) -> list[dict[str, Any]]:
+        """``containerSpec.configs``: each with ``configId``, ``configName`` and ``fileName`` (the path in the task)."""
+        return _mappings(self.container_spec.get("configs"))
+
+    def secret_refs(self) -> list[dict[str, Any]]:
+        """``containerSpec.secrets``: each with ``secretId``, ``secretName``, ``fileName`` and ``fileMode``."""
+        return _mappings(self.container_spec.get("secrets"))
+
+    def secret_files(self) -> set[str]:
+        """The paths of its Swarm secrets readable by their owner only (``file_mode`` 0400)."""
+        return {
+            ref["fileName"]
+            for ref in self.secret_refs()
+            if isinstance(ref.get("fileName"), str) and _num(ref.get("fileMode")) == 0o400
+        }
 
     def command(self) -> list[Any]:
         args = self.container_spec.get("args")
@@ -306,6 +345,23 @@ class ServiceView(ContainerView):
 
 def _mapping(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _mappings(value: Any) -> list[dict[str, Any]]:
+    return [dict(item) for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def config_content(data: Any) -> Any:
+    """The text a Swarm config holds: its ``data`` is base64 (the provider also takes URL-safe base64); UNKNOWN
+    when not known at preview, or when it is not base64 of UTF-8 text (then nothing can be checked in it)."""
+    if not isinstance(data, str):
+        return UNKNOWN
+    for decode in (lambda text: base64.b64decode(text, validate=True), base64.urlsafe_b64decode):
+        try:
+            return decode(data).decode("utf-8")
+        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+            continue
+    return UNKNOWN
 
 
 def workload_view(resource_type: str, name: str, urn: str, props: Any) -> ContainerView | None:

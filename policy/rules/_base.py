@@ -14,7 +14,18 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policy.props import CONTAINER, NETWORK, SERVICE, ContainerView, ServiceView, labels_of, plain
+from policy.props import (
+    CONTAINER,
+    NETWORK,
+    SERVICE,
+    SERVICE_CONFIG,
+    UNKNOWN,
+    ContainerView,
+    ServiceView,
+    config_content,
+    labels_of,
+    plain,
+)
 from wire import ZONE_LABEL
 
 # pulumi-policy types the callback with a required urn argument; it is optional at run time.
@@ -84,6 +95,7 @@ class StackResource:
     props: dict[str, Any]
     parent: str | None
     property_dependencies: dict[str, list[StackResource]] = field(default_factory=dict)
+    dependencies: list[StackResource] = field(default_factory=list)
 
 
 @dataclass
@@ -101,6 +113,7 @@ class StackView:
                 key: [views[id(dep)] for dep in deps if id(dep) in views]
                 for key, deps in (r.property_dependencies or {}).items()
             }
+            views[id(r)].dependencies = [views[id(dep)] for dep in r.dependencies or [] if id(dep) in views]
         return cls(list(views.values()))
 
     def of_type(self, type_: str) -> list[StackResource]:
@@ -121,8 +134,45 @@ class StackView:
         return services
 
     def services(self) -> list[ServiceView]:
-        """Swarm services (``target: swarm``)."""
-        return [ServiceView(r.name, r.urn, r.props) for r in self.of_type(SERVICE)]
+        """Swarm services (``target: swarm``), each with the files it receives (its Swarm configs and secrets)."""
+        services = []
+        for resource in self.of_type(SERVICE):
+            view = ServiceView(resource.name, resource.urn, resource.props)
+            view.files = self.service_files(resource, view)
+            services.append(view)
+        return services
+
+    def service_files(self, resource: StackResource, service: ServiceView) -> dict[str, Any]:
+        """Task path -> content of the files a Swarm service receives. Each config of ``containerSpec.configs`` is
+        the stack's ``docker.ServiceConfig`` of that name, its base64 ``data`` decoded. Where the name does not
+        tell (not known at preview, or no config of the stack has it), the ServiceConfig the service depends on
+        stands for it when that leaves no doubt (one such reference, one such dependency left); else its content is
+        UNKNOWN, as it is when the config's data is not known at preview. Secrets are UNKNOWN: never read."""
+        by_name = {c.props.get("name"): c for c in self.of_type(SERVICE_CONFIG) if isinstance(c.props.get("name"), str)}
+        files: dict[str, Any] = {}
+        pending: list[tuple[str, Any]] = []  # (path, the name referenced)
+        used: set[str] = set()
+        for ref in service.config_refs():
+            path = ref.get("fileName")
+            if not isinstance(path, str):
+                continue  # not known at preview: no rule can ask for it
+            config = by_name.get(ref.get("configName"))
+            if config is None:
+                pending.append((path, ref.get("configName")))
+            else:
+                files[path] = config_content(config.props.get("data"))
+                used.add(config.urn)
+        depends_on = [*resource.property_dependencies.get("taskSpec", []), *resource.dependencies]
+        left = {d.urn: d for d in depends_on if d.type == SERVICE_CONFIG and d.urn not in used}.values()
+        for path, name in pending:
+            # A config named otherwise (both names known) is another config.
+            candidates = [d for d in left if not (isinstance(name, str) and isinstance(d.props.get("name"), str))]
+            only = len(pending) == 1 and len(candidates) == 1
+            files[path] = config_content(candidates[0].props.get("data")) if only else UNKNOWN
+        for ref in service.secret_refs():
+            if isinstance(ref.get("fileName"), str):
+                files[ref["fileName"]] = UNKNOWN
+        return files
 
     def workloads(self) -> list[ContainerView]:
         """Service containers and Swarm services: what runs a service's process, on one host or on a swarm."""
@@ -130,6 +180,10 @@ class StackView:
 
     def container(self, service: str) -> ContainerView | None:
         return next((c for c in self.containers() if c.service == service), None)
+
+    def workload(self, service: str) -> ContainerView | None:
+        """The container or the Swarm service (with the files it receives) that runs ``service``, or None."""
+        return next((w for w in self.workloads() if w.service == service), None)
 
     def files_container(self, service: str) -> ContainerView | None:
         """The never-started container that delivers ``service``'s files."""
@@ -152,14 +206,14 @@ class StackView:
 def for_service(
     service: str, check: Callable[[ContainerView, Report], None]
 ) -> Callable[[StackValidationArgs, Report], None]:
-    """A stack-policy validate that runs ``check`` on one service's container, with the files that container
-    receives (they arrive through its files container, another resource), reporting against its URN."""
+    """A stack-policy validate that runs ``check`` on one service's container or Swarm service, with the files it
+    receives (other resources: a container's files container, a service's Swarm configs), reporting against its
+    URN."""
 
     def validate(args: StackValidationArgs, report: Report) -> None:
-        container = StackView.of(args).container(service)
-        if container is None:
-            return
-        check(container, lambda message, *_: report(message, container.urn))
+        for workload in StackView.of(args).workloads():
+            if workload.service == service:
+                check(workload, lambda message, *_, urn=workload.urn: report(message, urn))
 
     return validate
 

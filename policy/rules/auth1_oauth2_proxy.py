@@ -15,7 +15,7 @@ from typing import Any
 from pulumi_policy import StackValidationArgs
 
 from policy import context, spec
-from policy.props import UNKNOWN, ContainerView, flag_value, is_unknown
+from policy.props import SWARM_SECRET, UNKNOWN, ContainerView, flag_value, is_unknown
 from policy.rules._base import Report, StackResource, StackRule, StackView
 
 ID = "oauth2-proxy-flags"
@@ -76,11 +76,20 @@ def _decoded_length(secret: str) -> int:
 
 
 def _generated_32_bytes(resource: StackResource) -> bool:
+    """The resource carrying the secret file depends on a RandomPassword of 43 letters and digits: directly (a files
+    container's uploads), or through the Swarm secret holding the file (a Swarm service's task spec)."""
+    deps = [dep for deps in resource.property_dependencies.values() for dep in deps]
+    deps += [
+        inner
+        for dep in deps
+        if dep.type == SWARM_SECRET
+        for inners in dep.property_dependencies.values()
+        for inner in inners
+    ]
     return any(
         dep.type == RANDOM_PASSWORD
         and dep.props.get("length") == COOKIE_SECRET_CHARS
         and dep.props.get("special") is False
-        for deps in resource.property_dependencies.values()
         for dep in deps
     )
 
@@ -89,10 +98,11 @@ def validate(args: StackValidationArgs, report: Report) -> None:
     if not context.current().is_prod:
         return
     view = StackView.of(args)
-    container = view.container(SERVICE)
+    container = view.workload(SERVICE)  # a container, or a Swarm service (its files are Swarm configs and secrets)
     if container is None:
         return
-    # The secret files (and so the secrets' provenance) are inputs of the files container.
+    # The secret files (and so the secrets' provenance) are inputs of the files container; of a Swarm service, the
+    # Swarm secrets its task spec references (their content is never read: the provenance decides).
     files = view.files_container(SERVICE)
     resource = view.resource(files.urn if files is not None else container.urn)
     options = options_of(container)

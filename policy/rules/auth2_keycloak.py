@@ -16,7 +16,7 @@ SERVICE = "keycloak"
 def validate(args: StackValidationArgs, report: Report) -> None:
     ctx = context.current()
     view = StackView.of(args)
-    keycloak = view.container(SERVICE)
+    keycloak = view.workload(SERVICE)  # a container, or a Swarm service
     if keycloak is None:
         return
     env = keycloak.env()
@@ -50,7 +50,7 @@ def validate(args: StackValidationArgs, report: Report) -> None:
                 f"keycloak is published directly on {binding.describe()}; it is public only via nginx /sso",
                 keycloak.urn,
             )
-    edge = view.container(spec.PUBLIC_SERVICE)
+    edge = view.workload(spec.PUBLIC_SERVICE)  # with nginx.conf from its uploads or its Swarm configs
     if edge is None:
         return
     try:

@@ -22,6 +22,7 @@ def _is_everything(value: str) -> bool:
 
 
 def check(container: ContainerView, report: Report) -> None:
+    """Runs on the nginx container or Swarm service with the files it receives (uploads or Swarm configs)."""
     if container.service != spec.PUBLIC_SERVICE:
         return
     ctx = context.current()

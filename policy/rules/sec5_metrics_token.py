@@ -1,8 +1,9 @@
 """R-SEC-5: every metrics endpoint wants a bearer token that the scraper reads from a file.
 
 - Every scrape job of Prometheus sends ``authorization: {type: Bearer, credentials_file: FILE}`` with FILE a
-  secret file (0400) Prometheus receives; no job carries a credential inline (``credentials``,
-  ``bearer_token``), a legacy ``bearer_token_file`` or basic auth, and none goes without.
+  secret file (0400) Prometheus receives (an upload on a host, a Swarm secret on a swarm); no job carries a
+  credential inline (``credentials``, ``bearer_token``), a legacy ``bearer_token_file`` or basic auth, and none
+  goes without. Its configuration is read from its uploads or its Swarm configs.
 - The servers that cannot ask for the token themselves listen on loopback only, so the metrics gate in their
   container is the only way in: Keycloak's management interface (``KC_HTTP_MANAGEMENT_HOST``) and oauth2-proxy's
   metrics server (``metrics_address``).
@@ -24,16 +25,6 @@ ID = "metrics-bearer-token-file"
 INLINE = ("credentials", "bearer_token", "bearer_token_file", "basic_auth")
 
 
-def _secret_files(container: ContainerView) -> set[str]:
-    uploads = container.props.get("uploads")
-    items = uploads if isinstance(uploads, list) else []
-    return {
-        item["file"]
-        for item in items
-        if isinstance(item, dict) and item.get("permissions") == "0400" and isinstance(item.get("file"), str)
-    }
-
-
 def _check_jobs(prometheus: ContainerView, report: Report) -> None:
     path = flag_value(prometheus.argv(), "--config.file")
     content = prometheus.uploads().get(path) if isinstance(path, str) else None
@@ -46,7 +37,7 @@ def _check_jobs(prometheus: ContainerView, report: Report) -> None:
         report(f"prometheus: its configuration does not parse: {error}")
         return
     jobs = config.get("scrape_configs") if isinstance(config, dict) else None
-    secret_files = _secret_files(prometheus)
+    secret_files = prometheus.secret_files()  # uploads 0400, or Swarm secrets of file_mode 0400
     for job in jobs if isinstance(jobs, list) else []:
         name = job.get("job_name", "?") if isinstance(job, dict) else "?"
         if not isinstance(job, dict):
@@ -69,10 +60,10 @@ def _check_jobs(prometheus: ContainerView, report: Report) -> None:
 
 def validate(args: StackValidationArgs, report: Report) -> None:
     view = StackView.of(args)
-    prometheus = view.container("prometheus")
+    prometheus = view.workload("prometheus")
     if prometheus is not None:
         _check_jobs(prometheus, lambda message, *_: report(message, prometheus.urn))
-    keycloak = view.container("keycloak")
+    keycloak = view.workload("keycloak")
     if keycloak is not None:
         host = keycloak.env().get("KC_HTTP_MANAGEMENT_HOST")
         if not (isinstance(host, str) and spec.is_loopback(host)):
@@ -81,7 +72,7 @@ def validate(args: StackValidationArgs, report: Report) -> None:
                 "token check; keep it on 127.0.0.1 behind the metrics gate",
                 keycloak.urn,
             )
-    proxy = view.container("oauth2_proxy")
+    proxy = view.workload("oauth2_proxy")
     if proxy is not None:
         address = options_of(proxy).get("metrics_address")
         if isinstance(address, str) and address and not spec.is_loopback(address.rpartition(":")[0]):

@@ -11,7 +11,7 @@ ID = "tls-protocols-ciphers"
 
 
 def check(container: ContainerView, report: Report) -> None:
-    """Runs on the nginx container with the files it receives."""
+    """Runs on the nginx container or Swarm service with the files it receives (uploads or Swarm configs)."""
     if container.service != spec.PUBLIC_SERVICE:
         return
     prod = context.current().is_prod

@@ -32,7 +32,7 @@ def hsts_problem(block: nginx.Block) -> str | None:
 
 
 def check(container: ContainerView, report: Report) -> None:
-    """Runs on the nginx container with the files it receives."""
+    """Runs on the nginx container or Swarm service with the files it receives (uploads or Swarm configs)."""
     if container.service != spec.PUBLIC_SERVICE:
         return
     if not context.current().is_prod:

@@ -20,7 +20,7 @@ def _redirects(stmt: dict) -> bool:
 
 
 def check(container: ContainerView, report: Report) -> None:
-    """Runs on the nginx container with the files it receives."""
+    """Runs on the nginx container or Swarm service with the files it receives (uploads or Swarm configs)."""
     if container.service != spec.PUBLIC_SERVICE or not context.current().is_prod:
         return
     http_ports = {b.container_port for b in container.bindings() if b.host_port == spec.PUBLIC_HTTP_PORT}
