@@ -93,12 +93,6 @@ def swarm_problems(raw: RawSettings, images: dict[str, str]) -> list[str]:
             f"{PROJECT}:swarm.docker_host is required when target = swarm; set it to the manager's Docker API "
             "with `pulumi config set --path swarm.docker_host unix:///var/run/docker.sock` (or ssh://user@manager)"
         )
-    for feature in ("monitoring", "backups"):
-        if getattr(raw.features, feature):
-            problems.append(
-                f"{PROJECT}:features.{feature} = true is not deployable on target = swarm yet (its services run on "
-                f"a host only); set features.{feature} to false for this stack or deploy it with target = host"
-            )
     if prod and swarm.replicas < MIN_PROD_REPLICAS:
         problems.append(
             f"{PROJECT}:swarm.replicas = {swarm.replicas} leaves prod's stateless services one task each; "

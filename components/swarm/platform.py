@@ -79,6 +79,15 @@ TYPE = "fly-potato:swarm:SwarmPlatform"
 
 class SwarmPlatform(pulumi.ComponentResource):
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+        not_yet = [f for f in ("monitoring", "backups") if getattr(settings.features, f)]
+        if not_yet:
+            raise pulumi.RunError(
+                " ".join(
+                    f"fly-potato:features.{f} = true is not deployable on target = swarm yet (its services run on a "
+                    f"host only); set features.{f} to false for this stack or deploy it with target = host."
+                    for f in not_yet
+                )
+            )
         super().__init__(TYPE, name, None, opts)
         self.settings = s = settings
         swarm = s.raw.swarm

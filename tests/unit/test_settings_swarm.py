@@ -13,12 +13,6 @@ from policy_plan.program import stack_config
 REGISTRY = "198.18.232.1:5000"
 DIGEST = "ab" * 32
 SOCKET = "unix:///run/fly-potato-swarm/node1.sock"
-NOT_YET = "is not deployable on target = swarm yet"
-
-
-def _others(problems: list[str]) -> list[str]:
-    """The problems besides the features not yet on swarm (monitoring and backups, checked on their own)."""
-    return [p for p in problems if NOT_YET not in p]
 
 
 def _swarm_prod(**overrides: Any) -> dict[str, Any]:
@@ -91,7 +85,7 @@ BROKEN: list[tuple[str, dict[str, Any], str]] = [
 def test_a_bad_swarm_setting_names_the_key_and_the_fix(stack: str, overrides: dict[str, Any], sentence: str) -> None:
     with pytest.raises(SettingsError) as caught:
         parse_settings(stack_config(stack, overrides), stack=stack)
-    assert _others(caught.value.problems) == [sentence]
+    assert caught.value.problems == [sentence]
 
 
 def test_host_is_the_default_target_and_the_committed_stacks_stay_on_it() -> None:
@@ -107,22 +101,8 @@ def test_a_swarm_section_is_ignored_on_the_host_target() -> None:
     assert settings.raw.target == "host"
 
 
-def test_monitoring_and_backups_are_refused_on_swarm_with_the_fix() -> None:
-    with pytest.raises(SettingsError) as caught:
-        parse_settings(stack_config("dev", {"target": "swarm", "swarm.docker_host": SOCKET}), stack="dev")
-    assert caught.value.problems == [
-        f"fly-potato:features.{feature} = true {NOT_YET} (its services run on a host only); set "
-        f"features.{feature} to false for this stack or deploy it with target = host"
-        for feature in ("monitoring", "backups")
-    ]
-
-
 def test_prod_on_swarm_with_registry_digests_is_accepted() -> None:
-    with pytest.raises(SettingsError) as caught:  # until monitoring and backups run on swarm
-        parse_settings(stack_config("prod", _swarm_prod(**{"swarm.replicas": 3})), stack="prod")
-    assert _others(caught.value.problems) == []
-    swarm_off = {"features.monitoring": False, "features.backups": False}
-    settings = parse_settings(stack_config("dev", _swarm_prod(**{"swarm.replicas": 3}, **swarm_off)), stack="dev")
+    settings = parse_settings(stack_config("prod", _swarm_prod(**{"swarm.replicas": 3})), stack="prod")
     swarm = settings.raw.swarm
     assert (settings.raw.target, swarm.docker_host, swarm.registry, swarm.replicas) == ("swarm", SOCKET, REGISTRY, 3)
     assert swarm.constraint(swarm.data_role) == "node.labels.fly-potato.role==data"
@@ -131,7 +111,17 @@ def test_prod_on_swarm_with_registry_digests_is_accepted() -> None:
 
 def test_dev_on_swarm_takes_one_replica_tags_and_no_registry() -> None:
     overrides = {"target": "swarm", "swarm.docker_host": "ssh://deploy@manager", "swarm.replicas": 1}
-    overrides |= {"swarm.encrypt_overlays": False, "features.monitoring": False, "features.backups": False}
+    overrides |= {"swarm.encrypt_overlays": False}
     settings = parse_settings(stack_config("dev", overrides), stack="dev")
     assert settings.raw.swarm.replicas == 1
     assert settings.raw.swarm.encrypt_overlays is False
+
+
+def test_the_program_refuses_features_not_yet_on_swarm_before_any_resource() -> None:
+    from policy_plan.program import evaluate_program
+
+    graph = evaluate_program("dev", {"target": "swarm", "swarm.docker_host": SOCKET, "features.backups": False})
+    assert graph.resources == []
+    assert graph.error is not None
+    assert "fly-potato:features.monitoring = true is not deployable on target = swarm yet" in graph.error
+    assert "features.backups" not in graph.error
