@@ -16,6 +16,7 @@ Not expressible with pulumi-docker 5.1's ``docker.Service``: ``no-new-privileges
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -86,6 +87,9 @@ class HardenedServiceArgs:
     update_monitor: str = "30s"
     converge_timeout: str = "3m"
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    # The images' platform (built on the deploying machine). Docker records it in the spec from the image's
+    # manifest when it is not given, which a later preview would show as drift.
+    platform: tuple[str, str] = field(default_factory=lambda: host_platform())
 
     def __post_init__(self) -> None:
         if self.service not in SERVICES:
@@ -98,6 +102,12 @@ class HardenedServiceArgs:
     @property
     def resource_name(self) -> str:
         return "-".join((self.project, self.stack, self.service)).replace("_", "-")
+
+
+def host_platform() -> tuple[str, str]:
+    """(os, architecture) of this machine as Docker names them: ("linux", "amd64") on x86_64."""
+    machine = platform.machine().lower()
+    return "linux", {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
 
 
 def _labels(args: HardenedServiceArgs, zones: Sequence[Zone]) -> dict[str, str]:
@@ -206,6 +216,9 @@ class HardenedService(pulumi.ComponentResource):
                 placement=docker.ServiceTaskSpecPlacementArgs(
                     constraints=sorted(args.constraints) or None,
                     max_replicas=args.max_replicas_per_node,
+                    platforms=[
+                        docker.ServiceTaskSpecPlacementPlatformArgs(os=args.platform[0], architecture=args.platform[1])
+                    ],
                 ),
                 networks_advanceds=[
                     docker.ServiceTaskSpecNetworksAdvancedArgs(

@@ -46,13 +46,24 @@ def service_files(files: Sequence[ContainerFile]) -> tuple[ServiceFile, ...]:
     return tuple(ServiceFile(f.path, f.content, secret=f.secret, mode=int(f.mode, 8) & 0o770 or 0o440) for f in files)
 
 
+def swarm_duration(text: str) -> str:
+    """A duration as the provider reads a service's back: Go's format without zero trailing units ("1m0s" ->
+    "1m", "1h0m0s" -> "1h"), so a no-op ``up`` stays one."""
+    shown = docker_duration(text)
+    if shown.endswith("m0s"):
+        shown = shown[:-2]
+    if shown.endswith("h0m"):
+        shown = shown[:-2]
+    return shown
+
+
 def probe(check: Healthcheck) -> Probe:
     return Probe(
         test=check.test,
-        interval=docker_duration(check.interval),
-        timeout=docker_duration(check.timeout),
+        interval=swarm_duration(check.interval),
+        timeout=swarm_duration(check.timeout),
         retries=check.retries,
-        start_period=docker_duration(check.start_period),
+        start_period=swarm_duration(check.start_period),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pulumi_policy import ResourceValidationArgs
 
 from policy import spec
-from policy.props import ContainerView, ServiceView, contains_unknown
+from policy.props import ContainerView, ServiceView, contains_unknown, is_unknown
 from policy.rules._base import Report, ResourceRule, files_container_of, workload_of
 
 ID = "container-hardening"
@@ -55,6 +55,8 @@ def validate_files_container(files: ContainerView, report: Report) -> None:
 
 
 SERVICE_RESTART_CONDITIONS = frozenset({"any", "on-failure"})
+# The container spec's fields R-SEC-2 reads (mounts: their types and sources).
+SERVICE_HARDENING_FIELDS = ("user", "readOnly", "capDrops", "capAdds", "healthcheck", "mounts", "privileges")
 
 
 def _mounts(s: str, mounts: list[dict], report: Report, *, where: str = "") -> None:
@@ -71,7 +73,14 @@ def validate_service(service: ServiceView, report: Report) -> None:
     c, task = service.container_spec, service.task_spec
     s = service.service
     at = f"{s} (docker.Service {service.name}): task_spec"
-    if contains_unknown(c) or contains_unknown(task.get("resources")) or contains_unknown(task.get("restartPolicy")):
+    # What hardening is made of must be known; the image, environment, configs and secrets may be computed.
+    hardening = {key: c.get(key) for key in SERVICE_HARDENING_FIELDS}
+    if (
+        is_unknown(task.get("containerSpec"))
+        or contains_unknown(hardening)
+        or contains_unknown(task.get("resources"))
+        or contains_unknown(task.get("restartPolicy"))
+    ):
         report(f"{at}: container_spec, resources or restart_policy not known at preview; hardening must be known")
         return
     user = str(c.get("user") or "")

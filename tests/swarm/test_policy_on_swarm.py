@@ -1,6 +1,6 @@
 """The policy pack on Swarm services through the real engine: ``pulumi preview --policy-pack policy`` of a tiny
 throwaway program against the lab's manager. A hardened nginx service by digest, publishing 443 in host mode on the
-edge nodes, passes; the same with a postgres service publishing 5432 fails on R-NET-1, naming that service.
+edge nodes, with the prod nginx.conf as its Swarm config (what R-TLS-1/2/5 read), passes; the same with a postgres service publishing 5432 fails on R-NET-1, naming that service.
 Preview only: nothing is created on the swarm.
 """
 
@@ -40,6 +40,22 @@ edge = docker.Network(
 )
 
 
+# nginx's real prod config (R-TLS-1/2/5 read it), as the Swarm config the service mounts.
+import base64
+from components.edge_services import LAYOUT
+from components.nginx_conf import render_nginx_conf
+from components.settings import parse_settings
+from policy_plan.program import stack_config
+
+NGINX_CONF = render_nginx_conf(parse_settings(stack_config("prod"), stack="prod"), ocsp_stapling=False, layout=LAYOUT)
+nginx_conf = docker.ServiceConfig(
+    "nginx-conf",
+    name="fp-policy-nginx-conf",
+    data=base64.b64encode(NGINX_CONF.encode()).decode(),
+    opts=opts,
+)
+
+
 def service(name, image, port, target, constraint):
     labels = [
         docker.ServiceLabelArgs(label="org.flypotato.service", value=name),
@@ -61,6 +77,19 @@ def service(name, image, port, target, constraint):
         task_spec=docker.ServiceTaskSpecArgs(
             container_spec=docker.ServiceTaskSpecContainerSpecArgs(
                 image=image,
+                commands=["nginx", "-c", LAYOUT.conf, "-g", "daemon off;"] if name == "nginx" else None,
+                configs=[
+                    docker.ServiceTaskSpecContainerSpecConfigArgs(
+                        config_id=nginx_conf.id,
+                        config_name=nginx_conf.name,
+                        file_name=LAYOUT.conf,
+                        file_uid="101",
+                        file_gid="101",
+                        file_mode=0o440,
+                    )
+                ]
+                if name == "nginx"
+                else None,
                 user="101:101",
                 read_only=True,
                 cap_drops=["ALL"],
@@ -130,6 +159,7 @@ class Program:
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
             "PULUMI_ENABLE_STREAMING_JSON_PREVIEW": "true",  # --json streams the engine events
+            "PYTHONPATH": str(ROOT),  # the program renders nginx's config with the project's own code
         }
         self.pulumi("stack", "init", STACK)
         self.pulumi("config", "set", "host", f"unix://{RUN_DIR / 'node1.sock'}")

@@ -1,0 +1,127 @@
+"""The real program (``__main__.py``) as a throwaway ``target: swarm`` stack on the lab, through the real CLI and
+providers: its config (the dev profile on the lab's registry digests, the operator endpoints at the lab's SSH
+tunnel to the manager), the tunnel, and what is left on the swarm after it. Used by test_platform_on_swarm.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pulumi import automation as auto
+
+from tests.swarm.driver import TOOLCHAIN, labelled, purge
+from tests.swarm.lab import DIGEST_REF, SwarmLab, script
+from wire import PROJECT, STACK_LABEL
+
+ROOT = Path(__file__).resolve().parents[2]
+MANAGER = "unix:///run/fly-potato-swarm/node1.sock"
+DOMAIN = "fp-swarm.test"
+# What the platform runs on a swarm (monitoring and backups are off), as the main engine tags them.
+DEPLOYED = {
+    "postgres": "fly-potato/postgis:15-3",
+    "backend": "fly-potato/backend:0.1.0",
+    "keycloak": "fly-potato/keycloak:26.7.3",
+    "oauth2_proxy": "fly-potato/oauth2-proxy:7.8.1",
+    "nginx": "fly-potato/nginx:1.22.1",
+}
+# The tunnel's local ends -> the operator proxy's loopback ports on the manager (the dev host ports).
+TUNNEL = {"postgres": (25433, 5433), "keycloak": (28080, 8080)}
+
+
+def push_platform_images(swarm: SwarmLab) -> dict[str, str]:
+    refs = {key: swarm.push(image) for key, image in DEPLOYED.items()}
+    assert all(DIGEST_REF.match(ref) for ref in refs.values()), refs
+    return refs
+
+
+def stack_document(refs: dict[str, str]) -> dict[str, Any]:
+    dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    images = {**dev[f"{PROJECT}:images"], **refs, "migration": refs["backend"]}
+    return {
+        "config": {
+            f"{PROJECT}:profile": "dev",
+            f"{PROJECT}:domain": DOMAIN,
+            f"{PROJECT}:target": "swarm",
+            f"{PROJECT}:swarm": {
+                "docker_host": MANAGER,
+                "registry": "198.18.232.1:5000",
+                "encrypt_overlays": False,  # the lab's kernel has no ESP
+            },
+            f"{PROJECT}:features": {"monitoring": False, "backups": False},
+            f"{PROJECT}:operator_endpoints": {
+                "postgres_host": "127.0.0.1",
+                "postgres_port": TUNNEL["postgres"][0],
+                "keycloak_url": f"http://127.0.0.1:{TUNNEL['keycloak'][0]}",
+            },
+            f"{PROJECT}:images": images,
+            f"{PROJECT}:keycloak": dev[f"{PROJECT}:keycloak"],
+            f"{PROJECT}:secrets": dev[f"{PROJECT}:secrets"],
+        }
+    }
+
+
+def open_tunnel() -> None:
+    forwards = [f"{local}:{remote}" for local, remote in TUNNEL.values()]
+    opened = script("tunnel", *forwards, timeout=60)
+    if opened.returncode != 0:
+        pytest.fail(f"scripts/swarm-lab.sh tunnel failed: {opened.stderr.strip()}", pytrace=False)
+
+
+def volumes_left(swarm: SwarmLab, stack: str) -> list[str]:
+    return swarm.manager("volume", "ls", "-q", "--filter", f"label={STACK_LABEL}={stack}").split()
+
+
+@contextlib.contextmanager
+def platform_stack(swarm: SwarmLab, tmp: Path, refs: dict[str, str]) -> Iterator[tuple[auto.Stack, str]]:
+    """A new stack of the real program (not yet up) on the lab; destroyed, purged and forgotten on the way out."""
+    if not (TOOLCHAIN / "bin/pulumi").exists():
+        pytest.fail(f"no Pulumi CLI in {TOOLCHAIN}/bin: run 'make toolchain'", pytrace=False)
+    open_tunnel()
+    (tmp / "state").mkdir()
+    name = f"swp{secrets.token_hex(3)}"
+    config_file = ROOT / f"Pulumi.{name}.yaml"
+    config_file.write_text(yaml.safe_dump(stack_document(refs), sort_keys=False))
+    env = {
+        "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
+        "PULUMI_CONFIG_PASSPHRASE": secrets.token_urlsafe(24),
+        "PULUMI_HOME": os.environ.get("PULUMI_HOME", str(TOOLCHAIN / "pulumi-home")),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+        "PATH": f"{TOOLCHAIN / 'bin'}:{os.environ['PATH']}",
+    }
+    stack = auto.create_or_select_stack(
+        stack_name=name,
+        work_dir=str(ROOT),
+        opts=auto.LocalWorkspaceOptions(
+            env_vars=env, pulumi_command=auto.PulumiCommand(root=str(TOOLCHAIN), skip_version_check=False)
+        ),
+    )
+    try:
+        yield stack, name
+    finally:
+        try:
+            stack.destroy(color="never")
+        finally:
+            purge(swarm, name)
+            for volume in volumes_left(swarm, name):
+                swarm.manager("volume", "rm", volume, check=False)
+            stack.workspace.remove_stack(name)
+            config_file.unlink(missing_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def assert_platform_gone(swarm: SwarmLab, stack: str) -> None:
+    for kind in ("service", "network", "secret", "config"):
+        assert labelled(swarm, kind, stack) == [], f"{kind}s left"
+    assert volumes_left(swarm, stack) == [], "volumes left"
+    containers = swarm.manager("ps", "-aq", "--filter", f"label={STACK_LABEL}={stack}").split()
+    assert containers == [], "containers left on the manager (operator proxy, migration)"

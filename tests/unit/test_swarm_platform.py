@@ -1,0 +1,182 @@
+"""The whole program on ``target: swarm`` under the mocks (components/swarm/platform.py): which services run
+where and how many, the operator proxy as the only way to Postgres and Keycloak (loopback of the manager, a fixed
+address pg_hba names), the one-shot migration on the manager behind its gate, files as Swarm configs and
+secrets, and the pack's verdict on the graph, as a deploy and as a preview of a new stack."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from datetime import date
+from typing import Any
+
+import pytest
+
+from components.catalog import Zone
+from components.settings import parse_settings
+from components.swarm.operator_proxy import proxy_address, render_conf
+from components.swarm.specs import swarm_duration
+from policy import context
+from policy_plan import crossguard
+from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, stack_config
+from wire import SERVICE_LABEL, ZONE_LABEL
+
+SERVICE = "docker:index/service:Service"
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+SECRET = "docker:index/secret:Secret"
+CONFIG = "docker:index/serviceConfig:ServiceConfig"
+MANAGER = "unix:///run/fly-potato-swarm/node1.sock"
+REGISTRY = "198.18.232.1:5000"
+TODAY = date(2026, 11, 28)
+
+
+def swarm_overrides(**extra: Any) -> dict[str, Any]:
+    images = {
+        f"images.{name}": f"{REGISTRY}/fly-potato/{name.replace('_', '-')}@sha256:{'cd' * 32}"
+        for name in stack_config("dev")["images"]
+    }
+    images["images.migration"] = images["images.backend"]
+    return {
+        "target": "swarm",
+        "swarm.docker_host": MANAGER,
+        "swarm.registry": REGISTRY,
+        "swarm.encrypt_overlays": False,
+        "features.monitoring": False,
+        "features.backups": False,
+        **images,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def graph() -> ProgramGraph:
+    result = evaluate_program("dev", swarm_overrides())
+    assert result.error is None, result.error
+    return result
+
+
+def _labels(items: list[dict[str, str]] | None) -> dict[str, str]:
+    return {item["label"]: item["value"] for item in items or []}
+
+
+def _services(graph: ProgramGraph) -> dict[str, PlannedResource]:
+    return {_labels(r.prop("labels"))[SERVICE_LABEL]: r for r in graph.of_type(SERVICE)}
+
+
+def _zones(graph: ProgramGraph) -> dict[str, str]:
+    """network resource urn -> zone."""
+    return {r.urn: _labels(r.prop("labels"))[ZONE_LABEL] for r in graph.of_type(NETWORK)}
+
+
+def test_the_platform_runs_as_five_services_placed_by_role(graph: ProgramGraph) -> None:
+    services = _services(graph)
+    assert set(services) == {"postgres", "keycloak", "oauth2_proxy", "backend", "nginx"}
+    replicas = {k: r.prop("mode")["replicated"]["replicas"] for k, r in services.items()}
+    assert replicas == {"postgres": 1, "keycloak": 1, "oauth2_proxy": 2, "backend": 2, "nginx": 2}
+    placement = {k: r.prop("taskSpec")["placement"] for k, r in services.items()}
+    assert placement["postgres"]["constraints"] == ["node.labels.fly-potato.role==data"]
+    assert placement["nginx"]["constraints"] == ["node.labels.fly-potato.role==edge"]
+    assert placement["nginx"]["maxReplicas"] == 1
+    assert "constraints" not in placement["backend"] or not placement["backend"]["constraints"]
+    assert all(p["platforms"] == [{"os": "linux", "architecture": "amd64"}] for p in placement.values())
+
+
+def test_only_nginx_publishes_and_in_host_mode(graph: ProgramGraph) -> None:
+    for key, service in _services(graph).items():
+        ports = (service.prop("endpointSpec") or {}).get("ports") or []
+        assert service.prop("endpointSpec")["mode"] == "dnsrr"
+        if key == "nginx":
+            assert [(p["targetPort"], p["publishedPort"], p["publishMode"]) for p in ports] == [(80, 80, "host")]
+        else:
+            assert ports == [], key
+
+
+def test_the_operator_zone_is_internal_and_holds_postgres_keycloak_and_the_proxy_only(graph: ProgramGraph) -> None:
+    operator = next(
+        r
+        for r in graph.of_type(NETWORK)
+        if _labels(r.prop("labels"))[ZONE_LABEL] == "operator" and r.prop("driver") == "overlay"
+    )
+    assert operator.prop("internal") is True and operator.prop("attachable") is True
+    members = sorted(
+        key
+        for key, service in _services(graph).items()
+        if any(operator.urn in deps for deps in [service.property_dependencies.get("taskSpec", [])])
+    )
+    assert members == ["keycloak", "postgres"]
+
+
+def test_the_operator_proxy_publishes_postgres_and_keycloak_on_the_managers_loopback_only(graph: ProgramGraph) -> None:
+    settings = parse_settings(stack_config("dev", swarm_overrides()), stack="dev")
+    (proxy,) = [r for r in graph.of_type(CONTAINER) if r.name == "operator-proxy"]
+    ports = sorted((p["ip"], p["external"], p["internal"]) for p in proxy.prop("ports"))
+    assert ports == [("127.0.0.1", 5433, 5433), ("127.0.0.1", 8080, 8080)]
+    address = proxy_address(settings.zone_subnets[Zone.OPERATOR])
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(settings.zone_subnets[Zone.OPERATOR])
+    operator_leg = [n for n in proxy.prop("networksAdvanced") if n.get("ipv4Address")]
+    assert [n["ipv4Address"] for n in operator_leg] == [address]
+    assert proxy.prop("securityOpts") == ["no-new-privileges:true"] and proxy.prop("readOnly") is True
+    publish = graph.by_name("operator-proxy-publish")
+    assert publish.prop("driver") == "bridge" and publish.prop("internal") is False
+    assert publish.prop("options") == {"com.docker.network.bridge.enable_ip_masquerade": "false"}
+
+
+def test_pg_hba_admits_the_providers_from_the_proxy_address_only(graph: ProgramGraph) -> None:
+    settings = parse_settings(stack_config("dev", swarm_overrides()), stack="dev")
+    hba = next(base64.b64decode(r.prop("data")).decode() for r in graph.of_type(CONFIG) if "pg-hba" in r.prop("name"))
+    address = proxy_address(settings.zone_subnets[Zone.OPERATOR])
+    assert f"host    all           all         {address}/32" in hba
+    assert settings.zone_gateway(Zone.OPERATOR) + "/32" not in hba
+
+
+def test_secrets_are_swarm_secrets_and_never_configs(graph: ProgramGraph) -> None:
+    secrets = {r.prop("name") for r in graph.of_type(SECRET)}
+    configs = {r.prop("name") for r in graph.of_type(CONFIG)}
+    fragments = (
+        "postgres-password",
+        "keycloak-conf",
+        "database-url",
+        "oauth2-client-s",
+        "oauth2-cookie-s",
+        "server-key",
+    )
+    for fragment in (*fragments, "metrics-gate-to"):
+        assert any(fragment in name for name in secrets), (fragment, secrets)
+        assert not any(fragment in name for name in configs), (fragment, configs)
+
+
+def test_the_migration_runs_once_on_the_manager_behind_its_gate(graph: ProgramGraph) -> None:
+    (migration,) = [r for r in graph.of_type(CONTAINER) if r.name == "migration"]
+    assert migration.prop("command") == ["alembic", "upgrade", "head"]
+    assert migration.prop("mustRun") is False and migration.prop("restart") == "no"
+    gate = graph.by_name("release-migration-gate")
+    (backend,) = [
+        r for r in graph.resources if r.name == "app-backend" and r.type == "fly-potato:swarm:HardenedService"
+    ]
+    assert gate.urn in backend.dependencies
+    assert migration.urn in gate.dependencies
+
+
+def test_keycloak_runs_the_images_optimized_build(graph: ProgramGraph) -> None:
+    spec = _services(graph)["keycloak"].prop("taskSpec")["containerSpec"]
+    assert spec["args"][:3] == ["keycloak-entrypoint", "start", "--optimized"]
+
+
+def test_the_pack_finds_nothing_mandatory_deployed_or_previewed() -> None:
+    for preview in (False, True):
+        result = evaluate_program("dev", swarm_overrides(), preview=preview)
+        assert result.error is None
+        violations = crossguard.run(result, context.make(result.stack, result.config, today=TODAY)).violations
+        assert [v for v in violations if v.level == "mandatory"] == [], (preview, violations)
+        assert not [v for v in violations if "not known at preview" in v.message], violations
+
+
+@pytest.mark.parametrize(("given", "shown"), [("1m0s", "1m"), ("90s", "1m30s"), ("3600s", "1h"), ("10s", "10s")])
+def test_durations_are_written_as_the_provider_reads_a_service_back(given: str, shown: str) -> None:
+    assert swarm_duration(given) == shown
+
+
+def test_the_proxy_resolves_the_services_on_every_connection() -> None:
+    conf = render_conf(())
+    assert "resolver 127.0.0.11" in conf and "stream {" in conf and "http {" not in conf
