@@ -164,7 +164,7 @@ def _resolve(raw: RawSettings, project: str, stack: str) -> tuple[Settings | Non
     problems += _data_and_identity_problems(raw, exposure)
     problems += _network_and_profile_problems(raw, ports, host_ports, exposure)
     problems += _default_subnet_overlaps(raw, project, stack)
-    problems += swarm_problems(raw, images)
+    problems += swarm_problems(raw, images, exposure)
 
     if problems:
         return None, problems

@@ -8,12 +8,13 @@ least 2 in prod) and stateful ones are pinned to nodes labelled ``swarm.role_lab
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from components.catalog import Profile
+from components.catalog import Exposure, Profile
 from components.settings.fields import _Strict
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def _registry_digest(registry: str) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(registry)}/[a-z0-9._/-]+@sha256:[0-9a-f]{{64}}$")
 
 
-def swarm_problems(raw: RawSettings, images: dict[str, str]) -> list[str]:
+def swarm_problems(raw: RawSettings, images: dict[str, str], exposure: Mapping[str, Exposure]) -> list[str]:
     """Sentences for a swarm target that cannot work or would weaken prod; none for ``target: host``."""
     from components.settings.errors import PROJECT, _show
 
@@ -88,6 +89,14 @@ def swarm_problems(raw: RawSettings, images: dict[str, str]) -> list[str]:
         return []
     swarm, prod = raw.swarm, raw.profile is Profile.PROD
     problems: list[str] = []
+    # R-NET-3: a swarm publish binds every address of a node (host mode); dev binds loopback only.
+    for name in ("nginx_http", "nginx_https"):
+        if not prod and exposure[name] is Exposure.PUBLIC:
+            problems.append(
+                f"{PROJECT}:publish.{name} = public on target = swarm would publish nginx on every address of the "
+                f"edge nodes, and dev binds 127.0.0.1 only (R-NET-3); set publish.{name} to none (come in through "
+                "the SSH tunnel) or deploy dev with target = host"
+            )
     if swarm.docker_host is None:
         problems.append(
             f"{PROJECT}:swarm.docker_host is required when target = swarm; set it to the manager's Docker API "

@@ -365,3 +365,21 @@ def test_the_pack_process_judges_a_service_as_the_offline_plan_does() -> None:
         (v.policy, v.message) for v in result.violations if v.urn == backend.urn and v.policy in (SEC2, SEC3)
     )
     assert engine == offline and {p for p, _ in engine} == {SEC2, SEC3}
+
+
+def test_dev_on_swarm_publishes_nothing_r_net_3_mandatory() -> None:
+    """R-NET-3 holds on swarm: a host-mode port binds every address of a node, so a dev service publishes nothing."""
+    graph = _swarm()
+    graph.stack, graph.config = "dev", {"profile": "dev"}
+    assert _check(graph, "dev-bindings-loopback") == {("dev-bindings-loopback", "nginx", "mandatory")}
+    messages = _messages(graph, "dev-bindings-loopback")
+    assert [m.split(" (docker.Service")[0] for m in messages] == [
+        "nginx 0.0.0.0:443->8443/tcp (host mode)",
+        "nginx 0.0.0.0:80->8080/tcp (host mode)",
+    ]
+    assert all("is published on every address of its nodes" in m and "target = host" in m for m in messages)
+    _edit("nginx", lambda inputs: inputs["endpointSpec"].pop("ports"))(graph)
+    assert _check(graph, "dev-bindings-loopback") == set()
+    graph.stack, graph.config = STACK, {"profile": "prod"}
+    _publish("nginx", *copy.deepcopy(NGINX_PORTS))(graph)
+    assert _check(graph, "dev-bindings-loopback") == set()  # prod: R-NET-1/2 decide

@@ -13,6 +13,7 @@ from policy_plan.program import stack_config
 REGISTRY = "198.18.232.1:5000"
 DIGEST = "ab" * 32
 SOCKET = "unix:///run/fly-potato-swarm/node1.sock"
+DEV_UNPUBLISHED = {"publish.nginx_http": "none"}  # R-NET-3: dev on a swarm publishes nothing
 
 
 def _swarm_prod(**overrides: Any) -> dict[str, Any]:
@@ -27,13 +28,13 @@ BROKEN: list[tuple[str, dict[str, Any], str]] = [
     ("dev", {"target": "cloud"}, "fly-potato:target = \"cloud\" must be one of 'host' or 'swarm'"),
     (
         "dev",
-        {"target": "swarm"},
+        {"target": "swarm", **DEV_UNPUBLISHED},
         "fly-potato:swarm.docker_host is required when target = swarm; set it to the manager's Docker API with "
         "`pulumi config set --path swarm.docker_host unix:///var/run/docker.sock` (or ssh://user@manager)",
     ),
     (
         "dev",
-        {"target": "swarm", "swarm.docker_host": "node1:2375"},
+        {"target": "swarm", "swarm.docker_host": "node1:2375", **DEV_UNPUBLISHED},
         'fly-potato:swarm.docker_host = "node1:2375" is not a Docker API address; write '
         "unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST",
     ),
@@ -111,7 +112,7 @@ def test_prod_on_swarm_with_registry_digests_is_accepted() -> None:
 
 def test_dev_on_swarm_takes_one_replica_tags_and_no_registry() -> None:
     overrides = {"target": "swarm", "swarm.docker_host": "ssh://deploy@manager", "swarm.replicas": 1}
-    overrides |= {"swarm.encrypt_overlays": False}
+    overrides |= {"swarm.encrypt_overlays": False, **DEV_UNPUBLISHED}
     settings = parse_settings(stack_config("dev", overrides), stack="dev")
     assert settings.raw.swarm.replicas == 1
     assert settings.raw.swarm.encrypt_overlays is False
@@ -120,8 +121,24 @@ def test_dev_on_swarm_takes_one_replica_tags_and_no_registry() -> None:
 def test_the_program_refuses_features_not_yet_on_swarm_before_any_resource() -> None:
     from policy_plan.program import evaluate_program
 
-    graph = evaluate_program("dev", {"target": "swarm", "swarm.docker_host": SOCKET, "features.backups": False})
+    graph = evaluate_program(
+        "dev", {"target": "swarm", "swarm.docker_host": SOCKET, "features.backups": False, **DEV_UNPUBLISHED}
+    )
     assert graph.resources == []
     assert graph.error is not None
     assert "fly-potato:features.monitoring = true is not deployable on target = swarm yet" in graph.error
     assert "features.backups" not in graph.error
+
+
+@pytest.mark.parametrize("listener", ["nginx_http", "nginx_https"])
+def test_dev_on_swarm_may_not_publish_nginx_on_the_nodes_addresses(listener: str) -> None:
+    overrides = {"target": "swarm", "swarm.docker_host": SOCKET, f"publish.{listener}": "public"}
+    if listener == "nginx_https":
+        overrides |= DEV_UNPUBLISHED
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(stack_config("dev", overrides), stack="dev")
+    assert caught.value.problems == [
+        f"fly-potato:publish.{listener} = public on target = swarm would publish nginx on every address of the edge "
+        f"nodes, and dev binds 127.0.0.1 only (R-NET-3); set publish.{listener} to none (come in through the SSH "
+        "tunnel) or deploy dev with target = host"
+    ]

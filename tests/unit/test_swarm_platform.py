@@ -44,6 +44,7 @@ def swarm_overrides(**extra: Any) -> dict[str, Any]:
         "swarm.encrypt_overlays": False,
         "features.monitoring": False,
         "features.backups": False,
+        "publish.nginx_http": "none",  # R-NET-3: dev on a swarm publishes nothing
         **images,
         **extra,
     }
@@ -82,14 +83,10 @@ def test_the_platform_runs_as_five_services_placed_by_role(graph: ProgramGraph) 
     assert all(p["platforms"] == [{"os": "linux", "architecture": "amd64"}] for p in placement.values())
 
 
-def test_only_nginx_publishes_and_in_host_mode(graph: ProgramGraph) -> None:
+def test_dev_on_swarm_publishes_nothing(graph: ProgramGraph) -> None:
     for key, service in _services(graph).items():
-        ports = (service.prop("endpointSpec") or {}).get("ports") or []
         assert service.prop("endpointSpec")["mode"] == "dnsrr"
-        if key == "nginx":
-            assert [(p["targetPort"], p["publishedPort"], p["publishMode"]) for p in ports] == [(80, 80, "host")]
-        else:
-            assert ports == [], key
+        assert not (service.prop("endpointSpec") or {}).get("ports"), key
 
 
 def test_the_operator_zone_is_internal_and_holds_postgres_keycloak_and_the_proxy_only(graph: ProgramGraph) -> None:
