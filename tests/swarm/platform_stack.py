@@ -1,6 +1,7 @@
 """The real program (``__main__.py``) as a throwaway ``target: swarm`` stack on the lab, through the real CLI and
-providers: its config (the dev profile on the lab's registry digests, the operator endpoints at the lab's SSH
-tunnel to the manager), the tunnel, and what is left on the swarm after it. Used by test_platform_on_swarm.py.
+providers: its config (the committed prod profile, every image from the lab's registry by digest, the operator
+endpoints at the lab's SSH tunnel to the manager, CPU limits a lab node can grant), the tunnel, and what is left
+on the swarm after it. Used by test_platform_on_swarm.py.
 """
 
 from __future__ import annotations
@@ -23,49 +24,53 @@ from wire import PROJECT, STACK_LABEL
 
 ROOT = Path(__file__).resolve().parents[2]
 MANAGER = "unix:///run/fly-potato-swarm/node1.sock"
-DOMAIN = "fp-swarm.test"
-# What the platform runs on a swarm (monitoring and backups are off), as the main engine tags them.
-DEPLOYED = {
-    "postgres": "fly-potato/postgis:15-3",
-    "backend": "fly-potato/backend:0.1.0",
-    "keycloak": "fly-potato/keycloak:26.7.3",
-    "oauth2_proxy": "fly-potato/oauth2-proxy:7.8.1",
-    "nginx": "fly-potato/nginx:1.22.1",
-}
-# The tunnel's local ends -> the operator proxy's loopback ports on the manager (the dev host ports).
+DOMAIN = "flypotato.example.com"  # the committed prod domain; clients pin it to an edge node's address
+# The tunnel's local ends -> the operator proxy's loopback ports on the manager (prod's operator host ports).
 TUNNEL = {"postgres": (25433, 5433), "keycloak": (28080, 8080)}
+LAB_NODE_CPUS = 2.0  # what a lab node's dockerd grants a task at most (the machine's cores)
+
+
+def local_tags() -> dict[str, str]:
+    """images.<service> -> the tag `make images` builds (the dev stack file names them)."""
+    return dict(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"][f"{PROJECT}:images"])
 
 
 def push_platform_images(swarm: SwarmLab) -> dict[str, str]:
-    refs = {key: swarm.push(image) for key, image in DEPLOYED.items()}
+    """Every image of the platform in the lab registry: images.<service> -> REGISTRY/REPO@sha256:…."""
+    pushed: dict[str, str] = {}
+    refs = {}
+    for service, tag in local_tags().items():
+        if tag not in pushed:
+            pushed[tag] = swarm.push(tag)
+        refs[service] = pushed[tag]
     assert all(DIGEST_REF.match(ref) for ref in refs.values()), refs
     return refs
 
 
 def stack_document(refs: dict[str, str]) -> dict[str, Any]:
-    dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    images = {**dev[f"{PROJECT}:images"], **refs, "migration": refs["backend"]}
-    return {
-        "config": {
-            f"{PROJECT}:profile": "dev",
-            f"{PROJECT}:domain": DOMAIN,
-            f"{PROJECT}:target": "swarm",
-            f"{PROJECT}:swarm": {
-                "docker_host": MANAGER,
-                "registry": "198.18.232.1:5000",
-                "encrypt_overlays": False,  # the lab's kernel has no ESP
-            },
-            f"{PROJECT}:features": {"monitoring": False, "backups": False},
-            f"{PROJECT}:operator_endpoints": {
-                "postgres_host": "127.0.0.1",
-                "postgres_port": TUNNEL["postgres"][0],
-                "keycloak_url": f"http://127.0.0.1:{TUNNEL['keycloak'][0]}",
-            },
-            f"{PROJECT}:images": images,
-            f"{PROJECT}:keycloak": dev[f"{PROJECT}:keycloak"],
-            f"{PROJECT}:secrets": dev[f"{PROJECT}:secrets"],
-        }
+    """Pulumi.prod.yaml on the lab: target swarm, the registry digests, the tunnel, CPU limits a node can grant."""
+    from components.catalog import PROD_RESOURCES
+
+    document = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    config = document["config"]
+    config[f"{PROJECT}:target"] = "swarm"
+    config[f"{PROJECT}:swarm"] = {
+        "docker_host": MANAGER,
+        "registry": "198.18.232.1:5000",
+        "encrypt_overlays": False,  # the lab's kernel has no ESP
+        "replicas": 2,
     }
+    config[f"{PROJECT}:images"] = refs
+    config[f"{PROJECT}:features"] = {**config.get(f"{PROJECT}:features", {}), "dns_preflight": False}
+    config[f"{PROJECT}:operator_endpoints"] = {
+        "postgres_host": "127.0.0.1",
+        "postgres_port": TUNNEL["postgres"][0],
+        "keycloak_url": f"http://127.0.0.1:{TUNNEL['keycloak'][0]}",
+    }
+    config[f"{PROJECT}:resources"] = {
+        name: {"cpus": LAB_NODE_CPUS} for name, r in PROD_RESOURCES.items() if r.cpus > LAB_NODE_CPUS
+    }
+    return document
 
 
 def open_tunnel() -> None:
@@ -109,6 +114,7 @@ def platform_stack(swarm: SwarmLab, tmp: Path, refs: dict[str, str]) -> Iterator
         yield stack, name
     finally:
         try:
+            unprotect(stack)
             stack.destroy(color="never")
         finally:
             purge(swarm, name)
@@ -119,9 +125,17 @@ def platform_stack(swarm: SwarmLab, tmp: Path, refs: dict[str, str]) -> Iterator
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def assert_platform_gone(swarm: SwarmLab, stack: str) -> None:
+def unprotect(stack: auto.Stack) -> None:
+    """Prod protects its realm and databases: a throwaway stack lets go of them first (`pulumi state unprotect`)."""
+    with contextlib.suppress(auto.CommandError):
+        stack._run_pulumi_cmd_sync(["state", "unprotect", "--all", "--yes"])
+
+
+def assert_platform_gone(swarm: SwarmLab, stack: str, retained: tuple[str, ...] = ()) -> None:
+    """Nothing of the stack is left on the swarm but the named volumes prod retains on delete."""
     for kind in ("service", "network", "secret", "config"):
         assert labelled(swarm, kind, stack) == [], f"{kind}s left"
-    assert volumes_left(swarm, stack) == [], "volumes left"
+    names = {swarm.manager("volume", "inspect", "-f", "{{.Name}}", v).strip() for v in volumes_left(swarm, stack)}
+    assert names == {f"fly-potato-{stack}-{volume}" for volume in retained}, names
     containers = swarm.manager("ps", "-aq", "--filter", f"label={STACK_LABEL}={stack}").split()
     assert containers == [], "containers left on the manager (operator proxy, migration)"

@@ -1,14 +1,14 @@
-"""The whole platform on the lab's three-node swarm: the real program (``target: swarm``) through the real engine
-and providers, the Postgres and Keycloak providers reaching the manager's loopback through the lab's SSH tunnel
-(tests/swarm/platform_stack.py).
+"""The whole platform on the lab's three-node swarm: the real program with the committed prod profile on
+``target: swarm``, through the real engine and providers, the Postgres and Keycloak providers reaching the
+manager's loopback through the lab's SSH tunnel (tests/swarm/platform_stack.py).
 
-Every service converges to its replicas, placed by role; ``/health/ready`` answers through nginx on both edge
-nodes; a user logs in through oauth2-proxy and Keycloak; Postgres and Keycloak are not reachable on any node's
+Every service converges to its replicas, placed by role; ``/health/ready`` answers over TLS through nginx on both
+edge nodes, port 80 only redirects; a user logs in through oauth2-proxy and Keycloak; Postgres and Keycloak are not reachable on any node's
 address; a second preview changes nothing. Then a node is lost under load: a client that does what a load
 balancer in front of the edge nodes does (a refused connection is tried once on the other edge node) asks
-``/health/ready`` at 20 req/s while the edge worker running a backend task is drained, then its dockerd stopped
+``/health/ready`` over TLS at 20 req/s while the edge worker running a backend task is drained, then its dockerd stopped
 (``scripts/swarm-lab.sh stop-node``). No request may fail. The worker comes back, the backend is rebalanced onto
-it, and destroy leaves nothing. The figures (convergence, requests sent/failed/retried, the longest gap,
+it, and destroy leaves nothing but the data volumes prod retains. The figures (convergence, requests sent/failed/retried, the longest gap,
 ``docker node ps`` before, during and after) are printed (``-s``) and written to platform-on-swarm.json in the
 test's temp folder. ``make e2e-swarm``; runs before test_teardown.py (file order).
 """
@@ -20,7 +20,9 @@ import html
 import http.client
 import json
 import re
+import secrets
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -34,13 +36,25 @@ from pulumi import automation as auto
 
 from tests.swarm.driver import timed
 from tests.swarm.lab import ADDRESS, HOSTNAME, SwarmLab, node_of, script, wait_for
-from tests.swarm.platform_stack import DOMAIN, TUNNEL, assert_platform_gone, platform_stack, push_platform_images
+from tests.swarm.lab import ROOT as LAB_ROOT
+from tests.swarm.platform_stack import (
+    DOMAIN,
+    TUNNEL,
+    assert_platform_gone,
+    platform_stack,
+    push_platform_images,
+    unprotect,
+)
+from wire import STACK_LABEL
 
 pytestmark = pytest.mark.e2e
+ROOT = LAB_ROOT
 EDGES = ("node2", "node3")
 RATE = 20  # requests per second
 LIMIT = 120.0  # seconds of traffic at most
 READY = "/health/ready"
+# What prod keeps when the stack lets go of it (retain_on_delete); removed by hand after the check.
+RETAINED = ("pgdata", "backups", "wal-archive", "prometheus-data", "alertmanager-data")
 FIGURES: dict[str, Any] = {"times (s)": {}, "node ps": {}}
 TIMES: dict[str, float] = FIGURES["times (s)"]
 
@@ -51,7 +65,12 @@ class Live:
     name: str
     outputs: dict[str, Any]
     services: dict[str, str]
+    ca_file: str  # the stack's internal CA (tls.mode internal_ca), what clients trust
     destroyed: bool = False
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
 
 
 @dataclass
@@ -80,7 +99,9 @@ def live(swarm: SwarmLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         with platform_stack(swarm, tmp_path_factory.mktemp("platform-on-swarm"), refs) as (stack, name):
             result = timed(TIMES, "pulumi up from nothing (converged)", lambda: stack.up(color="never"))
             outputs = {key: value.value for key, value in result.outputs.items()}
-            deployment = Live(stack, name, outputs, outputs["swarm_services"])
+            ca_file = tmp_path_factory.mktemp("platform-on-swarm-ca") / "ca.pem"
+            ca_file.write_text(_internal_ca(stack))
+            deployment = Live(stack, name, outputs, outputs["swarm_services"], str(ca_file))
             try:
                 yield deployment
             finally:
@@ -92,6 +113,12 @@ def live(swarm: SwarmLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         report.write_text(json.dumps(FIGURES, indent=1))
         print(f"\nplatform on swarm figures ({report}):\n{report.read_text()}")
+
+
+def _internal_ca(stack: auto.Stack) -> str:
+    state = stack.export_stack().deployment or {}
+    [ca] = [r for r in state["resources"] if r["type"] == "tls:index/selfSignedCert:SelfSignedCert"]
+    return str(ca["outputs"]["certPem"])
 
 
 # -- what runs where -------------------------------------------------------------------------------------------
@@ -118,6 +145,15 @@ def test_every_service_converges_to_its_replicas_placed_by_role(swarm: SwarmLab,
     expected = {"postgres": 1, "keycloak": 1, "oauth2_proxy": 2, "backend": 2, "nginx": 2}
     for key, count in expected.items():
         swarm.running(services[key], count, timeout=120)
+    listing = swarm.manager(
+        "service", "ls", "--filter", f"label={STACK_LABEL}={live.name}", "--format", "{{.Name}} {{.Replicas}}"
+    )
+    FIGURES["services"] = listing
+    print(f"\nservices:\n{listing}")
+    for line in listing.splitlines():
+        name, replicas = line.split(" ", 1)
+        running, _, wanted = replicas.split(" ")[0].partition("/")
+        assert running == wanted, f"{name} has {replicas} tasks"
     _node_ps(swarm, "before")
     assert _placed(swarm, services["postgres"]) == ["fp-swarm-1"], "postgres on the data node, with its volume"
     assert _placed(swarm, services["nginx"]) == ["fp-swarm-2", "fp-swarm-3"], "one nginx per edge node"
@@ -131,8 +167,17 @@ def test_every_service_converges_to_its_replicas_placed_by_role(swarm: SwarmLab,
 # -- the users' path ---------------------------------------------------------------------------------------------
 
 
-def _edge_get(node: str, path: str) -> tuple[int, str]:
-    connection = http.client.HTTPConnection(ADDRESS[node], 80, timeout=5)
+def _https(live: Live, address: str, connect_timeout: float = 5) -> http.client.HTTPConnection:
+    """HTTPS to one node's address, with the certificate checked for DOMAIN against the stack's CA."""
+    raw = socket.create_connection((address, 443), timeout=connect_timeout)
+    raw.settimeout(10)
+    connection = http.client.HTTPConnection(DOMAIN, 443)
+    connection.sock = live.tls.wrap_socket(raw, server_hostname=DOMAIN)
+    return connection
+
+
+def _edge_get(live: Live, node: str, path: str) -> tuple[int, str]:
+    connection = _https(live, ADDRESS[node])
     try:
         connection.request("GET", path, headers={"Host": DOMAIN})
         response = connection.getresponse()
@@ -141,13 +186,24 @@ def _edge_get(node: str, path: str) -> tuple[int, str]:
         connection.close()
 
 
-def test_ready_and_the_api_answer_through_nginx_on_both_edge_nodes(live: Live) -> None:
+def test_ready_and_the_api_answer_over_tls_through_nginx_on_both_edge_nodes(live: Live) -> None:
     for node in EDGES:
-        status, body = wait_for(
-            f"{READY} via {node}", lambda n=node: (lambda a: a if a[0] == 200 else None)(_edge_get(n, READY)), 60
+        _status, body = wait_for(
+            f"{READY} via {node}", lambda n=node: (lambda a: a if a[0] == 200 else None)(_edge_get(live, n, READY)), 60
         )
         assert json.loads(body)["status"] == "ready"
-        assert _edge_get(node, "/api/regions")[0] == 401, "the API wants a login"
+        assert _edge_get(live, node, "/api/regions")[0] in (302, 401), "the API wants a login"
+
+
+def test_port_80_on_the_edge_nodes_only_redirects_to_https(live: Live) -> None:
+    for node in EDGES:
+        connection = http.client.HTTPConnection(ADDRESS[node], 80, timeout=5)
+        try:
+            connection.request("GET", READY, headers={"Host": DOMAIN})
+            response = connection.getresponse()
+            assert response.status == 301 and response.getheader("Location") == f"https://{DOMAIN}{READY}"
+        finally:
+            connection.close()
 
 
 @contextlib.contextmanager
@@ -167,33 +223,69 @@ def _resolving(domain: str, address: str) -> Iterator[None]:
 
 
 def test_a_user_logs_in_through_oauth2_proxy_and_keycloak_on_the_swarm(live: Live) -> None:
-    password = live.outputs["keycloak_test_users"]["analyst"]
-    base = f"http://{DOMAIN}"
+    user, password = _seeded_user(live)
+    base = f"https://{DOMAIN}"
     with _resolving(DOMAIN, ADDRESS["node3"]):
         browser = requests.Session()
+        browser.verify = live.ca_file
         page = browser.get(f"{base}/oauth2/start", params={"rd": "/api/regions"}, timeout=30)
         assert "/sso/realms/" in page.url and page.status_code == 200, (page.url, page.status_code)
         action = re.search(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"', page.text)
         assert action, page.text[:300]
-        for cookie in browser.cookies:
-            cookie.secure = False  # plain http in dev; a browser would keep them for this host too
-        landed = browser.post(
-            html.unescape(action.group(1)), data={"username": "analyst", "password": password}, timeout=30
-        )
+        landed = browser.post(html.unescape(action.group(1)), data={"username": user, "password": password}, timeout=30)
     assert landed.status_code == 200, (landed.url, landed.text[:300])
     assert landed.url == f"{base}/api/regions"
     assert isinstance(landed.json(), list)
 
 
+def _seeded_user(live: Live) -> tuple[str, str]:
+    """Prod seeds no test users: one is made through the tunnel with Keycloak's admin API, as an operator would."""
+    base = f"http://127.0.0.1:{TUNNEL['keycloak'][0]}/sso"
+    admin = live.outputs["keycloak_admin"]
+    token = requests.post(
+        f"{base}/realms/master/protocol/openid-connect/token",
+        data={"grant_type": "password", "client_id": "admin-cli", **admin},
+        timeout=30,
+    ).json()["access_token"]
+    realm = live.outputs["keycloak_issuer_url"].rsplit("/", 1)[-1]
+    user, password = "swarm-e2e", secrets.token_urlsafe(18)
+    created = requests.post(
+        f"{base}/admin/realms/{realm}/users",
+        headers={"Authorization": f"Bearer {token}"},
+        json={
+            "username": user,
+            "email": f"{user}@users.fly-potato.test",
+            "emailVerified": True,
+            "enabled": True,
+            "firstName": "Swarm",
+            "lastName": "E2E",
+            "credentials": [{"type": "password", "value": password, "temporary": False}],
+        },
+        timeout=30,
+    )
+    assert created.status_code in (201, 409), created.text[:300]
+    return user, password
+
+
 def test_postgres_and_keycloak_are_reached_only_through_the_tunnel(live: Live) -> None:
     for node in ("node1", "node2", "node3"):
         for port in (5433, 8080):
-            with pytest.raises(OSError), socket.create_connection((ADDRESS[node], port), timeout=3):
+            with pytest.raises(ConnectionRefusedError), socket.create_connection((ADDRESS[node], port), timeout=3):
                 pass
     with socket.create_connection(("127.0.0.1", TUNNEL["postgres"][0]), timeout=5):
         pass
     realm = requests.get(f"http://127.0.0.1:{TUNNEL['keycloak'][0]}/sso/realms/master", timeout=10)
     assert realm.status_code == 200 and realm.json()["realm"] == "master"
+
+
+def test_the_policy_pack_passes_the_live_stack(live: Live) -> None:
+    """`pulumi preview --policy-pack policy`: the prod pack on the swarm stack, nothing mandatory."""
+    preview = timed(
+        TIMES,
+        "pulumi preview --policy-pack policy",
+        lambda: live.stack.preview(color="never", policy_packs=[str(ROOT / "policy")]),
+    )
+    assert "mandatory" not in preview.stdout, preview.stdout[-3000:]
 
 
 def test_a_second_preview_changes_nothing(live: Live) -> None:
@@ -205,12 +297,9 @@ def test_a_second_preview_changes_nothing(live: Live) -> None:
 # -- a node lost under load --------------------------------------------------------------------------------------
 
 
-def _ask(address: str) -> str:
+def _ask(live: Live, address: str) -> str:
     """'' when /health/ready answers 200 ready; the problem otherwise. A refused connection raises."""
-    connection = http.client.HTTPConnection(address, 80, timeout=1)  # a silent address costs 1 s
-    connection.connect()
-    assert connection.sock is not None
-    connection.sock.settimeout(5)
+    connection = _https(live, address, connect_timeout=1)  # a silent address costs 1 s
     try:
         connection.request("GET", READY, headers={"Host": DOMAIN})
         response = connection.getresponse()
@@ -220,7 +309,7 @@ def _ask(address: str) -> str:
         connection.close()
 
 
-def _client(traffic: Traffic, stop: threading.Event) -> None:
+def _client(live: Live, traffic: Traffic, stop: threading.Event) -> None:
     """One request every 1/RATE s to the edge nodes in turn, until stopped or LIMIT s have passed."""
     started = last_ok = time.monotonic()
     while not stop.is_set() and time.monotonic() - started < LIMIT:
@@ -228,10 +317,10 @@ def _client(traffic: Traffic, stop: threading.Event) -> None:
         traffic.sent += 1
         try:
             try:
-                problem = _ask(ADDRESS[first])
+                problem = _ask(live, ADDRESS[first])
             except OSError:  # no nginx there any more, or the node is gone: the other edge node
                 traffic.retried += 1
-                problem = _ask(ADDRESS[other])
+                problem = _ask(live, ADDRESS[other])
         except (OSError, http.client.HTTPException) as error:
             problem = f"{type(error).__name__}: {error}"
         now = time.monotonic()
@@ -252,7 +341,7 @@ def test_losing_a_worker_that_runs_a_backend_task_fails_no_request(swarm: SwarmL
     FIGURES["lost node"] = host
     traffic = Traffic()
     stop = threading.Event()
-    client = threading.Thread(target=_client, args=(traffic, stop), daemon=True)
+    client = threading.Thread(target=_client, args=(live, traffic, stop), daemon=True)
     client.start()
     try:
         time.sleep(5)  # steady traffic first
@@ -285,7 +374,11 @@ def test_losing_a_worker_that_runs_a_backend_task_fails_no_request(swarm: SwarmL
     finally:
         stop.set()
         client.join(timeout=LIMIT + 30)
-    FIGURES["traffic"] = {**asdict(traffic), "longest_gap": round(traffic.longest_gap, 2), "errors": traffic.errors[:20]}
+    FIGURES["traffic"] = {
+        **asdict(traffic),
+        "longest_gap": round(traffic.longest_gap, 2),
+        "errors": traffic.errors[:20],
+    }
     print(f"\ntraffic during the loss of {host}: {json.dumps(FIGURES['traffic'])}")
     assert traffic.sent >= RATE * 20, "traffic ran through the drain and the stop"
     assert traffic.retried > 0, "the lost edge node's address refused, the other answered"
@@ -313,16 +406,30 @@ def test_the_worker_comes_back_and_the_backend_is_rebalanced_onto_it(swarm: Swar
     timed(
         TIMES,
         "service update --force (backend rebalanced)",
-        lambda: swarm.docker("node1", "service", "update", "--force", "--detach=false", "--quiet", backend, timeout=300),
+        lambda: swarm.docker(
+            "node1", "service", "update", "--force", "--detach=false", "--quiet", backend, timeout=300
+        ),
     )
-    placed = wait_for("the backend on two nodes", lambda: (lambda p: p if len(p) == 2 else None)(_placed(swarm, backend)))
+    placed = wait_for(
+        "the backend on two nodes", lambda: (lambda p: p if len(p) == 2 else None)(_placed(swarm, backend))
+    )
     _node_ps(swarm, "after")
     assert host in placed and len(set(placed)) == 2, placed
     for node in EDGES:
-        assert wait_for(f"{READY} via {node}", lambda n=node: _edge_get(n, READY)[0] == 200 or None, 60)
+        assert wait_for(f"{READY} via {node}", lambda n=node: _edge_get(live, n, READY)[0] == 200 or None, 60)
 
 
-def test_destroy_leaves_nothing_on_the_swarm(swarm: SwarmLab, live: Live) -> None:
+def test_destroy_leaves_nothing_on_the_swarm_but_the_retained_data(swarm: SwarmLab, live: Live) -> None:
+    unprotect(live.stack)  # prod protects its realm and databases
     timed(TIMES, "pulumi destroy", lambda: live.stack.destroy(color="never"))
     live.destroyed = True
+    retained = tuple(
+        v
+        for v in RETAINED
+        if swarm.manager("volume", "ls", "-q", "--filter", f"name=fly-potato-{live.name}-{v}").strip()
+    )
+    assert "pgdata" in retained
+    assert_platform_gone(swarm, live.name, retained)
+    for volume in retained:
+        swarm.manager("volume", "rm", f"fly-potato-{live.name}-{volume}")
     assert_platform_gone(swarm, live.name)
