@@ -153,8 +153,6 @@ class SwarmBackups(pulumi.ComponentResource):
                 volumes={volumes.backups_name: BACKUP_MOUNT, volumes.wal_archive_name: WAL_ARCHIVE_MOUNT},
                 # /healthz needs no token; /metrics does.
                 healthcheck=probe(http_probe(metrics_port, "/healthz")),
-                # A dump in progress is abandoned on stop; give it time to finish its current database.
-                stop_grace_period="1m0s",
             ),
             zones,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.after, volumes.backups, volumes.wal_archive]),

@@ -112,6 +112,8 @@ def test_the_backup_service_is_one_task_on_the_data_role_with_both_volumes(graph
     spec = _spec(backup)
     assert spec["user"] == "10011:10010" and spec["readOnly"] is True
     assert spec["args"] == ["service"] and "commands" not in spec, "the image's entrypoint: python3 -m backup"
+    # As the Docker provider reads it back ("1m0s" would read back as "1m": an update on every up).
+    assert spec["stopGracePeriod"] == "30s"
     networks = {n["name"] for n in backup.prop("taskSpec")["networksAdvanceds"]}
     assert networks == {"zones-data-id", "zones-monitoring-id"}, "postgres in data; Prometheus scrapes in monitoring"
     # Two tasks never run on the node's volumes at once; postgres likewise.
