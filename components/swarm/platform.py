@@ -9,7 +9,8 @@ The groups in release order, through the manager's Docker API (``swarm.docker_ho
 4. roles, databases and grants (``PlatformDatabases``) through it;
 5. auth: Keycloak (the image's optimized build: a task has no writable build directory) and, after the realm
    (``IdentityRealm``) exists, oauth2-proxy with ``swarm.replicas`` tasks;
-6. the one-shot migration as a container on the manager attached to the data overlay, and its gate;
+6. with backups on, the backup service and the pre-deploy dump (``SwarmBackups``); the one-shot migration as a
+   container on the manager attached to the data overlay, and its gate;
 7. the backend, ``swarm.replicas`` tasks, after the gate; nginx on the edge nodes, 443/80 in host mode.
 
 Each service is a ``HardenedService``: rolling updates start the new task first and roll back on a failed
@@ -55,6 +56,7 @@ from components.release_order import MigrationGate, MigrationGateArgs, ReleaseAr
 from components.secrets import generated_cookie_secret, generated_password
 from components.server_certificate import ServerCertificate
 from components.settings import Settings
+from components.swarm.backups import NO_ARCHIVE, BackupVolumes, SwarmBackups, backup_volumes_args, swarm_backups_args
 from components.swarm.files import ServiceFile
 from components.swarm.operator_proxy import Forward, OperatorProxy, OperatorProxyArgs, proxy_address
 from components.swarm.placement import manager_provider, placement_of
@@ -79,7 +81,7 @@ TYPE = "fly-potato:swarm:SwarmPlatform"
 
 class SwarmPlatform(pulumi.ComponentResource):
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
-        not_yet = [f for f in ("monitoring", "backups") if getattr(settings.features, f)]
+        not_yet = [f for f in ("monitoring",) if getattr(settings.features, f)]
         if not_yet:
             raise pulumi.RunError(
                 " ".join(
@@ -125,6 +127,15 @@ class SwarmPlatform(pulumi.ComponentResource):
             labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=s.stack)],
             opts=pulumi.ResourceOptions(parent=self, provider=data_provider, retain_on_delete=s.is_prod),
         )
+        # With backups on, the backup and WAL archive volumes on the data node; postgres archives into one.
+        self.backup_volumes = (
+            BackupVolumes(
+                "backup-volumes", backup_volumes_args(s, data_provider), opts=pulumi.ResourceOptions(parent=self)
+            )
+            if s.features.backups
+            else None
+        )
+        archive = self.backup_volumes.postgres if self.backup_volumes else NO_ARCHIVE
         pg_port = ports["postgres"]
         self.postgres = HardenedService(
             "data-postgres",
@@ -145,8 +156,9 @@ class SwarmPlatform(pulumi.ComponentResource):
                         PG_HBA_FILE,
                         pg_hba(s, operator_source=operator_address, zones_of=lambda key: swarm_zones_of(s, key)),
                     ),
+                    *archive.files,
                 ),
-                volumes={self.data_volume.name: PGDATA_MOUNT},  # type: ignore[dict-item]
+                volumes={self.data_volume.name: PGDATA_MOUNT, **archive.volumes},  # type: ignore[dict-item]
                 tmpfs={"/tmp": tmpfs_bytes(64), "/run/postgresql": tmpfs_bytes(16)},
                 healthcheck=Probe(
                     ["CMD", "pg_isready", "--host=127.0.0.1", f"--port={pg_port}", "--timeout=3"],
@@ -155,7 +167,9 @@ class SwarmPlatform(pulumi.ComponentResource):
                 stop_grace_period="1m",
             ),
             self.zones,
-            opts=pulumi.ResourceOptions.merge(on_swarm, pulumi.ResourceOptions(depends_on=[self.data_volume])),
+            opts=pulumi.ResourceOptions.merge(
+                on_swarm, pulumi.ResourceOptions(depends_on=[self.data_volume, *archive.after])
+            ),
         )
 
         # 3. The providers' way in: 127.0.0.1 of the manager, over an SSH tunnel.
@@ -289,6 +303,24 @@ class SwarmPlatform(pulumi.ComponentResource):
             ReleaseArgs(backend_image=s.images["backend"], migration_image=s.images["migration"]),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # Release step 1 (R-OPS-2): with backups on, the backup service and a dump in it before the migration.
+        self.backups = (
+            SwarmBackups(
+                "backup",
+                swarm_backups_args(
+                    s,
+                    volumes=self.backup_volumes,
+                    release=self.release,
+                    backup_url=self.database.url("backup", port=pg_port),
+                    metrics_token=self.metrics_token.result,
+                    after=[self.database],
+                ),
+                self.zones,
+                opts=on_swarm,
+            )
+            if self.backup_volumes
+            else None
+        )
         self.migration_image = docker.RemoteImage(
             "migration-image", name=s.images["migration"], keep_locally=True, opts=on_swarm
         )
@@ -309,7 +341,10 @@ class SwarmPlatform(pulumi.ComponentResource):
             manager_placement(s),
             self.zones,
             opts=pulumi.ResourceOptions.merge(
-                on_swarm, pulumi.ResourceOptions(depends_on=[self.database, self.migration_image])
+                on_swarm,
+                pulumi.ResourceOptions(
+                    depends_on=[self.database, self.migration_image, *(self.backups.after if self.backups else [])]
+                ),
             ),
         )
         self.migration_gate = MigrationGate(
@@ -411,7 +446,10 @@ class SwarmPlatform(pulumi.ComponentResource):
                     "network": self.zones.networks[zone].name,
                     "internal": self.zones.internal[zone],
                     "services": sorted(
-                        n for n in SERVICES if n in deployed_services() and zone in swarm_zones_of(s, n)
+                        n
+                        for n in SERVICES
+                        if (n in deployed_services() or (n == "backup" and self.backups))
+                        and zone in swarm_zones_of(s, n)
                     ),
                 }
                 for zone in Zone
@@ -443,6 +481,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                     "oauth2_proxy": self.oauth2_proxy,
                     "backend": self.backend,
                     "nginx": self.nginx,
+                    **({"backup": self.backups.service} if self.backups else {}),
                 }.items()
             },
         }

@@ -7,8 +7,9 @@ Files and secrets are Swarm configs and secrets owned by the service's uid:gid (
 
 Swarm specifics: ``replicas`` tasks, placed by node-label constraints (stateful services on the data role,
 nginx on the edge role); rolling updates that start the new task first and roll back on failure (stop first
-when the service publishes a host port: the old task holds it); endpoint mode ``dnsrr`` (the service name
-resolves to its tasks; no VIP, no routing mesh) and ports only in ``host`` mode, on the node's own address.
+when the service publishes a host port or mounts a volume: the old task holds it); endpoint mode ``dnsrr`` (the
+service name resolves to its tasks; no VIP, no routing mesh) and ports only in ``host`` mode, on the node's own
+address.
 
 Not expressible with pulumi-docker 5.1's ``docker.Service``: ``no-new-privileges`` (set the daemon's
 ``"no-new-privileges": true`` on every node) and PID/open-file limits (no ulimits or pids limit field).
@@ -154,7 +155,9 @@ class HardenedService(pulumi.ComponentResource):
         health = args.healthcheck
         assert health is not None  # __post_init__
         # A host port is held by the old task until it stops: start-first could never place the new one there.
-        order = "stop-first" if args.ports else "start-first"
+        # A volume on its node likewise: two tasks of a stateful service must never run on it at once (two
+        # postmasters on one PGDATA, each in its own PID and IPC namespace, would not see each other's lock).
+        order = "stop-first" if args.ports or args.volumes else "start-first"
         label_args = [docker.ServiceLabelArgs(label=k, value=v) for k, v in sorted(labels.items())]
 
         self.service = docker.Service(
@@ -196,7 +199,8 @@ class HardenedService(pulumi.ComponentResource):
                     ]
                     + [
                         docker.ServiceTaskSpecContainerSpecMountArgs(type="volume", source=volume, target=path)
-                        for volume, path in sorted(args.volumes.items())
+                        # By path: a volume's name may be an Output (not orderable).
+                        for volume, path in sorted(args.volumes.items(), key=lambda item: item[1])
                     ]
                     or None,
                     sysctl=dict(args.sysctls) or None,

@@ -18,12 +18,13 @@ from typing import ClassVar
 import pytest
 
 from components.host_guardrails import host_script
-from policy_plan.program import ProgramGraph, evaluate_program
+from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, stack_config
 
 STUB_DOCKER = r"""#!/usr/bin/env bash
 echo "$*" >> "$STUB_LOG"
 case "$1" in
   inspect) echo "${STUB_RUNNING:-true}" ;;
+  ps) [[ -z "${STUB_TASKS:-}" ]] || printf '%s\n' $STUB_TASKS ;;  # the running tasks the label filter finds
   exec)  # like `docker exec`, a single process: a timeout that kills it leaves nothing behind
     [[ "${STUB_SLEEP:-0}" == 0 ]] || exec sleep "$STUB_SLEEP"
     echo "dump set 20260101T023000Z written"; exit "${STUB_EXIT:-0}" ;;
@@ -105,6 +106,82 @@ def test_the_outer_timeout_bounds_any_host_command(docker) -> None:  # type: ign
     started = time.monotonic()
     result = docker(command, STUB_SLEEP="20")
     assert result.returncode == 124 and time.monotonic() - started < 15
+
+
+# --- pre-deploy backup on a swarm: the backup service's running task on the data node ---------------------
+
+SWARM_TASK = "fly-potato-dev-backup.1.q3v9x2k0c1mzt8rj5w7n4b6yd"
+SWARM_LOOKUP = (
+    "ps --filter label=com.docker.swarm.service.name=fly-potato-dev-backup --filter status=running --format {{.Names}}"
+)
+
+
+@pytest.fixture(scope="module")
+def swarm_backup() -> PlannedResource:
+    """The pre-deploy step of the dev stack on a swarm with backups on, as the program renders it."""
+    digest = "ab" * 32
+    overrides: dict[str, object] = {
+        "target": "swarm",
+        "swarm.docker_host": "unix:///run/fly-potato-swarm/node1.sock",
+        "swarm.data_docker_host": "unix:///run/fly-potato-swarm/node2.sock",
+        "features.monitoring": False,
+        "features.backups": True,
+    }
+    for name in stack_config("dev")["images"]:
+        repository = "backend" if name == "migration" else name
+        overrides[f"images.{name}"] = f"198.18.232.1:5000/fly-potato/{repository}@sha256:{digest}"
+    graph = evaluate_program("dev", overrides)
+    assert graph.error is None, graph.error
+    return graph.by_name("release-backup")
+
+
+def test_on_a_swarm_the_dump_runs_in_the_backup_task_found_by_its_service_label(swarm_backup, docker) -> None:  # type: ignore[no-untyped-def]
+    assert swarm_backup.prop("environment") == {"DOCKER_HOST": "unix:///run/fly-potato-swarm/node2.sock"}
+    result = docker(swarm_backup.prop("create"), STUB_TASKS=f"{SWARM_TASK} fly-potato-dev-backup.1.older")
+    assert result.returncode == 0, result.stderr
+    assert result.docker_calls == [
+        SWARM_LOOKUP,
+        f"inspect --format {{{{.State.Running}}}} {SWARM_TASK}",
+        f"exec {SWARM_TASK} python3 -m backup dump",
+    ]
+    assert f"backup service fly-potato-dev-backup: task {SWARM_TASK}" in result.stdout
+    assert "dump set 20260101T023000Z written" in result.stdout and "pre-deploy backup done" in result.stdout
+
+
+def test_on_a_swarm_no_running_backup_task_stops_the_release(swarm_backup, docker) -> None:  # type: ignore[no-untyped-def]
+    result = docker(swarm_backup.prop("create"), DOCKER_HOST="unix:///run/fly-potato-swarm/node2.sock")
+    assert result.returncode == 1
+    assert (
+        "no running task of backup service fly-potato-dev-backup on unix:///run/fly-potato-swarm/node2.sock; "
+        "the release stops before migrations" in result.stderr
+    )
+    assert result.docker_calls == [SWARM_LOOKUP]
+
+
+def test_on_a_swarm_a_failed_dump_stops_the_release(swarm_backup, docker) -> None:  # type: ignore[no-untyped-def]
+    result = docker(swarm_backup.prop("create"), STUB_TASKS=SWARM_TASK, STUB_EXIT="2")
+    assert result.returncode == 1 and "pre-deploy backup failed (exit 2)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("words", "error"),
+    [
+        (["--service", "s", "--container", "c"], "give --container or --service, not both"),
+        (["--service", "bad name"], "--service 'bad name' is not a service name"),
+        (["--service", ""], "--service '' is not a service name"),
+        ([], "--container '' is not a container name"),
+    ],
+)
+def test_the_backup_target_is_one_container_or_one_service(docker, words: list[str], error: str) -> None:  # type: ignore[no-untyped-def]
+    result = docker(host_script("predeploy-backup.sh", *words, timeout=30))
+    assert result.returncode == 2 and result.stderr.startswith(f"predeploy-backup: {error}")
+    assert result.docker_calls == []
+
+
+def test_a_dry_run_on_a_swarm_asks_docker_nothing(docker) -> None:  # type: ignore[no-untyped-def]
+    result = docker(host_script("predeploy-backup.sh", "--service", "b", "--timeout", "5", "--dry-run", timeout=30))
+    assert result.returncode == 0 and result.docker_calls == []
+    assert result.stdout == "would run (timeout 5s): docker exec <running task of b> python3 -m backup dump\n"
 
 
 # --- migration gate -------------------------------------------------------------------------------------
