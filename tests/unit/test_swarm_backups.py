@@ -47,6 +47,7 @@ def swarm_overrides(**more: Any) -> dict[str, Any]:
         "swarm.docker_host": MANAGER,
         "features.monitoring": False,
         "features.backups": True,
+        "publish.nginx_http": "none",  # R-NET-3: dev on a swarm publishes nothing
         **_images(),
         **more,
     }
