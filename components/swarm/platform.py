@@ -10,7 +10,8 @@ The groups in release order, through the manager's Docker API (``swarm.docker_ho
 5. auth: Keycloak (the image's optimized build: a task has no writable build directory) and, after the realm
    (``IdentityRealm``) exists, oauth2-proxy with ``swarm.replicas`` tasks;
 6. the one-shot migration as a container on the manager attached to the data overlay, and its gate;
-7. the backend, ``swarm.replicas`` tasks, after the gate; nginx on the edge nodes, 443/80 in host mode.
+7. the backend, ``swarm.replicas`` tasks, after the gate; nginx on the edge nodes, 443/80 in host mode;
+8. with ``features.monitoring``, Prometheus, Alertmanager and the exporters (``SwarmMonitoring``) after the roles.
 
 Each service is a ``HardenedService``: rolling updates start the new task first and roll back on a failed
 healthcheck, which is the swarm's own release safety (the host's smoke step has no single address to ask).
@@ -56,6 +57,7 @@ from components.secrets import generated_cookie_secret, generated_password
 from components.server_certificate import ServerCertificate
 from components.settings import Settings
 from components.swarm.files import ServiceFile
+from components.swarm.monitoring import SwarmMonitoring, internal_urls, swarm_monitoring_args
 from components.swarm.operator_proxy import Forward, OperatorProxy, OperatorProxyArgs, proxy_address
 from components.swarm.placement import manager_provider, placement_of
 from components.swarm.service import HardenedService, HardenedServiceArgs, HostPort, Probe
@@ -79,7 +81,7 @@ TYPE = "fly-potato:swarm:SwarmPlatform"
 
 class SwarmPlatform(pulumi.ComponentResource):
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
-        not_yet = [f for f in ("monitoring", "backups") if getattr(settings.features, f)]
+        not_yet = [f for f in ("backups",) if getattr(settings.features, f)]
         if not_yet:
             raise pulumi.RunError(
                 " ".join(
@@ -398,6 +400,24 @@ class SwarmPlatform(pulumi.ComponentResource):
                 on_swarm, pulumi.ResourceOptions(depends_on=[self.backend, self.oauth2_proxy])
             ),
         )
+
+        # 8. Monitoring (R-OBS-1), once the exporter's role exists; its volumes on the data node.
+        self.monitoring = (
+            SwarmMonitoring(
+                "monitoring",
+                swarm_monitoring_args(
+                    s,
+                    metrics_token=self.metrics_token.result,
+                    exporter_password=pw["exporter"],
+                    internal_ca_pem=self.certificate.ca_cert_pem,
+                    volume_provider=data_provider,
+                ),
+                self.zones,
+                opts=after_roles,
+            )
+            if s.features.monitoring
+            else None
+        )
         self.register_outputs({})
 
     def stack_outputs(self) -> dict[str, Any]:
@@ -410,9 +430,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                 zone.value: {
                     "network": self.zones.networks[zone].name,
                     "internal": self.zones.internal[zone],
-                    "services": sorted(
-                        n for n in SERVICES if n in deployed_services() and zone in swarm_zones_of(s, n)
-                    ),
+                    "services": sorted(n for n in SERVICES if n in self._deployed() and zone in swarm_zones_of(s, n)),
                 }
                 for zone in Zone
             },
@@ -421,6 +439,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                 "keycloak": self.keycloak_internal_url,
                 "oauth2_proxy": f"http://oauth2-proxy:{s.ports['oauth2_proxy']}",
                 "postgres": f"postgres://postgres:{s.ports['postgres']}",
+                **(internal_urls(s.ports) if self.monitoring else {}),
             },
             keys.DATABASE_URL: self.database_url,
             keys.MIGRATOR_URL: self.migrator_url,
@@ -443,9 +462,13 @@ class SwarmPlatform(pulumi.ComponentResource):
                     "oauth2_proxy": self.oauth2_proxy,
                     "backend": self.backend,
                     "nginx": self.nginx,
+                    **(self.monitoring.services if self.monitoring else {}),
                 }.items()
             },
         }
+
+    def _deployed(self) -> frozenset[str]:
+        return deployed_services() | (frozenset(self.monitoring.services) if self.monitoring else frozenset())
 
 
 __all__ = ["SwarmPlatform"]

@@ -120,8 +120,9 @@ def test_dev_on_swarm_takes_one_replica_tags_and_no_registry() -> None:
 def test_the_program_refuses_features_not_yet_on_swarm_before_any_resource() -> None:
     from policy_plan.program import evaluate_program
 
-    graph = evaluate_program("dev", {"target": "swarm", "swarm.docker_host": SOCKET, "features.backups": False})
+    # Monitoring is deployable on swarm (components/swarm/monitoring.py); backups not yet.
+    graph = evaluate_program("dev", {"target": "swarm", "swarm.docker_host": SOCKET, "features.monitoring": False})
     assert graph.resources == []
     assert graph.error is not None
-    assert "fly-potato:features.monitoring = true is not deployable on target = swarm yet" in graph.error
-    assert "features.backups" not in graph.error
+    assert "fly-potato:features.backups = true is not deployable on target = swarm yet" in graph.error
+    assert "features.monitoring" not in graph.error
