@@ -261,7 +261,10 @@ class HardenedService(pulumi.ComponentResource):
                 failure_action="pause",
                 monitor=args.update_monitor,
             ),
-            converge_config=docker.ServiceConvergeConfigArgs(delay="1s", timeout=args.converge_timeout),
+            # The provider waits for a replicated service's tasks to run; it refuses converge_config in global mode.
+            converge_config=None
+            if args.global_
+            else docker.ServiceConvergeConfigArgs(delay="1s", timeout=args.converge_timeout),
             opts=child,
         )
         self.name = self.service.name

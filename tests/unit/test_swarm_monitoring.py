@@ -125,6 +125,8 @@ def test_placement_and_mode(graph: ProgramGraph, service: str, mode: dict[str, A
     assert resource.prop("mode") == mode
     assert (resource.prop("taskSpec").get("placement") or {}).get("constraints") == constraints
     assert resource.prop("endpointSpec") == {"mode": "dnsrr"}  # the name resolves to every task; nothing published
+    # pulumi-docker refuses converge_config on a global service ("conflicts with mode.0.global").
+    assert ("convergeConfig" in resource.inputs) is ("replicated" in mode)
 
 
 def test_prometheus_and_alertmanager_keep_their_data_in_volumes_made_on_the_data_node() -> None:
