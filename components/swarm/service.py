@@ -24,6 +24,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.catalog import SERVICES, Resources, Zone
+from components.hardened_container import docker_duration
 from components.swarm.files import ServiceFile, file_refs, swarm_file
 from components.swarm.zones import SwarmZones
 from wire import GROUP_LABEL, PROJECT_LABEL, SERVICE_LABEL, STACK_LABEL, ZONES_LABEL
@@ -32,6 +33,16 @@ TYPE = "fly-potato:swarm:HardenedService"
 LOG_OPTS = {"max-size": "10m", "max-file": "5"}
 NANO = 1_000_000_000
 MIB = 1024 * 1024
+
+
+def provider_duration(text: str) -> str:
+    """A duration as pulumi-docker reads a service's back: Go's format without a trailing zero unit ("90s" ->
+    "1m30s", "60s" -> "1m", "3m0s" -> "3m", "1h0m0s" -> "1h"), so an up without changes stays a no-op."""
+    value = docker_duration(text)
+    for zero in ("m0s", "h0m"):
+        if value.endswith(zero):
+            value = value[:-2]
+    return value
 
 
 @dataclass(frozen=True)
@@ -154,8 +165,10 @@ class HardenedService(pulumi.ComponentResource):
         secrets, configs = file_refs(made, uid, gid)
         health = args.healthcheck
         assert health is not None  # __post_init__
-        # A host port is held by the old task until it stops: start-first could never place the new one there.
-        order = "stop-first" if args.ports else "start-first"
+        # A host port is held by the old task until it stops: start-first could never place the new one there. A
+        # named volume is too: two servers on one data directory (PostgreSQL's lock file cannot tell another
+        # container's postmaster from a stale one) would corrupt it, so such a service stops its old task first.
+        order = "stop-first" if args.ports or args.volumes else "start-first"
         label_args = [docker.ServiceLabelArgs(label=k, value=v) for k, v in sorted(labels.items())]
 
         self.service = docker.Service(
@@ -182,10 +195,10 @@ class HardenedService(pulumi.ComponentResource):
                     ],
                     healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
                         tests=list(health.test),
-                        interval=health.interval,
-                        timeout=health.timeout,
+                        interval=provider_duration(health.interval),
+                        timeout=provider_duration(health.timeout),
                         retries=health.retries,
-                        start_period=health.start_period,
+                        start_period=provider_duration(health.start_period),
                     ),
                     mounts=[
                         docker.ServiceTaskSpecContainerSpecMountArgs(
@@ -211,7 +224,7 @@ class HardenedService(pulumi.ComponentResource):
                     sysctl=dict(args.sysctls) or None,
                     secrets=secrets or None,
                     configs=configs or None,
-                    stop_grace_period=args.stop_grace_period,
+                    stop_grace_period=provider_duration(args.stop_grace_period),
                     init=args.init,
                 ),
                 resources=docker.ServiceTaskSpecResourcesArgs(
@@ -249,17 +262,17 @@ class HardenedService(pulumi.ComponentResource):
             ),
             update_config=docker.ServiceUpdateConfigArgs(
                 parallelism=args.update_parallelism,
-                delay=args.update_delay,
+                delay=provider_duration(args.update_delay),
                 order=order,
                 failure_action="rollback",
-                monitor=args.update_monitor,
+                monitor=provider_duration(args.update_monitor),
             ),
             rollback_config=docker.ServiceRollbackConfigArgs(
                 parallelism=args.update_parallelism,
-                delay=args.update_delay,
+                delay=provider_duration(args.update_delay),
                 order=order,
                 failure_action="pause",
-                monitor=args.update_monitor,
+                monitor=provider_duration(args.update_monitor),
             ),
             # The provider waits for a replicated service's tasks to run; it refuses converge_config in global mode.
             converge_config=None
@@ -271,4 +284,4 @@ class HardenedService(pulumi.ComponentResource):
         self.register_outputs({"name": self.service.name, "replicas": "global" if args.global_ else args.replicas})
 
 
-__all__ = ["HardenedService", "HardenedServiceArgs", "HostPort", "Probe"]
+__all__ = ["HardenedService", "HardenedServiceArgs", "HostPort", "Probe", "provider_duration"]

@@ -26,6 +26,7 @@ from components.swarm import (
     placement_of,
     zones_args_of,
 )
+from components.swarm.service import provider_duration
 from policy_plan.program import stack_config
 from tests.support.components import component_graph
 from wire import GROUP_LABEL, PROJECT_LABEL, SERVICE_LABEL, STACK_LABEL, ZONE_LABEL, ZONES_LABEL
@@ -166,6 +167,30 @@ def test_a_service_without_host_ports_updates_start_first_unpublished() -> None:
     assert service.prop("rollbackConfig")["order"] == "start-first"
     assert service.prop("endpointSpec") == {"mode": "dnsrr"}
     assert "placement" not in service.prop("taskSpec") or not service.prop("taskSpec")["placement"]
+
+
+def test_a_service_with_a_named_volume_stops_its_old_task_first() -> None:
+    """Two tasks on one data directory would be two servers on it (PostgreSQL's lock file cannot tell another
+    container's postmaster from a stale one): the old task stops before the new one starts."""
+    args = _nginx(service="postgres", ports=(), files=(), volumes={"fly-potato-s1-pgdata": "/var/lib/postgresql"})
+    (service,) = _service_graph(args).of_type(SERVICE)
+    assert service.prop("updateConfig")["order"] == "stop-first"
+    assert service.prop("rollbackConfig")["order"] == "stop-first"
+
+
+@pytest.mark.parametrize(
+    ("given", "read_back"),
+    [("10s", "10s"), ("90s", "1m30s"), ("60s", "1m"), ("1m0s", "1m"), ("3m0s", "3m"), ("0s", "0s"), ("1h", "1h")],
+)
+def test_durations_are_written_as_the_provider_reads_them_back(given: str, read_back: str) -> None:
+    """pulumi-docker reads a service's durations back in Go's format without a trailing zero unit (its shortDur):
+    anything else is a change at every up (a rolling update of the service)."""
+    assert provider_duration(given) == read_back
+    args = _nginx(healthcheck=Probe(["CMD", "true"], start_period=given), stop_grace_period=given, update_monitor=given)
+    (service,) = _service_graph(args).of_type(SERVICE)
+    container = service.prop("taskSpec")["containerSpec"]
+    assert (container["stopGracePeriod"], container["healthcheck"]["startPeriod"]) == (read_back, read_back)
+    assert service.prop("updateConfig")["monitor"] == service.prop("rollbackConfig")["monitor"] == read_back
 
 
 def test_files_become_hash_named_configs_and_secrets_owned_by_the_service() -> None:
