@@ -9,6 +9,7 @@ Secrets never appear in these texts except where an image offers no file option 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -120,15 +121,37 @@ def certificate_probe_target(settings: Settings) -> str | None:
     return f"{_host('nginx')}:{settings.ports['nginx_https']}"
 
 
-def render_prometheus_config(settings: Settings, paths: MonitoringPaths = PATHS) -> str:
+def _discovery(host: str, port: int, labels: dict[str, str], per_task: bool) -> dict[str, Any]:
+    """Where a job finds its targets: one static ``host:port``, or (``per_task``) every address ``host`` resolves
+    to (DNS, type A), each its own target; DNS discovery carries no labels, so relabelling sets them."""
+    if not per_task:
+        return {"static_configs": [{"targets": [f"{host}:{port}"], "labels": labels}]}
+    return {
+        "dns_sd_configs": [{"names": [host], "type": "A", "port": port}],
+        "relabel_configs": [{"target_label": name, "replacement": value} for name, value in labels.items()],
+    }
+
+
+def render_prometheus_config(
+    settings: Settings, paths: MonitoringPaths = PATHS, *, per_task: bool = False, without: Collection[str] = ()
+) -> str:
+    """prometheus.yml. Every job sends the metrics token from its file (R-SEC-5), however it finds its targets.
+
+    ``per_task`` (``target: swarm``): each job discovers its targets in DNS (``dns_sd_configs``, type A) instead of
+    a static ``host:port``. A swarm service in endpoint mode dnsrr has its name resolve to every task, so each task
+    of a replicated service (backend, oauth2-proxy, nginx) and of a global one (one node_exporter per node) is
+    scraped as its own target, and a rescheduled task is found again. ``without``: jobs of services the target
+    does not run."""
     interval = f"{settings.raw.monitoring.scrape_interval_seconds}s"
     configs: list[dict[str, Any]] = []
-    for job, target in zip(scrape_jobs(settings), scrape_targets(settings).values(), strict=True):
+    for job in scrape_jobs(settings):
+        if job.name in without:
+            continue
         entry: dict[str, Any] = {"job_name": job.name}
         if job.metrics_path != "/metrics":
             entry["metrics_path"] = job.metrics_path
         entry["authorization"] = {"type": "Bearer", "credentials_file": paths.metrics_token}
-        entry["static_configs"] = [{"targets": [target], "labels": {"service": job.service}}]
+        entry |= _discovery(_host(job.service), settings.ports[job.listener], {"service": job.service}, per_task)
         if job.series_job_label:
             # Series without their own job keep the scrape job's; the `service` label still names the target.
             entry["metric_relabel_configs"] = [
@@ -139,16 +162,18 @@ def render_prometheus_config(settings: Settings, paths: MonitoringPaths = PATHS)
     probe = certificate_probe_target(settings)
     if probe is not None:
         blackbox = f"{_host('blackbox_exporter')}:{settings.ports['blackbox_exporter']}"
+        host, _, port = probe.rpartition(":")
+        # Per task: every nginx task's certificate is probed (the TLS handshake names the public domain).
+        found = _discovery(host, int(port), {"service": "nginx", "endpoint": settings.public_url}, per_task)
         configs.append(
             {
                 "job_name": "blackbox_tls",
                 "metrics_path": "/probe",
                 "params": {"module": [BLACKBOX_TLS_MODULE]},
                 "authorization": {"type": "Bearer", "credentials_file": paths.metrics_token},
-                "static_configs": [
-                    {"targets": [probe], "labels": {"service": "nginx", "endpoint": settings.public_url}}
-                ],
+                **found,
                 "relabel_configs": [
+                    *found.get("relabel_configs", []),
                     {"source_labels": ["__address__"], "target_label": "__param_target"},
                     {"source_labels": ["__param_target"], "target_label": "instance"},
                     {"target_label": "__address__", "replacement": blackbox},

@@ -11,7 +11,8 @@ The groups in release order, through the manager's Docker API (``swarm.docker_ho
    (``IdentityRealm``) exists, oauth2-proxy with ``swarm.replicas`` tasks;
 6. with backups on, the backup service and the pre-deploy dump (``SwarmBackups``); the one-shot migration as a
    container on the manager attached to the data overlay, and its gate;
-7. the backend, ``swarm.replicas`` tasks, after the gate; nginx on the edge nodes, 443/80 in host mode.
+7. the backend, ``swarm.replicas`` tasks, after the gate; nginx on the edge nodes, 443/80 in host mode;
+8. with ``features.monitoring``, Prometheus, Alertmanager and the exporters (``SwarmMonitoring``) after the roles.
 
 Each service is a ``HardenedService``: rolling updates start the new task first and roll back on a failed
 healthcheck, which is the swarm's own release safety (the host's smoke step has no single address to ask).
@@ -58,10 +59,12 @@ from components.server_certificate import ServerCertificate
 from components.settings import Settings
 from components.swarm.backups import NO_ARCHIVE, BackupVolumes, SwarmBackups, backup_volumes_args, swarm_backups_args
 from components.swarm.files import ServiceFile
+from components.swarm.monitoring import SwarmMonitoring, internal_urls, swarm_monitoring_args
 from components.swarm.operator_proxy import Forward, OperatorProxy, OperatorProxyArgs, proxy_address
 from components.swarm.placement import manager_provider, placement_of
 from components.swarm.service import HardenedService, HardenedServiceArgs, HostPort, Probe
 from components.swarm.specs import (
+    backend_env,
     deployed_services,
     keycloak_admin_password,
     keycloak_env,
@@ -81,15 +84,6 @@ TYPE = "fly-potato:swarm:SwarmPlatform"
 
 class SwarmPlatform(pulumi.ComponentResource):
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
-        not_yet = [f for f in ("monitoring",) if getattr(settings.features, f)]
-        if not_yet:
-            raise pulumi.RunError(
-                " ".join(
-                    f"fly-potato:features.{f} = true is not deployable on target = swarm yet (its services run on a "
-                    f"host only); set features.{f} to false for this stack or deploy it with target = host."
-                    for f in not_yet
-                )
-            )
         super().__init__(TYPE, name, None, opts)
         self.settings = s = settings
         swarm = s.raw.swarm
@@ -366,17 +360,7 @@ class SwarmPlatform(pulumi.ComponentResource):
             service(
                 "backend",
                 image=s.images["backend"],
-                env={
-                    "FLY_POTATO_PROFILE": s.profile.value,
-                    "FLY_POTATO_PORT": str(be_port),
-                    "FLY_POTATO_PUBLIC_URL": s.public_url,
-                    "FLY_POTATO_KEYCLOAK_ISSUER_URL": self.issuer_url,
-                    "FLY_POTATO_KEYCLOAK_JWKS_URL": self.jwks_url,
-                    "FLY_POTATO_OIDC_CLIENT_ID": OIDC_CLIENT_ID,
-                    "FLY_POTATO_CORS_ORIGINS": ",".join(s.cors_origins),
-                    "FLY_POTATO_DATALENS_EMBED_ORIGINS": ",".join(s.raw.datalens.embed_origins),
-                    **{f"FLY_POTATO_{key.upper()}_FILE": f"{SECRETS_DIR}/{key}" for key in secret_files},
-                },
+                env=backend_env(s, self.issuer_url, self.jwks_url, OIDC_CLIENT_ID, secret_files),
                 files=tuple(
                     ServiceFile(f"{SECRETS_DIR}/{key}", value, secret=True, mode=0o400)
                     for key, value in sorted(secret_files.items())
@@ -433,6 +417,24 @@ class SwarmPlatform(pulumi.ComponentResource):
                 on_swarm, pulumi.ResourceOptions(depends_on=[self.backend, self.oauth2_proxy])
             ),
         )
+
+        # 8. Monitoring (R-OBS-1), once the exporter's role exists; its volumes on the data node.
+        self.monitoring = (
+            SwarmMonitoring(
+                "monitoring",
+                swarm_monitoring_args(
+                    s,
+                    metrics_token=self.metrics_token.result,
+                    exporter_password=pw["exporter"],
+                    internal_ca_pem=self.certificate.ca_cert_pem,
+                    volume_provider=data_provider,
+                ),
+                self.zones,
+                opts=after_roles,
+            )
+            if s.features.monitoring
+            else None
+        )
         self.register_outputs({})
 
     def stack_outputs(self) -> dict[str, Any]:
@@ -445,12 +447,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                 zone.value: {
                     "network": self.zones.networks[zone].name,
                     "internal": self.zones.internal[zone],
-                    "services": sorted(
-                        n
-                        for n in SERVICES
-                        if (n in deployed_services() or (n == "backup" and self.backups))
-                        and zone in swarm_zones_of(s, n)
-                    ),
+                    "services": sorted(n for n in SERVICES if n in self._deployed() and zone in swarm_zones_of(s, n)),
                 }
                 for zone in Zone
             },
@@ -459,6 +456,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                 "keycloak": self.keycloak_internal_url,
                 "oauth2_proxy": f"http://oauth2-proxy:{s.ports['oauth2_proxy']}",
                 "postgres": f"postgres://postgres:{s.ports['postgres']}",
+                **(internal_urls(s.ports) if self.monitoring else {}),
             },
             keys.DATABASE_URL: self.database_url,
             keys.MIGRATOR_URL: self.migrator_url,
@@ -482,9 +480,14 @@ class SwarmPlatform(pulumi.ComponentResource):
                     "backend": self.backend,
                     "nginx": self.nginx,
                     **({"backup": self.backups.service} if self.backups else {}),
+                    **(self.monitoring.services if self.monitoring else {}),
                 }.items()
             },
         }
+
+    def _deployed(self) -> frozenset[str]:
+        deployed = deployed_services() | ({"backup"} if self.backups else set())
+        return deployed | (frozenset(self.monitoring.services) if self.monitoring else frozenset())
 
 
 __all__ = ["SwarmPlatform"]

@@ -6,10 +6,10 @@ restart policy, log rotation, and the stack/service/zones/group labels on the se
 Files and secrets are Swarm configs and secrets owned by the service's uid:gid (``components.swarm.files``).
 
 Swarm specifics: ``replicas`` tasks, placed by node-label constraints (stateful services on the data role,
-nginx on the edge role); rolling updates that start the new task first and roll back on failure (stop first
-when the service publishes a host port or mounts a volume: the old task holds it); endpoint mode ``dnsrr`` (the
-service name resolves to its tasks; no VIP, no routing mesh) and ports only in ``host`` mode, on the node's own
-address.
+nginx on the edge role), or one task per node (``global_``: node_exporter); rolling updates that start the new
+task first and roll back on failure (stop first when the service publishes a host port: the old task holds it);
+endpoint mode ``dnsrr`` (the service name resolves to its tasks; no VIP, no routing mesh) and ports only in
+``host`` mode, on the node's own address. Host paths (``binds``) are mounted read-only, from the task's node.
 
 Not expressible with pulumi-docker 5.1's ``docker.Service``: ``no-new-privileges`` (set the daemon's
 ``"no-new-privileges": true`` on every node) and PID/open-file limits (no ulimits or pids limit field).
@@ -25,6 +25,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.catalog import SERVICES, Resources, Zone
+from components.hardened_container import docker_duration
 from components.swarm.files import ServiceFile, file_refs, swarm_file
 from components.swarm.zones import SwarmZones
 from wire import GROUP_LABEL, PROJECT_LABEL, SERVICE_LABEL, STACK_LABEL, ZONES_LABEL
@@ -33,6 +34,16 @@ TYPE = "fly-potato:swarm:HardenedService"
 LOG_OPTS = {"max-size": "10m", "max-file": "5"}
 NANO = 1_000_000_000
 MIB = 1024 * 1024
+
+
+def provider_duration(text: str) -> str:
+    """A duration as pulumi-docker reads a service's back: Go's format without a trailing zero unit ("90s" ->
+    "1m30s", "60s" -> "1m", "3m0s" -> "3m", "1h0m0s" -> "1h"), so an up without changes stays a no-op."""
+    value = docker_duration(text)
+    for zero in ("m0s", "h0m"):
+        if value.endswith(zero):
+            value = value[:-2]
+    return value
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class HardenedServiceArgs:
     healthcheck: Probe | None
     resources: Resources
     replicas: int = 1
+    global_: bool = False  # one task on every node (that the constraints admit) instead of ``replicas``
     zones: Sequence[Zone] | None = None  # default: the catalog's zones of the service
     constraints: Sequence[str] = ()  # e.g. node.labels.fly-potato.role==data
     max_replicas_per_node: int | None = None  # 1 for host-port services
@@ -80,6 +92,10 @@ class HardenedServiceArgs:
     cap_add: Sequence[str] = ()
     sysctls: Mapping[str, str] = field(default_factory=dict)
     volumes: Mapping[str, str] = field(default_factory=dict)  # named volume on the node -> path in the task
+    # Host path of the task's node -> path in the task, always read-only: host interfaces only (/proc, /sys),
+    # never source code (R-SEC-2; the pack admits each path for its reader only, policy/spec.py HOST_READERS).
+    binds: Mapping[str, str] = field(default_factory=dict)
+    hostname: str | None = None  # default: the service's DNS alias; Swarm templates work ({{.Node.Hostname}})
     stop_grace_period: str = "30s"
     # Docker's init as PID 1 forwards SIGTERM (a PID 1 without a handler ignores it) and reaps zombies.
     init: bool = True
@@ -99,6 +115,11 @@ class HardenedServiceArgs:
             raise ValueError(f"service {self.service} needs a healthcheck (R-SEC-2)")
         if self.replicas < 1:
             raise ValueError(f"service {self.service}: replicas = {self.replicas}; run at least 1 task")
+        if self.global_ and (self.replicas != 1 or self.max_replicas_per_node is not None):
+            raise ValueError(f"service {self.service}: a global service runs one task per node; drop replicas")
+        for source in self.binds:
+            if not source.startswith("/") or ".." in source.split("/"):
+                raise ValueError(f"service {self.service}: bind source {source!r} is not a plain absolute path")
 
     @property
     def resource_name(self) -> str:
@@ -164,11 +185,13 @@ class HardenedService(pulumi.ComponentResource):
             name,
             name=args.resource_name,
             labels=label_args,
-            mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=args.replicas)),
+            mode=docker.ServiceModeArgs(global_=True)
+            if args.global_
+            else docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=args.replicas)),
             task_spec=docker.ServiceTaskSpecArgs(
                 container_spec=docker.ServiceTaskSpecContainerSpecArgs(
                     image=args.image,
-                    hostname=catalog.docker_alias,
+                    hostname=args.hostname or catalog.docker_alias,
                     commands=list(args.command) if args.command is not None else None,
                     args=list(args.args) if args.args is not None else None,
                     env=dict(args.env) or None,
@@ -182,10 +205,10 @@ class HardenedService(pulumi.ComponentResource):
                     ],
                     healthcheck=docker.ServiceTaskSpecContainerSpecHealthcheckArgs(
                         tests=list(health.test),
-                        interval=health.interval,
-                        timeout=health.timeout,
+                        interval=provider_duration(health.interval),
+                        timeout=provider_duration(health.timeout),
                         retries=health.retries,
-                        start_period=health.start_period,
+                        start_period=provider_duration(health.start_period),
                     ),
                     mounts=[
                         docker.ServiceTaskSpecContainerSpecMountArgs(
@@ -202,11 +225,17 @@ class HardenedService(pulumi.ComponentResource):
                         # By path: a volume's name may be an Output (not orderable).
                         for volume, path in sorted(args.volumes.items(), key=lambda item: item[1])
                     ]
+                    + [
+                        docker.ServiceTaskSpecContainerSpecMountArgs(
+                            type="bind", source=source, target=path, read_only=True
+                        )
+                        for source, path in sorted(args.binds.items())
+                    ]
                     or None,
                     sysctl=dict(args.sysctls) or None,
                     secrets=secrets or None,
                     configs=configs or None,
-                    stop_grace_period=args.stop_grace_period,
+                    stop_grace_period=provider_duration(args.stop_grace_period),
                     init=args.init,
                 ),
                 resources=docker.ServiceTaskSpecResourcesArgs(
@@ -247,23 +276,26 @@ class HardenedService(pulumi.ComponentResource):
             ),
             update_config=docker.ServiceUpdateConfigArgs(
                 parallelism=args.update_parallelism,
-                delay=args.update_delay,
+                delay=provider_duration(args.update_delay),
                 order=order,
                 failure_action="rollback",
-                monitor=args.update_monitor,
+                monitor=provider_duration(args.update_monitor),
             ),
             rollback_config=docker.ServiceRollbackConfigArgs(
                 parallelism=args.update_parallelism,
-                delay=args.update_delay,
+                delay=provider_duration(args.update_delay),
                 order=order,
                 failure_action="pause",
-                monitor=args.update_monitor,
+                monitor=provider_duration(args.update_monitor),
             ),
-            converge_config=docker.ServiceConvergeConfigArgs(delay="1s", timeout=args.converge_timeout),
+            # The provider waits for a replicated service's tasks to run; it refuses converge_config in global mode.
+            converge_config=None
+            if args.global_
+            else docker.ServiceConvergeConfigArgs(delay="1s", timeout=args.converge_timeout),
             opts=child,
         )
         self.name = self.service.name
-        self.register_outputs({"name": self.service.name, "replicas": args.replicas})
+        self.register_outputs({"name": self.service.name, "replicas": "global" if args.global_ else args.replicas})
 
 
-__all__ = ["HardenedService", "HardenedServiceArgs", "HostPort", "Probe"]
+__all__ = ["HardenedService", "HardenedServiceArgs", "HostPort", "Probe", "provider_duration"]

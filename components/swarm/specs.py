@@ -10,7 +10,7 @@ import pulumi_random as random
 
 from components.auth_services import KEYCLOAK_PATH
 from components.catalog import Zone
-from components.hardened_container import ContainerFile, Healthcheck, docker_duration
+from components.hardened_container import SECRETS_DIR, ContainerFile, Healthcheck, docker_duration
 from components.placement import Placement
 from components.settings import Settings
 from components.swarm.files import ServiceFile
@@ -73,6 +73,23 @@ def tmpfs_bytes(size_mb: int) -> int:
 
 def deployed_services() -> frozenset[str]:
     return frozenset({"postgres", "migration", "backend", "keycloak", "oauth2_proxy", "nginx"})
+
+
+def backend_env(
+    settings: Settings, issuer_url: str, jwks_url: str, client_id: str, secret_files: Mapping[str, object]
+) -> dict[str, str]:
+    """The backend's settings as environment (plain), as on a host; its secrets are files named here."""
+    return {
+        "FLY_POTATO_PROFILE": settings.profile.value,
+        "FLY_POTATO_PORT": str(settings.ports["backend"]),
+        "FLY_POTATO_PUBLIC_URL": settings.public_url,
+        "FLY_POTATO_KEYCLOAK_ISSUER_URL": issuer_url,
+        "FLY_POTATO_KEYCLOAK_JWKS_URL": jwks_url,
+        "FLY_POTATO_OIDC_CLIENT_ID": client_id,
+        "FLY_POTATO_CORS_ORIGINS": ",".join(settings.cors_origins),
+        "FLY_POTATO_DATALENS_EMBED_ORIGINS": ",".join(settings.raw.datalens.embed_origins),
+        **{f"FLY_POTATO_{key.upper()}_FILE": f"{SECRETS_DIR}/{key}" for key in secret_files},
+    }
 
 
 def manager_placement(settings: Settings) -> Placement:

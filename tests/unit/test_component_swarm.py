@@ -26,6 +26,7 @@ from components.swarm import (
     placement_of,
     zones_args_of,
 )
+from components.swarm.service import provider_duration
 from policy_plan.program import stack_config
 from tests.support.components import component_graph
 from wire import GROUP_LABEL, PROJECT_LABEL, SERVICE_LABEL, STACK_LABEL, ZONE_LABEL, ZONES_LABEL
@@ -148,7 +149,12 @@ def test_hardened_service_is_replicated_placed_and_rolls_back() -> None:
     (service,) = graph.of_type(SERVICE)
     assert service.prop("mode") == {"replicated": {"replicas": 2}}
     spec = service.prop("taskSpec")
-    assert spec["placement"] == {"constraints": ["node.labels.fly-potato.role==edge"], "maxReplicas": 1}
+    assert spec["placement"] == {
+        "constraints": ["node.labels.fly-potato.role==edge"],
+        "maxReplicas": 1,
+        # Given as Docker would record it from the image's manifest, so a later preview shows no drift.
+        "platforms": [{"os": "linux", "architecture": "amd64"}],
+    }
     assert service.prop("endpointSpec") == {
         "mode": "dnsrr",
         "ports": [{"targetPort": 8443, "publishedPort": 18443, "protocol": "tcp", "publishMode": "host"}],
@@ -165,7 +171,31 @@ def test_a_service_without_host_ports_updates_start_first_unpublished() -> None:
     assert service.prop("updateConfig")["order"] == "start-first"
     assert service.prop("rollbackConfig")["order"] == "start-first"
     assert service.prop("endpointSpec") == {"mode": "dnsrr"}
-    assert "placement" not in service.prop("taskSpec") or not service.prop("taskSpec")["placement"]
+    assert service.prop("taskSpec")["placement"] == {"platforms": [{"os": "linux", "architecture": "amd64"}]}
+
+
+def test_a_service_with_a_named_volume_stops_its_old_task_first() -> None:
+    """Two tasks on one data directory would be two servers on it (PostgreSQL's lock file cannot tell another
+    container's postmaster from a stale one): the old task stops before the new one starts."""
+    args = _nginx(service="postgres", ports=(), files=(), volumes={"fly-potato-s1-pgdata": "/var/lib/postgresql"})
+    (service,) = _service_graph(args).of_type(SERVICE)
+    assert service.prop("updateConfig")["order"] == "stop-first"
+    assert service.prop("rollbackConfig")["order"] == "stop-first"
+
+
+@pytest.mark.parametrize(
+    ("given", "read_back"),
+    [("10s", "10s"), ("90s", "1m30s"), ("60s", "1m"), ("1m0s", "1m"), ("3m0s", "3m"), ("0s", "0s"), ("1h", "1h")],
+)
+def test_durations_are_written_as_the_provider_reads_them_back(given: str, read_back: str) -> None:
+    """pulumi-docker reads a service's durations back in Go's format without a trailing zero unit (its shortDur):
+    anything else is a change at every up (a rolling update of the service)."""
+    assert provider_duration(given) == read_back
+    args = _nginx(healthcheck=Probe(["CMD", "true"], start_period=given), stop_grace_period=given, update_monitor=given)
+    (service,) = _service_graph(args).of_type(SERVICE)
+    container = service.prop("taskSpec")["containerSpec"]
+    assert (container["stopGracePeriod"], container["healthcheck"]["startPeriod"]) == (read_back, read_back)
+    assert service.prop("updateConfig")["monitor"] == service.prop("rollbackConfig")["monitor"] == read_back
 
 
 def test_files_become_hash_named_configs_and_secrets_owned_by_the_service() -> None:
@@ -238,6 +268,7 @@ def test_placement_by_role() -> None:
 
 def test_zones_and_the_provider_from_the_settings() -> None:
     overrides = {"target": "swarm", "swarm.docker_host": MANAGER, "swarm.encrypt_overlays": False}
+    overrides |= {"publish.nginx_http": "none"}  # R-NET-3: dev on a swarm publishes nothing
     settings = parse_settings(stack_config("prod", overrides | {"target": "host"}), stack="prod")
     args = zones_args_of(settings)
     assert (args.project, args.stack, args.encrypted) == ("fly-potato", "prod", False)

@@ -254,8 +254,8 @@ key("host.smoke_timeout_seconds", st.integers(-1, 4000))
 key("host.command_timeout_seconds", st.integers(-1, 1000))
 key("host.max_open_files", st.integers(-1, 2_000_000))
 # The deployment target. Prod on swarm also needs every image from swarm.registry by digest, which the committed
-# prod images (registry.flypotato.example.com) never are for these registries: no example reaches the program's
-# "target = swarm is not deployable yet" stop (tests/unit/test_settings_swarm.py covers it).
+# prod images (registry.flypotato.example.com) never are for these registries, and dev on swarm publishes nothing
+# (R-NET-3): tests/unit/test_swarm_platform.py covers the program on swarm.
 key("target", pick("host", "swarm", "cloud", ""))
 key(
     "swarm.docker_host",

@@ -118,18 +118,6 @@ def test_dev_on_swarm_takes_one_replica_tags_and_no_registry() -> None:
     assert settings.raw.swarm.encrypt_overlays is False
 
 
-def test_the_program_refuses_features_not_yet_on_swarm_before_any_resource() -> None:
-    from policy_plan.program import evaluate_program
-
-    graph = evaluate_program(
-        "dev", {"target": "swarm", "swarm.docker_host": SOCKET, "features.backups": False, **DEV_UNPUBLISHED}
-    )
-    assert graph.resources == []
-    assert graph.error is not None
-    assert "fly-potato:features.monitoring = true is not deployable on target = swarm yet" in graph.error
-    assert "features.backups" not in graph.error
-
-
 @pytest.mark.parametrize("listener", ["nginx_http", "nginx_https"])
 def test_dev_on_swarm_may_not_publish_nginx_on_the_nodes_addresses(listener: str) -> None:
     overrides = {"target": "swarm", "swarm.docker_host": SOCKET, f"publish.{listener}": "public"}

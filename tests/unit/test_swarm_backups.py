@@ -202,13 +202,6 @@ def test_the_backup_service_is_named_in_the_outputs_and_zones(graph) -> None:  #
     assert labels[SERVICE_LABEL] == "backup"
 
 
-def test_monitoring_is_still_refused_on_swarm_backups_no_longer() -> None:
-    graph = evaluate_program("dev", swarm_overrides(**{"features.monitoring": True}))
-    assert graph.resources == [] and graph.error is not None
-    assert "features.monitoring = true is not deployable on target = swarm yet" in graph.error
-    assert "features.backups" not in graph.error
-
-
 def test_the_policy_plan_finds_no_mandatory_violation() -> None:
     words = [f"--set={key}={value}" for key, value in swarm_overrides().items()]
     result = subprocess.run(
