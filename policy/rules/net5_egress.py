@@ -47,7 +47,7 @@ def validate(args: StackValidationArgs, report: Report) -> None:
         internal = network.props.get("internal")
         if zone in spec.INNER_ZONES and internal is not True:
             report(f"the {zone} zone network is not internal, so every member can reach outside", network.urn)
-        if zone == "operator":
+        if zone == "operator" and internal is not True:  # an internal network (swarm's overlay) reaches nothing
             options = network.props.get("options") or {}
             if str(options.get("com.docker.network.bridge.enable_ip_masquerade", "true")).lower() != "false":
                 report(

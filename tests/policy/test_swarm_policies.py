@@ -383,3 +383,13 @@ def test_dev_on_swarm_publishes_nothing_r_net_3_mandatory() -> None:
     graph.stack, graph.config = STACK, {"profile": "prod"}
     _publish("nginx", *copy.deepcopy(NGINX_PORTS))(graph)
     assert _check(graph, "dev-bindings-loopback") == set()  # prod: R-NET-1/2 decide
+
+
+def test_the_swarm_operator_overlay_is_internal_and_needs_no_masquerade_option() -> None:
+    """R-NET-5: the operator zone may not reach outside. On a host its bridge publishes (so it is not internal) and
+    must not masquerade; a swarm's operator overlay is internal, which already reaches nothing."""
+    graph = _swarm()
+    graph.resources.append(_network("operator", internal=True))
+    assert _check(graph, "egress-allow-list") == set()
+    graph.resources[-1] = _network("operator", internal=False)
+    assert _check(graph, "egress-allow-list") == {("egress-allow-list", "zones-operator", "mandatory")}

@@ -177,3 +177,23 @@ def test_durations_are_written_as_the_provider_reads_a_service_back(given: str, 
 def test_the_proxy_resolves_the_services_on_every_connection() -> None:
     conf = render_conf(())
     assert "resolver 127.0.0.11" in conf and "stream {" in conf and "http {" not in conf
+
+
+def test_prod_on_swarm_is_the_whole_platform_and_the_pack_finds_nothing_mandatory() -> None:
+    """The committed prod profile on swarm: every group (monitoring and backups too), nginx on 443 and 80 in host
+    mode on the edge nodes, and the prod pack with nothing mandatory, deployed or previewed."""
+    images = {
+        f"images.{name}": f"{REGISTRY}/fly-potato/{name.replace('_', '-')}@sha256:{'cd' * 32}"
+        for name in stack_config("prod")["images"]
+    }
+    images["images.migration"] = images["images.backend"]
+    overrides = {"target": "swarm", "swarm.docker_host": MANAGER, "swarm.registry": REGISTRY, **images}
+    for preview in (False, True):
+        result = evaluate_program("prod", overrides, preview=preview)
+        assert result.error is None, result.error
+        services = _services(result)
+        assert {"postgres", "keycloak", "oauth2_proxy", "backend", "nginx", "backup", "prometheus"} <= set(services)
+        ports = services["nginx"].prop("endpointSpec")["ports"]
+        assert sorted((p["publishedPort"], p["publishMode"]) for p in ports) == [(80, "host"), (443, "host")]
+        violations = crossguard.run(result, context.make(result.stack, result.config, today=TODAY)).violations
+        assert [v for v in violations if v.level == "mandatory"] == [], (preview, violations)
