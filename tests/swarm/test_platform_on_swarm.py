@@ -93,7 +93,7 @@ LOST = Lost()
 
 @pytest.fixture(scope="module")
 def live(swarm: SwarmLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    refs = timed(TIMES, "push the five images", lambda: push_platform_images(swarm))
+    refs = timed(TIMES, "push the platform images", lambda: push_platform_images(swarm))
     report = tmp_path_factory.mktemp("platform-on-swarm-report") / "platform-on-swarm.json"
     try:
         with platform_stack(swarm, tmp_path_factory.mktemp("platform-on-swarm"), refs) as (stack, name):
@@ -227,12 +227,17 @@ def test_a_user_logs_in_through_oauth2_proxy_and_keycloak_on_the_swarm(live: Liv
     base = f"https://{DOMAIN}"
     with _resolving(DOMAIN, ADDRESS["node3"]):
         browser = requests.Session()
-        browser.verify = live.ca_file
-        page = browser.get(f"{base}/oauth2/start", params={"rd": "/api/regions"}, timeout=30)
+        # Per request: a session's own `verify` loses to REQUESTS_CA_BUNDLE from the environment.
+        page = browser.get(f"{base}/oauth2/start", params={"rd": "/api/regions"}, timeout=30, verify=live.ca_file)
         assert "/sso/realms/" in page.url and page.status_code == 200, (page.url, page.status_code)
         action = re.search(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"', page.text)
         assert action, page.text[:300]
-        landed = browser.post(html.unescape(action.group(1)), data={"username": user, "password": password}, timeout=30)
+        landed = browser.post(
+            html.unescape(action.group(1)),
+            data={"username": user, "password": password},
+            timeout=30,
+            verify=live.ca_file,
+        )
     assert landed.status_code == 200, (landed.url, landed.text[:300])
     assert landed.url == f"{base}/api/regions"
     assert isinstance(landed.json(), list)
