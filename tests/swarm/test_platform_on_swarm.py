@@ -269,6 +269,20 @@ def _seeded_user(live: Live) -> tuple[str, str]:
         timeout=30,
     )
     assert created.status_code in (201, 409), created.text[:300]
+    # The API wants the analysts (or admins) group, as the realm's seeded users have it.
+    auth = {"Authorization": f"Bearer {token}"}
+    [found] = requests.get(
+        f"{base}/admin/realms/{realm}/users", params={"username": user, "exact": "true"}, headers=auth, timeout=30
+    ).json()
+    [group] = [
+        g
+        for g in requests.get(f"{base}/admin/realms/{realm}/groups", headers=auth, timeout=30).json()
+        if g["name"] == "analysts"
+    ]
+    joined = requests.put(
+        f"{base}/admin/realms/{realm}/users/{found['id']}/groups/{group['id']}", headers=auth, timeout=30
+    )
+    assert joined.status_code == 204, joined.text[:300]
     return user, password
 
 
