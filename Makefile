@@ -134,6 +134,6 @@ test-host: venv ## Host-side release and firewall scripts for real: network name
 
 .PHONY: e2e-swarm
 # The whole prod platform runs on the lab: it gets both cores (the main engine is idle meanwhile).
-e2e-swarm: venv images toolchain policy-venv ## Swarm tier (root): a real 3-node swarm lab and its TLS registry (scripts/swarm-lab.sh), the swarm components and the pack on it, removed
+e2e-swarm: venv images toolchain policy-venv ## Swarm tier (root): a real 3-node swarm lab and its TLS registry (scripts/swarm-lab.sh), the swarm components, the pack and the whole prod platform with a node lost on it, removed
 	@bash scripts/deps/registry.sh >/dev/null
 	FP_SWARM_CPUS=$${FP_SWARM_CPUS:-2} $(PYTHON) -m pytest -m e2e tests/swarm -v --durations=15
