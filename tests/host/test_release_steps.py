@@ -124,6 +124,7 @@ def swarm_backup() -> PlannedResource:
         "target": "swarm",
         "swarm.docker_host": "unix:///run/fly-potato-swarm/node1.sock",
         "swarm.data_docker_host": "unix:///run/fly-potato-swarm/node2.sock",
+        "publish.nginx_http": "none",  # R-NET-3: dev on a swarm publishes nothing
         "features.monitoring": False,
         "features.backups": True,
     }
