@@ -152,7 +152,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                     ),
                     *archive.files,
                 ),
-                volumes={self.data_volume.name: PGDATA_MOUNT, **archive.volumes},  # type: ignore[dict-item]
+                volumes={self.data_volume.name: PGDATA_MOUNT, **archive.volumes},
                 tmpfs={"/tmp": tmpfs_bytes(64), "/run/postgresql": tmpfs_bytes(16)},
                 healthcheck=Probe(
                     ["CMD", "pg_isready", "--host=127.0.0.1", f"--port={pg_port}", "--timeout=3"],

@@ -91,7 +91,7 @@ class HardenedServiceArgs:
     tmpfs: Mapping[str, int] = field(default_factory=lambda: {"/tmp": 64 * MIB})  # path -> size in bytes
     cap_add: Sequence[str] = ()
     sysctls: Mapping[str, str] = field(default_factory=dict)
-    volumes: Mapping[str, str] = field(default_factory=dict)  # named volume on the node -> path in the task
+    volumes: Mapping[pulumi.Input[str], str] = field(default_factory=dict)  # named volume on the node -> path
     # Host path of the task's node -> path in the task, always read-only: host interfaces only (/proc, /sys),
     # never source code (R-SEC-2; the pack admits each path for its reader only, policy/spec.py HOST_READERS).
     binds: Mapping[str, str] = field(default_factory=dict)
