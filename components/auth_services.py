@@ -52,6 +52,42 @@ def internal_url(http_port: int) -> str:
     return f"http://keycloak:{http_port}{KEYCLOAK_PATH}"
 
 
+def keycloak_env(
+    *,
+    postgres_port: int,
+    http_port: int,
+    management_upstream: int,
+    public_url: str,
+    trusted_proxies: str,
+    admin_console_url: str | None,
+) -> dict[str, str]:
+    """Keycloak's options as environment, on a host and on a swarm alike; secrets are in its config file."""
+    return {
+        # Build options: must equal the image's build for `--optimized`.
+        "KC_DB": "postgres",
+        "KC_HEALTH_ENABLED": "true",
+        "KC_METRICS_ENABLED": "true",
+        "KC_HTTP_RELATIVE_PATH": KEYCLOAK_PATH,
+        # Runtime options (R-AUTH-2); secrets are in the config file, never here.
+        "KC_DB_URL": f"jdbc:postgresql://postgres:{postgres_port}/{KEYCLOAK_DATABASE}",
+        "KC_DB_USERNAME": "keycloak",
+        "KC_HTTP_ENABLED": "true",
+        # `start-dev` runs Quarkus' dev profile, which binds HTTP to localhost only: nginx, oauth2-proxy, the
+        # backend and the published port would all be refused.
+        "KC_HTTP_HOST": "0.0.0.0",
+        "KC_HTTP_PORT": str(http_port),
+        # Metrics and health on loopback only; the gate answers on the management listener (R-SEC-5).
+        "KC_HTTP_MANAGEMENT_HOST": "127.0.0.1",
+        "KC_HTTP_MANAGEMENT_PORT": str(management_upstream),
+        "KC_PROXY_HEADERS": "xforwarded",
+        # Only nginx (in the app zone) may set X-Forwarded-*; anyone else could spoof the client.
+        "KC_PROXY_TRUSTED_ADDRESSES": trusted_proxies,
+        "KC_HOSTNAME": f"{public_url}{KEYCLOAK_PATH}",
+        "KC_HOSTNAME_STRICT": "true",
+        **({"KC_HOSTNAME_ADMIN": f"{admin_console_url}{KEYCLOAK_PATH}"} if admin_console_url is not None else {}),
+    }
+
+
 @dataclass(frozen=True)
 class AuthArgs:
     """Keycloak and oauth2-proxy: images, ports, the realm, where Keycloak stands, their secrets and the
@@ -137,40 +173,20 @@ class AuthServices(pulumi.ComponentResource):
             HardenedContainerArgs(
                 service="keycloak",
                 image=args.keycloak_image,
-                # Prod runs the image's build (`kc.sh build` with the KC_* build options below).
+                # Prod runs the image's build (`kc.sh build` with the KC_* build options of keycloak_env).
                 entrypoint=metrics_gate.entrypoint(),
                 command=[KEYCLOAK_ENTRYPOINT]
                 + (["start-dev"] if not args.production else ["start", "--optimized"])
                 + [f"--config-file={SECRETS_DIR}/keycloak.conf"],
                 volumes=dev_build,
-                env={
-                    # Build options: must equal the image's build for `--optimized`.
-                    "KC_DB": "postgres",
-                    "KC_HEALTH_ENABLED": "true",
-                    "KC_METRICS_ENABLED": "true",
-                    "KC_HTTP_RELATIVE_PATH": KEYCLOAK_PATH,
-                    # Runtime options (R-AUTH-2); secrets are in the config file, never here.
-                    "KC_DB_URL": f"jdbc:postgresql://postgres:{args.postgres_port}/{KEYCLOAK_DATABASE}",
-                    "KC_DB_USERNAME": "keycloak",
-                    "KC_HTTP_ENABLED": "true",
-                    # `start-dev` runs Quarkus' dev profile, which binds HTTP to localhost only: nginx,
-                    # oauth2-proxy, the backend and the published port would all be refused.
-                    "KC_HTTP_HOST": "0.0.0.0",
-                    "KC_HTTP_PORT": str(http_port),
-                    # Metrics and health on loopback only; the gate answers on the management listener (R-SEC-5).
-                    "KC_HTTP_MANAGEMENT_HOST": "127.0.0.1",
-                    "KC_HTTP_MANAGEMENT_PORT": str(management_upstream),
-                    "KC_PROXY_HEADERS": "xforwarded",
-                    # Only nginx (in the app zone) may set X-Forwarded-*; anyone else could spoof the client.
-                    "KC_PROXY_TRUSTED_ADDRESSES": args.trusted_proxies,
-                    "KC_HOSTNAME": f"{realm.public_url}{KEYCLOAK_PATH}",
-                    "KC_HOSTNAME_STRICT": "true",
-                    **(
-                        {"KC_HOSTNAME_ADMIN": f"{args.admin_console_url}{KEYCLOAK_PATH}"}
-                        if args.admin_console_url is not None
-                        else {}
-                    ),
-                },
+                env=keycloak_env(
+                    postgres_port=args.postgres_port,
+                    http_port=http_port,
+                    management_upstream=management_upstream,
+                    public_url=realm.public_url,
+                    trusted_proxies=args.trusted_proxies,
+                    admin_console_url=args.admin_console_url,
+                ),
                 files=[
                     ContainerFile(f"{SECRETS_DIR}/keycloak.conf", keycloak_conf, secret=True, mode="0400"),
                     *metrics_gate.files(KEYCLOAK_GATE, management_port, metrics_token, upstream=management_upstream),
@@ -241,4 +257,5 @@ __all__ = [
     "AuthServices",
     "internal_url",
     "issuer_url",
+    "keycloak_env",
 ]

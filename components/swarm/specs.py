@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pulumi_random as random
 
-from components.auth_services import KEYCLOAK_PATH
+from components.auth_services import keycloak_env as host_keycloak_env
 from components.catalog import Zone
 from components.hardened_container import SECRETS_DIR, ContainerFile, Healthcheck, docker_duration
 from components.placement import Placement
@@ -106,26 +106,16 @@ def manager_placement(settings: Settings) -> Placement:
 
 
 def keycloak_env(settings: Settings, http_port: int, management_upstream: int) -> Mapping[str, str]:
-    realm_public = settings.public_url
-    admin = settings.raw.keycloak.admin_url or settings.keycloak_operator_url if settings.is_prod else None
-    return {
-        "KC_DB": "postgres",
-        "KC_HEALTH_ENABLED": "true",
-        "KC_METRICS_ENABLED": "true",
-        "KC_HTTP_RELATIVE_PATH": KEYCLOAK_PATH,
-        "KC_DB_URL": f"jdbc:postgresql://postgres:{settings.ports['postgres']}/keycloak",
-        "KC_DB_USERNAME": "keycloak",
-        "KC_HTTP_ENABLED": "true",
-        "KC_HTTP_HOST": "0.0.0.0",
-        "KC_HTTP_PORT": str(http_port),
-        "KC_HTTP_MANAGEMENT_HOST": "127.0.0.1",
-        "KC_HTTP_MANAGEMENT_PORT": str(management_upstream),
-        "KC_PROXY_HEADERS": "xforwarded",
-        "KC_PROXY_TRUSTED_ADDRESSES": settings.zone_subnets[Zone.APP],
-        "KC_HOSTNAME": f"{realm_public}{KEYCLOAK_PATH}",
-        "KC_HOSTNAME_STRICT": "true",
-        **({"KC_HOSTNAME_ADMIN": f"{admin}{KEYCLOAK_PATH}"} if admin else {}),
-    }
+    """Keycloak's environment on a swarm: the host's (``auth_services.keycloak_env``) for this stack."""
+    admin = (settings.raw.keycloak.admin_url or settings.keycloak_operator_url) if settings.is_prod else None
+    return host_keycloak_env(
+        postgres_port=settings.ports["postgres"],
+        http_port=http_port,
+        management_upstream=management_upstream,
+        public_url=settings.public_url,
+        trusted_proxies=settings.zone_subnets[Zone.APP],
+        admin_console_url=admin,
+    )
 
 
 def superuser_password(parent: pulumi.Resource) -> random.RandomPassword:
