@@ -31,6 +31,30 @@ TYPE = "fly-potato:data:BackupService"
 CONTAINER = "data-backup"
 
 
+def backup_env(schedule: BackupConfig, metrics_port: int) -> dict[str, str]:
+    """The backup service's settings as environment, on a host and on a swarm alike; its secrets are the files
+    of :func:`backup_files`."""
+    return {
+        "BACKUP_DIR": BACKUP_MOUNT,
+        "BACKUP_DATABASE_URL_FILE": f"{SECRETS_DIR}/backup_url",
+        "BACKUP_DUMP_RETENTION_DAYS": str(schedule.dump_retention_days),
+        "BACKUP_WAL_RETENTION_DAYS": str(schedule.wal_retention_days),
+        "BACKUP_SCHEDULE_UTC": schedule.schedule_utc,
+        "BACKUP_METRICS_PORT": str(metrics_port),
+        "BACKUP_METRICS_TOKEN_FILE": METRICS_TOKEN_FILE,
+        "BACKUP_ARCHIVE_TIMEOUT_SECONDS": str(schedule.archive_timeout_seconds),
+        "BACKUP_WAL_ARCHIVE_DIR": WAL_ARCHIVE_MOUNT,
+    }
+
+
+def backup_files(backup_url: pulumi.Input[str], metrics_token: pulumi.Input[str]) -> list[ContainerFile]:
+    """The backup role's connection URL and the metrics token, secret files readable by the service alone."""
+    return [
+        ContainerFile(f"{SECRETS_DIR}/backup_url", backup_url, secret=True, mode="0400"),
+        ContainerFile(METRICS_TOKEN_FILE, metrics_token, secret=True, mode="0400"),
+    ]
+
+
 @dataclass(frozen=True)
 class BackupServiceArgs:
     placement: Placement
@@ -58,21 +82,8 @@ class BackupService(pulumi.ComponentResource):
                 service="backup",
                 image=args.image,
                 command=["service"],
-                env={
-                    "BACKUP_DIR": BACKUP_MOUNT,
-                    "BACKUP_DATABASE_URL_FILE": f"{SECRETS_DIR}/backup_url",
-                    "BACKUP_DUMP_RETENTION_DAYS": str(schedule.dump_retention_days),
-                    "BACKUP_WAL_RETENTION_DAYS": str(schedule.wal_retention_days),
-                    "BACKUP_SCHEDULE_UTC": schedule.schedule_utc,
-                    "BACKUP_METRICS_PORT": str(metrics_port),
-                    "BACKUP_METRICS_TOKEN_FILE": METRICS_TOKEN_FILE,
-                    "BACKUP_ARCHIVE_TIMEOUT_SECONDS": str(schedule.archive_timeout_seconds),
-                    "BACKUP_WAL_ARCHIVE_DIR": WAL_ARCHIVE_MOUNT,
-                },
-                files=[
-                    ContainerFile(f"{SECRETS_DIR}/backup_url", args.backup_url, secret=True, mode="0400"),
-                    ContainerFile(METRICS_TOKEN_FILE, args.metrics_token, secret=True, mode="0400"),
-                ],
+                env=backup_env(schedule, metrics_port),
+                files=backup_files(args.backup_url, args.metrics_token),
                 volumes=[
                     VolumeMount(args.backup_volume, BACKUP_MOUNT),
                     # Read-write: the prune job deletes WAL older than the retention (group 10010, mode 2770).

@@ -113,6 +113,13 @@ class ReleaseOrder(pulumi.ComponentResource):
         return f"{self._name}-{step}"
 
 
+def predeploy_script(flag: str, target: str, timeout: int, reason: str) -> str:
+    """``predeploy-backup.sh`` for the backup ``--container`` (host) or ``--service`` (swarm) ``target``."""
+    return host_script(
+        "predeploy-backup.sh", flag, target, "--timeout", str(timeout), "--reason", reason, timeout=timeout + 60
+    )
+
+
 @dataclass(frozen=True)
 class PreDeployBackupArgs:
     host: DockerHost
@@ -133,16 +140,7 @@ class PreDeployBackup(pulumi.ComponentResource):
         self.command = args.host.command(
             release.step_name("backup"),
             create=args.backup.container.name.apply(
-                lambda container: host_script(
-                    "predeploy-backup.sh",
-                    "--container",
-                    container,
-                    "--timeout",
-                    str(timeout),
-                    "--reason",
-                    reason,
-                    timeout=timeout + 60,
-                )
+                lambda container: predeploy_script("--container", container, timeout, reason)
             ),
             triggers=[release.fingerprint],
             timeout_seconds=timeout + 60,
@@ -242,6 +240,7 @@ __all__ = [
     "SmokeCheck",
     "SmokeCheckArgs",
     "migrations_digest",
+    "predeploy_script",
     "release_fingerprint",
     "smoke_target",
 ]

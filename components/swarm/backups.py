@@ -21,17 +21,17 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
+from components.backup_service import backup_env, backup_files
 from components.catalog import Resources, Zone
 from components.data_services import (
     BACKUP_MOUNT,
-    METRICS_TOKEN_FILE,
     POSTGRES_CONF_FILE,
     WAL_ARCHIVE_MOUNT,
     archive_settings,
 )
-from components.hardened_container import SECRETS_DIR, ContainerFile, http_probe
-from components.host_guardrails import DockerHost, host_script
-from components.release_order import STEP_TYPES, ReleaseOrder
+from components.hardened_container import http_probe
+from components.host_guardrails import DockerHost
+from components.release_order import STEP_TYPES, ReleaseOrder, predeploy_script
 from components.settings import BackupConfig, Settings
 from components.swarm.files import ServiceFile
 from components.swarm.placement import SwarmPlacement, placement_of
@@ -132,23 +132,8 @@ class SwarmBackups(pulumi.ComponentResource):
                 constraints=args.placement.constraints,
                 max_replicas_per_node=args.placement.max_replicas_per_node,
                 args=["service"],  # the image's entrypoint is python3 -m backup
-                env={
-                    "BACKUP_DIR": BACKUP_MOUNT,
-                    "BACKUP_DATABASE_URL_FILE": f"{SECRETS_DIR}/backup_url",
-                    "BACKUP_DUMP_RETENTION_DAYS": str(schedule.dump_retention_days),
-                    "BACKUP_WAL_RETENTION_DAYS": str(schedule.wal_retention_days),
-                    "BACKUP_SCHEDULE_UTC": schedule.schedule_utc,
-                    "BACKUP_METRICS_PORT": str(metrics_port),
-                    "BACKUP_METRICS_TOKEN_FILE": METRICS_TOKEN_FILE,
-                    "BACKUP_ARCHIVE_TIMEOUT_SECONDS": str(schedule.archive_timeout_seconds),
-                    "BACKUP_WAL_ARCHIVE_DIR": WAL_ARCHIVE_MOUNT,
-                },
-                files=service_files(
-                    [
-                        ContainerFile(f"{SECRETS_DIR}/backup_url", args.backup_url, secret=True, mode="0400"),
-                        ContainerFile(METRICS_TOKEN_FILE, args.metrics_token, secret=True, mode="0400"),
-                    ]
-                ),
+                env=backup_env(schedule, metrics_port),
+                files=service_files(backup_files(args.backup_url, args.metrics_token)),
                 # Read-write both: the prune job deletes WAL older than the retention (group 10010, mode 2770).
                 volumes={volumes.backups_name: BACKUP_MOUNT, volumes.wal_archive_name: WAL_ARCHIVE_MOUNT},
                 # /healthz needs no token; /metrics does.
@@ -193,18 +178,7 @@ class PreDeployDump(pulumi.ComponentResource):
         reason = f"release {release.fingerprint[:12]} backend {args.backend_image}"
         self.command = args.host.command(
             release.step_name("backup"),
-            create=args.service.name.apply(
-                lambda service: host_script(
-                    "predeploy-backup.sh",
-                    "--service",
-                    service,
-                    "--timeout",
-                    str(timeout),
-                    "--reason",
-                    reason,
-                    timeout=timeout + 60,
-                )
-            ),
+            create=args.service.name.apply(lambda service: predeploy_script("--service", service, timeout, reason)),
             triggers=[release.fingerprint],
             timeout_seconds=timeout + 60,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.service.service]),

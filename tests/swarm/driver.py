@@ -74,6 +74,21 @@ def push_images(swarm: SwarmLab, times: dict[str, float]) -> dict[str, str]:
     return refs
 
 
+def pulumi_env(tmp: Path) -> dict[str, str]:
+    """The CLI's environment for a throwaway stack: a file backend in ``tmp/state``, a random passphrase, the
+    project's toolchain, no plugin downloads."""
+    (tmp / "state").mkdir()
+    return {
+        "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
+        "PULUMI_CONFIG_PASSPHRASE": secrets.token_urlsafe(24),
+        "PULUMI_HOME": os.environ.get("PULUMI_HOME", str(TOOLCHAIN / "pulumi-home")),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+        "PATH": f"{TOOLCHAIN / 'bin'}:{os.environ['PATH']}",
+    }
+
+
 def _program_dir(tmp: Path) -> Path:
     work = tmp / "program"
     work.mkdir()
@@ -93,18 +108,8 @@ def program_stack(
     """A new stack of tests/swarm/program.py (not yet up); destroyed, purged and removed on the way out."""
     if not (TOOLCHAIN / "bin/pulumi").exists():
         pytest.fail(f"no Pulumi CLI in {TOOLCHAIN}/bin: run 'make toolchain'", pytrace=False)
-    (tmp / "state").mkdir()
     name = f"swarm{secrets.token_hex(3)}"
-    env = {
-        "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
-        "PULUMI_CONFIG_PASSPHRASE": secrets.token_urlsafe(24),
-        "PULUMI_HOME": os.environ.get("PULUMI_HOME", str(TOOLCHAIN / "pulumi-home")),
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
-        "PATH": f"{TOOLCHAIN / 'bin'}:{os.environ['PATH']}",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = {**pulumi_env(tmp), "PYTHONPATH": str(ROOT)}
     stack = auto.create_or_select_stack(
         stack_name=name,
         work_dir=str(_program_dir(tmp)),

@@ -7,7 +7,6 @@ on the swarm after it. Used by test_platform_on_swarm.py.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
-from tests.swarm.driver import TOOLCHAIN, labelled, purge
+from tests.swarm.driver import TOOLCHAIN, labelled, pulumi_env, purge
 from tests.swarm.lab import DIGEST_REF, SwarmLab, script
 from wire import PROJECT, STACK_LABEL
 
@@ -90,19 +89,10 @@ def platform_stack(swarm: SwarmLab, tmp: Path, refs: dict[str, str]) -> Iterator
     if not (TOOLCHAIN / "bin/pulumi").exists():
         pytest.fail(f"no Pulumi CLI in {TOOLCHAIN}/bin: run 'make toolchain'", pytrace=False)
     open_tunnel()
-    (tmp / "state").mkdir()
     name = f"swp{secrets.token_hex(3)}"
     config_file = ROOT / f"Pulumi.{name}.yaml"
     config_file.write_text(yaml.safe_dump(stack_document(refs), sort_keys=False))
-    env = {
-        "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
-        "PULUMI_CONFIG_PASSPHRASE": secrets.token_urlsafe(24),
-        "PULUMI_HOME": os.environ.get("PULUMI_HOME", str(TOOLCHAIN / "pulumi-home")),
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
-        "PATH": f"{TOOLCHAIN / 'bin'}:{os.environ['PATH']}",
-    }
+    env = pulumi_env(tmp)
     stack = auto.create_or_select_stack(
         stack_name=name,
         work_dir=str(ROOT),
