@@ -91,8 +91,11 @@ class SwarmLab:
     """Docker commands against one node of the lab, and services made for one test."""
 
     def __init__(self) -> None:
-        # skopeo's blob-info cache directory: `down` removes it only when the lab created it.
-        self.had_containers_dir = Path("/var/lib/containers").exists()
+        # skopeo's blob-info cache directory: `down` removes it only when the lab created it. A lab left up
+        # by an earlier run may already have made it (its marker is in RUN_DIR): then it is the lab's.
+        self.had_containers_dir = (
+            Path("/var/lib/containers").exists() and not (RUN_DIR / "made-var-lib-containers").exists()
+        )
 
     def socket(self, node: str) -> str:
         return f"unix://{RUN_DIR}/{node}.sock"
