@@ -12,6 +12,8 @@ APP_SCHEMA = "app"
 ANALYTICS_SCHEMA = "analytics"
 # Alembic's version table lives apart from the app's tables: the app role may read it, never write it (R-DB-1).
 VERSION_SCHEMA = "migrations"  # the readiness queries name migrations.alembic_version
+# Aggregate-only functions for the SQL exporter: its role calls them and reads no table (R-DB-1, R-OBS-1).
+METRICS_SCHEMA = "metrics"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

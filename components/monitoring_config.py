@@ -313,25 +313,28 @@ def render_alertmanager_config(settings: Settings, paths: MonitoringPaths = PATH
     return _dump(config)
 
 
+# How often sql_exporter runs the business-metric queries (they count whole tables: not on every scrape).
+SQL_JOB_INTERVAL_SECONDS = 300
+
+
 def sql_exporter_queries() -> list[dict[str, Any]]:
-    """Custom business metrics (Debian's sql_exporter: metric ``sql_<name>``, one series per value column)."""
+    """Custom business metrics (Debian's sql_exporter: metric ``sql_<name>``, one series per value column).
+
+    They call the aggregate-only functions of schema ``metrics`` (migration 0004): the exporter role may
+    execute those and reads no table (R-DB-1)."""
     return [
         {
             "name": "flypotato_flights",
             "help": "Flights ingested (rows of app.flights): all, and created in the last hour.",
             "values": ["total", "last_hour"],
-            "query": "SELECT count(*)::float8 AS total,"
-            " count(*) FILTER (WHERE created_at > now() - interval '1 hour')::float8 AS last_hour"
-            " FROM app.flights",
+            "query": "SELECT total, last_hour FROM metrics.flights()",
         },
         {
             "name": "flypotato_flow_events",
             "help": "Ops events (rows of app.flow_events) by type: all, and created in the last hour.",
             "labels": ["event_type"],
             "values": ["total", "last_hour"],
-            "query": "SELECT event_type, count(*)::float8 AS total,"
-            " count(*) FILTER (WHERE created_at > now() - interval '1 hour')::float8 AS last_hour"
-            " FROM app.flow_events GROUP BY event_type",
+            "query": "SELECT event_type, total, last_hour FROM metrics.flow_events()",
         },
     ]
 
@@ -350,7 +353,7 @@ def render_sql_exporter_config(settings: Settings, dsn: str) -> str:
             "jobs": [
                 {
                     "name": "flypotato",
-                    "interval": "5m",
+                    "interval": f"{SQL_JOB_INTERVAL_SECONDS // 60}m",
                     "connections": [dsn],
                     "startup_sql": ["SET statement_timeout = '20s'", "SET lock_timeout = '2s'"],
                     "queries": sql_exporter_queries(),

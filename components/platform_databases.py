@@ -29,6 +29,9 @@ APP_SCHEMA = "app"
 ANALYTICS_SCHEMA = "analytics"
 # Alembic's version table (app.db.VERSION_SCHEMA): the app role reads it, only the migrator writes it (R-DB-1).
 VERSION_SCHEMA = "migrations"
+# The SQL exporter's business metrics (app.db.METRICS_SCHEMA): aggregate-only SECURITY DEFINER functions the
+# migrations create; the exporter role may call them and reads no table (R-DB-1, R-OBS-1).
+METRICS_SCHEMA = "metrics"
 POSTGIS = "postgis"
 
 TABLE_DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -79,7 +82,7 @@ def role_specs(settings: Settings) -> dict[str, RoleSpec]:
         RoleSpec("keycloak", "Keycloak: owns its own database", clients=("keycloak",), databases=(KEYCLOAK_DATABASE,)),
         RoleSpec(
             "exporter",
-            "metrics: pg_monitor",
+            "metrics: pg_monitor, and EXECUTE on the business-metric functions of schema metrics",
             clients=("postgres_exporter", "sql_exporter"),
             databases=(MAINTENANCE_DATABASE, APP_DATABASE),
             member_of=("pg_monitor",),
@@ -170,8 +173,8 @@ class DatabaseArgs:
 
 
 class PlatformDatabases(pulumi.ComponentResource):
-    """Databases ``flypotato`` and ``keycloak``, PostGIS, schemas ``app`` and ``analytics`` owned by the
-    migrator, the login roles of :func:`role_specs`, and their grants — PUBLIC gets nothing."""
+    """Databases ``flypotato`` and ``keycloak``, PostGIS, schemas ``app``, ``analytics``, ``migrations`` and
+    ``metrics`` owned by the migrator, the login roles of :func:`role_specs`, and their grants — PUBLIC gets nothing."""
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(TYPE, name, None, opts)
@@ -233,7 +236,7 @@ class PlatformDatabases(pulumi.ComponentResource):
         self.app_database = database(APP_DATABASE, "migrator")
         self.keycloak_database = database(KEYCLOAK_DATABASE, "keycloak")
         # Created by the superuser: PostGIS is not a trusted extension.
-        # PostGIS and the two schemas hold what the migrations created (tables, views, geometry columns):
+        # PostGIS and the schemas hold what the migrations created (tables, views, geometry columns):
         # dropping them is never Pulumi's job. On delete they are only forgotten and go with their database;
         # a DROP of each during a destroy would race (views across the schemas deadlock) and fail on the
         # columns that use PostGIS types.
@@ -275,7 +278,7 @@ class PlatformDatabases(pulumi.ComponentResource):
                 drop_cascade=False,
                 opts=kept_with_database,
             )
-            for schema in (APP_SCHEMA, ANALYTICS_SCHEMA, VERSION_SCHEMA)
+            for schema in (APP_SCHEMA, ANALYTICS_SCHEMA, VERSION_SCHEMA, METRICS_SCHEMA)
         }
 
         self.grants: list[pulumi.CustomResource] = []
@@ -377,7 +380,10 @@ class PlatformDatabases(pulumi.ComponentResource):
             ("app", APP_SCHEMA),
             ("app", VERSION_SCHEMA),
             ("datalens", ANALYTICS_SCHEMA),
+            ("exporter", METRICS_SCHEMA),
         ):
+            if grantee not in role:  # a component given fewer roles grants nothing to the missing ones
+                continue
             self._grant(
                 f"schema:{target}",
                 f"{name}-usage-{target}-{grantee}",
@@ -418,15 +424,18 @@ class PlatformDatabases(pulumi.ComponentResource):
             ("app", VERSION_SCHEMA, "table", ("SELECT",)),
             ("datalens", ANALYTICS_SCHEMA, "table", ("SELECT",)),
             ("datalens", ANALYTICS_SCHEMA, "function", ("EXECUTE",)),
+            ("exporter", METRICS_SCHEMA, "function", ("EXECUTE",)),
             ("public", None, "function", ()),
         )
         for grantee, in_schema, object_type, privileges in defaults:
+            if grantee != "public" and grantee not in role:
+                continue
             self._chain(
                 f"default:{in_schema or '*'}:{object_type}",
                 f"{name}-default-{object_type}s-{in_schema or 'all'}-{grantee}",
                 postgresql.DefaultPrivileges,
                 opts,
-                role=role.get(grantee, grantee),
+                role=role.get(grantee, grantee),  # PUBLIC is no role of ours
                 database=app_db,
                 schema=schema[in_schema] if in_schema else None,
                 owner=role["migrator"],

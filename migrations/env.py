@@ -1,10 +1,11 @@
 """Alembic environment: async (asyncpg), connecting as the migrator role.
 
 The URL comes from ``sqlalchemy.url`` when a caller set it (tests), else from ``migrator_url`` of
-:class:`app.config.MigratorSettings` (the migration container is given nothing else). The ``app`` and
-``analytics`` schemas may already exist (created and owned by the migrator role in the real deployment);
-they are created only when missing, so the migrator needs no CREATE privilege on the database when they
-exist. PostGIS must be installed in the database beforehand by a superuser (it is not a trusted extension).
+:class:`app.config.MigratorSettings` (the migration container is given nothing else). The ``app``,
+``analytics``, ``migrations`` and ``metrics`` schemas may already exist (created and owned by the migrator
+role in the real deployment); they are created only when missing, so the migrator needs no CREATE privilege
+on the database when they exist. PostGIS must be installed in the database beforehand by a superuser (it is
+not a trusted extension).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import models  # noqa: F401 - registers the tables on Base.metadata
 from app.config import get_migrator_settings, to_asyncpg_url
-from app.db import ANALYTICS_SCHEMA, APP_SCHEMA, VERSION_SCHEMA, Base
+from app.db import ANALYTICS_SCHEMA, APP_SCHEMA, METRICS_SCHEMA, VERSION_SCHEMA, Base
 
 config = context.config
 if config.config_file_name and config.attributes.get("configure_logger", True):
@@ -47,7 +48,7 @@ def _prepare(connection: Connection) -> None:
                 "The PostGIS extension is missing and the migrator role cannot create it; run "
                 "`CREATE EXTENSION postgis;` as a superuser in this database, then migrate again."
             ) from exc
-    for schema in (APP_SCHEMA, ANALYTICS_SCHEMA, VERSION_SCHEMA):
+    for schema in (APP_SCHEMA, ANALYTICS_SCHEMA, VERSION_SCHEMA, METRICS_SCHEMA):
         exists = connection.execute(text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).first()
         if exists is None:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))

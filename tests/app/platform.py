@@ -5,10 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from tests.support.postgres import PostgresCluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def head_revision() -> str:
+    """The newest migration's revision: what a migrated database and the readiness report carry."""
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head, "the migrations have no head"
+    return head
+
+
+HEAD = head_revision()
 
 
 def alembic_config(url: str) -> Config:
@@ -31,7 +44,7 @@ def prepare_database(pg: PostgresCluster, name: str) -> None:
     pg.psql(
         "CREATE EXTENSION postgis;"
         " CREATE SCHEMA app AUTHORIZATION migrator; CREATE SCHEMA analytics AUTHORIZATION migrator;"
-        " CREATE SCHEMA migrations AUTHORIZATION migrator;"
+        " CREATE SCHEMA migrations AUTHORIZATION migrator; CREATE SCHEMA metrics AUTHORIZATION migrator;"
         " GRANT USAGE ON SCHEMA app TO app; GRANT USAGE ON SCHEMA analytics TO datalens;"
         " GRANT USAGE ON SCHEMA migrations TO app;"
         " ALTER DEFAULT PRIVILEGES FOR ROLE migrator IN SCHEMA migrations GRANT SELECT ON TABLES TO app;"

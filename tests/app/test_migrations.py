@@ -9,6 +9,7 @@ import sys
 from alembic import command
 
 from tests.app.conftest import REPO_ROOT, alembic_config, prepare_database
+from tests.app.platform import HEAD
 from tests.support.postgres import PostgresCluster
 
 APP_TABLES = "flight_daily_region_stats,flight_hourly_stats,flight_monthly_region_stats,flights,flow_events,regions"
@@ -69,7 +70,7 @@ def test_alembic_cli_reads_the_migrator_url_from_settings(pg: PostgresCluster, t
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert pg.psql("SELECT version_num FROM migrations.alembic_version", "migrations_cli") == "0003"
+    assert pg.psql("SELECT version_num FROM migrations.alembic_version", "migrations_cli") == HEAD
 
 
 def test_missing_postgis_is_explained(pg: PostgresCluster) -> None:
@@ -99,7 +100,7 @@ def test_an_earlier_releases_version_table_moves_out_of_reach_of_the_app_role(pg
         "migrations_moved",
     )
     command.upgrade(cfg, "head")
-    assert pg.psql("SELECT version_num FROM migrations.alembic_version", "migrations_moved") == "0003"
+    assert pg.psql("SELECT version_num FROM migrations.alembic_version", "migrations_moved") == HEAD
     assert pg.psql("SELECT to_regclass('app.alembic_version') IS NULL", "migrations_moved") == "t"
     held = pg.psql(
         "SELECT string_agg(privilege_type, ',' ORDER BY privilege_type) FROM information_schema.role_table_grants "

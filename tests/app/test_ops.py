@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 from app.config import Settings
 from app.main import create_app
 from tests.app.conftest import METRICS_TOKEN
+from tests.app.platform import HEAD
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -25,7 +26,7 @@ async def test_liveness(client: httpx.AsyncClient) -> None:
 async def test_readiness_reports_migration(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "database": "ok", "migration": "0003"}
+    assert response.json() == {"status": "ready", "database": "ok", "migration": HEAD}
 
 
 async def test_metrics_need_the_bearer_token(client: httpx.AsyncClient, analyst: dict[str, str]) -> None:
@@ -91,7 +92,7 @@ async def test_startup_records_flow_events_with_secrets_masked(app, connection: 
     dumped = str(startup)
     assert startup["settings"]["metrics_token"] == "***"
     assert METRICS_TOKEN not in dumped and "BEGIN PRIVATE KEY" not in dumped
-    assert rows[1].payload == {"revision": "0003"}
+    assert rows[1].payload == {"revision": HEAD}
 
 
 async def test_datalens_embed_token(client: httpx.AsyncClient, analyst: dict[str, str], embed_key_pem: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from policy_plan.program import PlannedResource, evaluate_program
-from tests.app.platform import REPO_ROOT
+from tests.app.platform import HEAD, REPO_ROOT
 from tests.support.postgres import PostgresCluster, postgis_available, start_cluster_or_fail
 
 PG = "postgresql:index"
@@ -32,6 +32,7 @@ APP_TABLES = (
     "regions",
 )
 VIEWS = ("flights", "hourly_stats", "region_daily_stats", "regions")
+METRICS_FUNCTIONS = ("flights", "flow_events")
 DML = ("DELETE", "INSERT", "SELECT", "UPDATE")
 SEQUENCE_USE = ("SELECT", "UPDATE", "USAGE")
 
@@ -54,7 +55,13 @@ EXPECTED: dict[str, set[tuple[str, str, str]]] = {
         *{("table", f"analytics.{v}", "SELECT") for v in VIEWS},
     },
     "keycloak": set(),  # owns the database keycloak
-    "exporter": {("database", DB, "CONNECT"), ("database", "postgres", "CONNECT"), ("member", "pg_monitor", "")},
+    "exporter": {
+        ("database", DB, "CONNECT"),
+        ("database", "postgres", "CONNECT"),
+        ("member", "pg_monitor", ""),
+        ("schema", "metrics", "USAGE"),
+        *{("function", f"metrics.{f}", "EXECUTE") for f in METRICS_FUNCTIONS},  # aggregates; no table
+    },
     "backup": {
         *{("database", d, "CONNECT") for d in (DB, "keycloak", "postgres", "template_postgis")},
         ("member", "pg_read_all_data", ""),
@@ -62,7 +69,7 @@ EXPECTED: dict[str, set[tuple[str, str, str]]] = {
     "PUBLIC": set(),
 }
 OWNED = {
-    "migrator": {("database", DB), *{("schema", s) for s in ("analytics", "app", "migrations")}},
+    "migrator": {("database", DB), *{("schema", s) for s in ("analytics", "app", "metrics", "migrations")}},
     "keycloak": {("database", "keycloak")},
 }
 
@@ -132,22 +139,42 @@ SELECT r.rolname, 'database', d.datname, a.privilege_type
 UNION ALL
 SELECT r.rolname, 'schema', n.nspname, a.privilege_type
   FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a JOIN roles r ON r.oid = a.grantee
- WHERE a.grantee <> n.nspowner AND n.nspname IN ('app', 'analytics', 'migrations', 'public')
+ WHERE a.grantee <> n.nspowner AND n.nspname IN ('app', 'analytics', 'metrics', 'migrations', 'public')
 UNION ALL
 SELECT r.rolname, CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE 'table' END, n.nspname || '.' || c.relname,
        a.privilege_type
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   CROSS JOIN LATERAL aclexplode(c.relacl) a JOIN roles r ON r.oid = a.grantee
- WHERE a.grantee <> c.relowner AND n.nspname IN ('app', 'analytics', 'migrations')
+ WHERE a.grantee <> c.relowner AND n.nspname IN ('app', 'analytics', 'metrics', 'migrations')
 UNION ALL
 SELECT r.rolname, 'function', n.nspname || '.' || p.proname, a.privilege_type
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
   CROSS JOIN LATERAL aclexplode(p.proacl) a JOIN roles r ON r.oid = a.grantee
- WHERE a.grantee <> p.proowner AND n.nspname IN ('app', 'analytics', 'migrations')
+ WHERE a.grantee <> p.proowner AND n.nspname IN ('app', 'analytics', 'metrics', 'migrations')
 UNION ALL
 SELECT m.rolname, 'member', g.rolname, ''
   FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member JOIN pg_roles g ON g.oid = am.roleid
 """
+
+
+def deploy_declared(cluster: PostgresCluster) -> None:
+    """The program's roles, databases, schemas and grants, then the migrations as the migrator, then the
+    grants once more (as ``pulumi refresh`` + ``up`` after a release would)."""
+    objects, grants = declared()
+    for database, sql in objects + grants:
+        cluster.psql(sql, database)
+    env = {"PATH": "/usr/bin:/bin", "FLY_POTATO_MIGRATOR_URL": cluster.dsn(DB, user="migrator")}
+    migrate = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    for database, sql in grants:
+        cluster.psql(sql, database)
 
 
 @pytest.fixture(scope="module")
@@ -157,21 +184,7 @@ def deployed() -> Iterator[PostgresCluster]:
         cluster.remove()
         pytest.fail("PostGIS is not installed; run scripts/deps/postgres.sh.", pytrace=False)
     try:
-        objects, grants = declared()
-        for database, sql in objects + grants:
-            cluster.psql(sql, database)
-        env = {"PATH": "/usr/bin:/bin", "FLY_POTATO_MIGRATOR_URL": cluster.dsn(DB, user="migrator")}
-        migrate = subprocess.run(
-            [sys.executable, "-m", "alembic", "upgrade", "head"],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert migrate.returncode == 0, migrate.stderr
-        for database, sql in grants:  # pulumi refresh + up after the migration re-applies every grant
-            cluster.psql(sql, database)
+        deploy_declared(cluster)
         yield cluster
     finally:
         cluster.remove()
@@ -194,7 +207,7 @@ def test_each_role_holds_exactly_its_expected_privileges(deployed: PostgresClust
 def test_the_migrator_owns_the_app_database_schemas_and_tables(deployed: PostgresCluster) -> None:
     owners = deployed.psql(
         "SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('app', 'analytics', 'migrations')",
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('app', 'analytics', 'metrics', 'migrations')",
         DB,
     )
     assert owners == "migrator"
@@ -207,9 +220,33 @@ def test_the_migrator_owns_the_app_database_schemas_and_tables(deployed: Postgre
             assert deployed.psql(query, DB) == role, (kind, name)
 
 
+def test_the_exporter_reads_counts_through_the_metrics_functions_and_no_row(deployed: PostgresCluster) -> None:
+    deployed.psql(
+        "INSERT INTO app.flow_events (event_type, message, payload) VALUES ('probe', 'x', '{}'), ('probe', 'y', '{}')",
+        DB,
+    )
+    exporter = {"user": "exporter"}
+    assert deployed.psql("SELECT total, last_hour FROM metrics.flights()", DB, **exporter) == "0|0"
+    events = deployed.psql("SELECT event_type, total, last_hour FROM metrics.flow_events()", DB, **exporter)
+    assert "probe|2|2" in events.splitlines()
+    for table in ("app.flights", "app.flow_events", "analytics.flights"):
+        with pytest.raises(RuntimeError, match="permission denied for schema"):
+            deployed.psql(f"SELECT count(*) FROM {table}", DB, **exporter)
+    # Definer-rights functions with a fixed search_path: nothing the caller puts first can hijack them.
+    settings = deployed.psql(
+        "SELECT string_agg(p.proname || ':' || p.prosecdef || ':' || array_to_string(p.proconfig, ','), ' ' "
+        "ORDER BY p.proname) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'metrics'",
+        DB,
+    )
+    assert settings == " ".join(f"{f}:true:search_path=pg_catalog, pg_temp" for f in METRICS_FUNCTIONS)
+    # Neither the app role nor PUBLIC may call them.
+    with pytest.raises(RuntimeError, match="permission denied for schema metrics"):
+        deployed.psql("SELECT * FROM metrics.flights()", DB, user="app")
+
+
 def test_the_app_role_reads_the_migration_state_and_cannot_rewrite_it(deployed: PostgresCluster) -> None:
     app = {"user": "app"}
-    assert deployed.psql("SELECT version_num FROM migrations.alembic_version", DB, **app) == "0003"
+    assert deployed.psql("SELECT version_num FROM migrations.alembic_version", DB, **app) == HEAD
     for statement in (
         "UPDATE migrations.alembic_version SET version_num = '0001'",
         "DELETE FROM migrations.alembic_version",

@@ -13,6 +13,7 @@ from app.db import create_engine
 from app.main import create_app
 from tests.app.conftest import alembic_config, make_settings, prepare_database
 from tests.app.oidc import FakeKeycloak
+from tests.app.platform import HEAD
 from tests.support.postgres import PostgresCluster
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -50,6 +51,6 @@ async def test_ready_turns_503_when_the_database_stops(
                 .scalars()
                 .all()
             )
-        assert events == [{"ready": True, "was_ready": False, "migration": "0003"}]
+        assert events == [{"ready": True, "was_ready": False, "migration": HEAD}]
     finally:
         await engine.dispose()

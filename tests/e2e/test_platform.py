@@ -324,6 +324,32 @@ def test_metrics_without_the_token_are_refused(live: Live) -> None:
     assert codes == dict.fromkeys(urls, "401"), codes
 
 
+def test_the_business_metrics_reach_prometheus(live: Live) -> None:
+    """sql_exporter runs the business-metric queries as the exporter role (EXECUTE on schema metrics' functions,
+    no table) and Prometheus stores the result: the backend's startup events counted by type. The exporter may
+    have started before the migration created the functions; its next run, one job interval later, sees them."""
+    from components.monitoring_config import SQL_JOB_INTERVAL_SECONDS
+
+    started = inspect(live.container("sql_exporter"))["State"]["StartedAt"]
+    deadline = time.monotonic() + SQL_JOB_INTERVAL_SECONDS + 90
+    query = 'sql_flypotato_flow_events{event_type="startup", col="total"} >= 1'
+    while True:
+        answer = requests.get(
+            f"http://127.0.0.1:{live.ports['prometheus']}/api/v1/query", params={"query": query}, timeout=10
+        )
+        found = answer.json()["data"]["result"]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(10)
+    assert found, f"no {query} (sql_exporter started {started}): {logs(live.container('sql_exporter'), 20)}"
+    flights = requests.get(
+        f"http://127.0.0.1:{live.ports['prometheus']}/api/v1/query",
+        params={"query": "sql_flypotato_flights"},
+        timeout=10,
+    ).json()["data"]["result"]
+    assert {series["metric"]["col"] for series in flights} == {"total", "last_hour"}
+
+
 # -- generated secrets ------------------------------------------------------------------------------------------
 
 

@@ -215,11 +215,12 @@ def test_email_receiver_needs_its_smtp_settings() -> None:
     assert AlertingConfig(webhook_url=SecretStr("https://x.example.com/h")).webhook_url is not None
 
 
-def test_sql_exporter_queries_read_the_app_tables() -> None:
+def test_sql_exporter_queries_call_the_metrics_functions_and_name_no_table() -> None:
     settings = settings_for("prod")
     config = yaml.safe_load(mc.render_sql_exporter_config(settings, mc.sql_exporter_dsn(settings, "pw")))
     job = config["jobs"][0]
     assert job["connections"] == ["postgres://exporter:pw@postgres:5433/flypotato?sslmode=disable"]
     queries = {q["name"]: q for q in job["queries"]}
-    assert "FROM app.flights" in queries["flypotato_flights"]["query"]
-    assert "FROM app.flow_events GROUP BY event_type" in queries["flypotato_flow_events"]["query"]
+    assert queries["flypotato_flights"]["query"].endswith("FROM metrics.flights()")
+    assert queries["flypotato_flow_events"]["query"].endswith("FROM metrics.flow_events()")
+    assert not any("app." in q["query"] for q in job["queries"])  # the exporter role reads no table (R-DB-1)

@@ -1,6 +1,7 @@
 """Live scrape on loopback: a real Prometheus scrapes the real backend's /metrics with the bearer token from a
 file (and is refused without it), and the real sql_exporter with the rendered custom queries, against a
-throwaway PostgreSQL migrated like a stack's database."""
+throwaway PostgreSQL with the roles and grants the program declares, migrated like a stack's database: the
+exporter role reads the business metrics through the functions of schema metrics, with no right on a table."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 import yaml
 
 from components import monitoring_config as mc
-from tests.app.conftest import DATABASE, alembic_config, prepare_database
+from tests.app.conftest import DATABASE
+from tests.app.test_privileges import deploy_declared
 from tests.monitoring.support import REPO, Processes, http_get, prometheus_query, tool, wait_for
 from tests.monitoring.test_config import settings_for
 from tests.support.postgres import PostgresCluster, free_port, postgis_available, start_cluster_or_fail
@@ -24,19 +26,12 @@ TOKEN = "k" * 40
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[PostgresCluster]:
-    from alembic import command
-
     cluster = start_cluster_or_fail()
     try:
         if not postgis_available(cluster.pg_bin):
             pytest.fail("PostGIS is not installed; run scripts/deps/postgres.sh.", pytrace=False)
-        prepare_database(cluster, DATABASE)
-        command.upgrade(alembic_config(cluster.dsn(DATABASE, user="migrator")), "head")
-        # The exporter role as the platform needs it: pg_monitor, and SELECT on what sql_exporter counts.
-        cluster.psql("CREATE ROLE exporter LOGIN; GRANT pg_monitor TO exporter")
-        cluster.psql(
-            "GRANT USAGE ON SCHEMA app TO exporter; GRANT SELECT ON app.flights, app.flow_events TO exporter", DATABASE
-        )
+        # The roles and grants the program declares (the exporter's included), then the migrations.
+        deploy_declared(cluster)
         yield cluster
     finally:
         cluster.remove()

@@ -34,6 +34,7 @@ import requests
 import urllib3.util.connection
 from pulumi import automation as auto
 
+from components import monitoring_config as mc
 from tests.swarm.driver import timed
 from tests.swarm.lab import ADDRESS, HOSTNAME, SwarmLab, node_of, script, wait_for
 from tests.swarm.lab import ROOT as LAB_ROOT
@@ -351,6 +352,47 @@ def _client(live: Live, traffic: Traffic, stop: threading.Event) -> None:
             last_ok = now
         time.sleep(max(0.0, started + traffic.sent / RATE - time.monotonic()))
     traffic.longest_gap = max(traffic.longest_gap, time.monotonic() - last_ok)
+
+
+def _promql(swarm: SwarmLab, live: Live, expr: str) -> list[dict[str, Any]]:
+    """An instant query inside the Prometheus task (its API is not published; promtool is in the image)."""
+    [task] = swarm.running(live.services["prometheus"], 1)
+    out = swarm.exec(
+        node_of(task.node), task.container, "promtool", "query", "instant", "-o", "json", "http://127.0.0.1:9090", expr
+    )
+    return list(json.loads(out))
+
+
+def test_prometheus_scrapes_every_task_with_the_token_and_stores_the_business_metrics(
+    swarm: SwarmLab, live: Live
+) -> None:
+    """R-OBS-1 on the swarm: Prometheus on the data node finds every task of a replicated service by DNS, every
+    target answers its token, and sql_exporter's business metrics (the exporter role calling schema metrics'
+    functions) arrive. The exporter may have started before the migration made those functions: its next run,
+    one job interval later, sees them."""
+
+    def all_up() -> list[dict[str, Any]] | None:
+        series = _promql(swarm, live, "up")
+        return series if series and all(s["value"][1] == "1" for s in series) else None
+
+    try:
+        series = wait_for("every scrape target up", all_up, timeout=180, interval=5)
+    except AssertionError:
+        down = [s["metric"] for s in _promql(swarm, live, "up == 0")]
+        raise AssertionError(f"scrape targets down: {down}") from None
+    per_job: dict[str, int] = {}
+    for s in series:
+        per_job[s["metric"]["job"]] = per_job.get(s["metric"]["job"], 0) + 1
+    FIGURES["scrape targets per job"] = per_job
+    assert per_job.get("backend") == 2, per_job  # both tasks, found by DNS
+    assert per_job.get("node_exporter") == 3, per_job  # one per node (global)
+    assert {"postgres_exporter", "sql_exporter", "keycloak", "oauth2_proxy", "prometheus"} <= set(per_job), per_job
+
+    query = 'sql_flypotato_flow_events{event_type="startup", col="total"} >= 1'
+    interval = mc.SQL_JOB_INTERVAL_SECONDS + 90
+    events = wait_for(query, lambda: _promql(swarm, live, query) or None, timeout=interval, interval=10)
+    assert events
+    assert {s["metric"]["col"] for s in _promql(swarm, live, "sql_flypotato_flights")} == {"total", "last_hour"}
 
 
 def test_losing_a_worker_that_runs_a_backend_task_fails_no_request(swarm: SwarmLab, live: Live) -> None:

@@ -74,7 +74,7 @@ def test_databases_schemas_and_grants(graph: ProgramGraph) -> None:
     databases = {r.prop("name") for r in graph.of_type(f"{PG}/database:Database")}
     assert databases == {APP_DATABASE, KEYCLOAK_DATABASE, "template_postgis"}
     schemas = graph.of_type(f"{PG}/schema:Schema")
-    assert {s.prop("name") for s in schemas} == {"app", "analytics", "migrations"}
+    assert {s.prop("name") for s in schemas} == {"app", "analytics", "migrations", "metrics"}
     assert all(s.options["retain_on_delete"] for s in schemas)
     grants = graph.of_type(f"{PG}/grant:Grant")
     public = [g for g in grants if g.prop("role") == "public"]

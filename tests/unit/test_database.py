@@ -128,6 +128,7 @@ def test_databases_extension_and_schemas(stack: str) -> None:
         "app": ("flypotato", "migrator"),
         "analytics": ("flypotato", "migrator"),
         "migrations": ("flypotato", "migrator"),  # alembic_version, read-only for app (R-DB-1)
+        "metrics": ("flypotato", "migrator"),  # the exporter's aggregate-only functions (R-DB-1, R-OBS-1)
     }
     # What the migrations fill is never dropped piecemeal: forgotten on delete, gone with its database.
     assert all(s.options["retain_on_delete"] for s in schemas.values())
@@ -158,6 +159,7 @@ EXPECTED_GRANTS = {
     ("app", "schema", "flypotato", "app", ("USAGE",)),
     ("app", "schema", "flypotato", "migrations", ("USAGE",)),
     ("datalens", "schema", "flypotato", "analytics", ("USAGE",)),
+    ("exporter", "schema", "flypotato", "metrics", ("USAGE",)),
     # existing objects
     ("app", "table", "flypotato", "app", ("DELETE", "INSERT", "SELECT", "UPDATE")),
     ("app", "sequence", "flypotato", "app", ("SELECT", "UPDATE", "USAGE")),
@@ -172,6 +174,7 @@ EXPECTED_DEFAULTS = {
     ("app", "migrator", "migrations", "table", ("SELECT",)),
     ("datalens", "migrator", "analytics", "table", ("SELECT",)),
     ("datalens", "migrator", "analytics", "function", ("EXECUTE",)),
+    ("exporter", "migrator", "metrics", "function", ("EXECUTE",)),
     ("public", "migrator", None, "function", ()),
 }
 

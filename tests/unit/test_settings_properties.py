@@ -374,5 +374,6 @@ def test_publish_values_are_left_to_the_port_policies(overrides: Overrides) -> N
                 "public-bindings-nginx-only (R-NET-1)",
                 "other-bindings-loopback (R-NET-2)",
                 "zone-membership (R-NET-4)",  # a published service joins the operator zone for it
+                "keycloak-proxy-exposure (R-AUTH-2)",  # keycloak published other than through nginx /sso
             )
         ), (overrides, violation)
