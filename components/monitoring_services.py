@@ -100,6 +100,9 @@ class MonitoringArgs:
     docker_socket: str
     docker_socket_gid: int | None  # None: the container exporter cannot read the socket and is not deployed
     retain_volumes: bool
+    # The migration gate: sql_exporter's queries call functions the migrations make (schema metrics), so it
+    # starts after them and its first run already counts.
+    sql_exporter_after: Sequence[pulumi.Resource] = ()
 
 
 class MonitoringServices(pulumi.ComponentResource):
@@ -116,8 +119,9 @@ class MonitoringServices(pulumi.ComponentResource):
         placement = args.placement
         zones = args.zones
 
-        def make(service: str, args: HardenedContainerArgs) -> HardenedContainer:
-            return HardenedContainer(f"{name}-{service.replace('_', '-')}", args, placement, zones, opts=child)
+        def make(service: str, args: HardenedContainerArgs, after: Sequence[pulumi.Resource] = ()) -> HardenedContainer:
+            opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(after)))
+            return HardenedContainer(f"{name}-{service.replace('_', '-')}", args, placement, zones, opts=opts)
 
         def volume(service: str) -> docker.Volume:
             return docker.Volume(
@@ -188,6 +192,7 @@ class MonitoringServices(pulumi.ComponentResource):
             files: list[ContainerFile] | None = None,
             env: dict[str, pulumi.Input[str]] | None = None,
             host_binds: list[HostBind] | None = None,
+            after: Sequence[pulumi.Resource] = (),
         ) -> HardenedContainer:
             port = p[service]
             return make(
@@ -202,6 +207,7 @@ class MonitoringServices(pulumi.ComponentResource):
                     host_binds=host_binds or [],
                     healthcheck=metrics_gate.healthcheck(port),
                 ),
+                after,
             )
 
         self.node_exporter = gated(
@@ -225,6 +231,7 @@ class MonitoringServices(pulumi.ComponentResource):
             "sql_exporter",
             [f"-config.file={paths.sql_exporter_config}"],
             files=[ContainerFile(paths.sql_exporter_config, args.sql_exporter_config, secret=True, mode="0400")],
+            after=args.sql_exporter_after,
         )
         blackbox_files = [ContainerFile(paths.blackbox_config, args.blackbox_config)]
         if args.internal_ca_pem is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -221,6 +222,7 @@ class Platform(pulumi.ComponentResource):
                     metrics_token=self.metrics_token.result,
                     exporter_password=pw["exporter"],
                     internal_ca_pem=self.edge.certificate.ca_cert_pem,
+                    sql_exporter_after=[self.migration_gate.command],
                 ),
                 opts=pulumi.ResourceOptions.merge(child, after_postgres),
             )
@@ -354,6 +356,7 @@ def _monitoring_args(
     metrics_token: pulumi.Input[str],
     exporter_password: pulumi.Input[str],
     internal_ca_pem: pulumi.Input[str] | None,
+    sql_exporter_after: Sequence[pulumi.Resource] = (),
 ) -> MonitoringArgs:
     paths, alerting = mc.PATHS, settings.raw.alerting
     if settings.raw.tls.mode == "internal_ca" and internal_ca_pem is None:
@@ -385,6 +388,7 @@ def _monitoring_args(
         docker_socket=settings.raw.monitoring.docker_socket,
         docker_socket_gid=docker_socket_gid(settings),
         retain_volumes=settings.is_prod,
+        sql_exporter_after=sql_exporter_after,
     )
 
 

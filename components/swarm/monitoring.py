@@ -79,6 +79,7 @@ class SwarmMonitoringArgs:
     metrics_token: pulumi.Input[str]
     volume_provider: docker.Provider  # the data node's: Prometheus' and Alertmanager's volumes live there
     retain_volumes: bool
+    sql_exporter_after: Sequence[pulumi.Resource] = ()  # the migration gate (as MonitoringArgs on a host)
 
     def volume_name(self, service: str) -> str:
         return "-".join((self.project, self.stack, service, "data")).replace("_", "-")
@@ -91,6 +92,7 @@ def swarm_monitoring_args(
     exporter_password: pulumi.Input[str],
     internal_ca_pem: pulumi.Input[str] | None,
     volume_provider: docker.Provider,
+    sql_exporter_after: Sequence[pulumi.Resource] = (),
 ) -> SwarmMonitoringArgs:
     """The stack's monitoring on its swarm, rendered as on a host but scraping per task."""
     s, paths, alerting = settings, mc.PATHS, settings.raw.alerting
@@ -125,6 +127,7 @@ def swarm_monitoring_args(
         metrics_token=metrics_token,
         volume_provider=volume_provider,
         retain_volumes=s.is_prod,
+        sql_exporter_after=sql_exporter_after,
     )
 
 
@@ -153,9 +156,11 @@ class SwarmMonitoring(pulumi.ComponentResource):
             )
             return args.volume_name(service)
 
-        def run(service: str, files: Sequence[ContainerFile], **kwargs: object) -> HardenedService:
+        def run(
+            service: str, files: Sequence[ContainerFile], after: Sequence[pulumi.Resource] = (), **kwargs: object
+        ) -> HardenedService:
             where = args.placements[service]
-            after = [self.volumes[service]] if service in self.volumes else []
+            after = [*after, *([self.volumes[service]] if service in self.volumes else [])]
             self.services[service] = HardenedService(
                 f"{name}-{service.replace('_', '-')}",
                 HardenedServiceArgs(
@@ -216,10 +221,17 @@ class SwarmMonitoring(pulumi.ComponentResource):
         )
 
         # R-SEC-5: the Debian exporters cannot ask for a bearer token; each listens on loopback behind its gate.
-        def gated(service: str, argv: Sequence[str], files: Sequence[ContainerFile] = (), **kwargs: object) -> None:
+        def gated(
+            service: str,
+            argv: Sequence[str],
+            files: Sequence[ContainerFile] = (),
+            after: Sequence[pulumi.Resource] = (),
+            **kwargs: object,
+        ) -> None:
             run(
                 service,
                 [*metrics_gate.files(mc.METRICS_GATES[service], p[service], token), *files],
+                after,
                 command=metrics_gate.entrypoint(),
                 args=[*mc.gated_exporter_argv(service, p[service]), *argv],
                 **kwargs,
@@ -247,6 +259,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
             "sql_exporter",
             [f"-config.file={paths.sql_exporter_config}"],
             [ContainerFile(paths.sql_exporter_config, args.sql_exporter_config, secret=True, mode="0400")],
+            after=args.sql_exporter_after,
         )
         blackbox_files = [ContainerFile(paths.blackbox_config, args.blackbox_config)]
         if args.internal_ca_pem is not None:

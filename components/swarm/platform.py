@@ -428,6 +428,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                     exporter_password=pw["exporter"],
                     internal_ca_pem=self.certificate.ca_cert_pem,
                     volume_provider=data_provider,
+                    sql_exporter_after=[self.migration_gate.command],
                 ),
                 self.zones,
                 opts=after_roles,

@@ -326,8 +326,8 @@ def test_metrics_without_the_token_are_refused(live: Live) -> None:
 
 def test_the_business_metrics_reach_prometheus(live: Live) -> None:
     """sql_exporter runs the business-metric queries as the exporter role (EXECUTE on schema metrics' functions,
-    no table) and Prometheus stores the result: the backend's startup events counted by type. The exporter may
-    have started before the migration created the functions; its next run, one job interval later, sees them."""
+    no table) and Prometheus stores the result: the backend's startup events counted by type. The exporter starts
+    after the migration gate, so its first run finds the functions; the wait is bounded by one job interval."""
     from components.monitoring_config import SQL_JOB_INTERVAL_SECONDS
 
     started = inspect(live.container("sql_exporter"))["State"]["StartedAt"]

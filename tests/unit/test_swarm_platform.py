@@ -155,6 +155,19 @@ def test_the_migration_runs_once_on_the_manager_behind_its_gate(graph: ProgramGr
     assert migration.urn in gate.dependencies
 
 
+def test_the_sql_exporter_starts_after_the_migration_gate() -> None:
+    """Its queries call the functions migration 0004 makes: its first run must find them (prod on the swarm;
+    dev on the swarm has no monitoring)."""
+    graph = evaluate_program("prod", prod_on_swarm_overrides())
+    assert graph.error is None, graph.error
+    gate = graph.by_name("release-migration-gate")
+    exporters = {
+        r.name: r for r in graph.resources if r.type == "fly-potato:swarm:HardenedService" and "exporter" in r.name
+    }
+    assert gate.urn in exporters["monitoring-sql-exporter"].dependencies
+    assert gate.urn not in exporters["monitoring-postgres-exporter"].dependencies
+
+
 def test_keycloak_runs_the_images_optimized_build(graph: ProgramGraph) -> None:
     spec = _services(graph)["keycloak"].prop("taskSpec")["containerSpec"]
     assert spec["args"][:3] == ["keycloak-entrypoint", "start", "--optimized"]
@@ -179,15 +192,20 @@ def test_the_proxy_resolves_the_services_on_every_connection() -> None:
     assert "resolver 127.0.0.11" in conf and "stream {" in conf and "http {" not in conf
 
 
-def test_prod_on_swarm_is_the_whole_platform_and_the_pack_finds_nothing_mandatory() -> None:
-    """The committed prod profile on swarm: every group (monitoring and backups too), nginx on 443 and 80 in host
-    mode on the edge nodes, and the prod pack with nothing mandatory, deployed or previewed."""
+def prod_on_swarm_overrides() -> dict[str, Any]:
+    """The committed prod profile on the swarm, its images in the registry by digest."""
     images = {
         f"images.{name}": f"{REGISTRY}/fly-potato/{name.replace('_', '-')}@sha256:{'cd' * 32}"
         for name in stack_config("prod")["images"]
     }
     images["images.migration"] = images["images.backend"]
-    overrides = {"target": "swarm", "swarm.docker_host": MANAGER, "swarm.registry": REGISTRY, **images}
+    return {"target": "swarm", "swarm.docker_host": MANAGER, "swarm.registry": REGISTRY, **images}
+
+
+def test_prod_on_swarm_is_the_whole_platform_and_the_pack_finds_nothing_mandatory() -> None:
+    """The committed prod profile on swarm: every group (monitoring and backups too), nginx on 443 and 80 in host
+    mode on the edge nodes, and the prod pack with nothing mandatory, deployed or previewed."""
+    overrides = prod_on_swarm_overrides()
     for preview in (False, True):
         result = evaluate_program("prod", overrides, preview=preview)
         assert result.error is None, result.error
