@@ -353,7 +353,7 @@ def render_sql_exporter_config(settings: Settings, dsn: str) -> str:
             "jobs": [
                 {
                     "name": "flypotato",
-                    "interval": f"{SQL_JOB_INTERVAL_SECONDS // 60}m",
+                    "interval": f"{SQL_JOB_INTERVAL_SECONDS}s",
                     "connections": [dsn],
                     "startup_sql": ["SET statement_timeout = '20s'", "SET lock_timeout = '2s'"],
                     "queries": sql_exporter_queries(),

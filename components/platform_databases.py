@@ -401,8 +401,13 @@ class PlatformDatabases(pulumi.ComponentResource):
             ("app", APP_SCHEMA, "sequence", SEQUENCE_USE),
             ("app", VERSION_SCHEMA, "table", ("SELECT",)),
             ("datalens", ANALYTICS_SCHEMA, "table", ("SELECT",)),
+            # Also what a destroy revokes before it drops the role: DROP ROLE refuses while it holds a right
+            # in the app database, and dropping the default privileges takes back none already given.
+            ("exporter", METRICS_SCHEMA, "function", ("EXECUTE",)),
         )
         for grantee, target, object_type, privileges in existing:
+            if grantee not in role:
+                continue
             self._grant(
                 f"{object_type}s:{target}",
                 f"{name}-{object_type}s-{target}-{grantee}",

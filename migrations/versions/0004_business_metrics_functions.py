@@ -3,7 +3,7 @@
 The functions run as their owner, the migrator (SECURITY DEFINER, with a fixed search_path), and return
 counts only. The stack grants EXECUTE on the migrator's functions in schema metrics to the exporter role
 and nothing on any table, so the exporter sees how many flights and events there are, never a row
-(R-DB-1, R-OBS-1). PUBLIC has no EXECUTE on them (the stack's default privileges for the migrator).
+(R-DB-1, R-OBS-1). PUBLIC has no EXECUTE on them.
 
 Revision ID: 0004
 Revises: 0003
@@ -43,6 +43,8 @@ FLOW_EVENTS = """
 def upgrade() -> None:
     op.execute(FLIGHTS)
     op.execute(FLOW_EVENTS)
+    # Whatever default privileges the database has: owner's rights are for the exporter alone.
+    op.execute("REVOKE ALL ON FUNCTION metrics.flights(), metrics.flow_events() FROM PUBLIC")
 
 
 def downgrade() -> None:

@@ -108,6 +108,7 @@ def provider_sql(resource: PlannedResource) -> tuple[str, str]:
             "schema": f"SCHEMA {_q(schema or '')}",
             "table": f"ALL TABLES IN SCHEMA {_q(schema or '')}",
             "sequence": f"ALL SEQUENCES IN SCHEMA {_q(schema or '')}",
+            "function": f"ALL FUNCTIONS IN SCHEMA {_q(schema or '')}",
         }[object_type]
         sql = f"REVOKE ALL ON {target} FROM {role};"
         return database, sql + (f" GRANT {privileges} ON {target} TO {role};" if privileges else "")
@@ -115,6 +116,16 @@ def provider_sql(resource: PlannedResource) -> tuple[str, str]:
     scope = f"ALTER DEFAULT PRIVILEGES FOR ROLE {_q(p['owner'])}" + (f" IN SCHEMA {_q(schema)}" if schema else "")
     sql = f"{scope} REVOKE ALL ON {_plural(object_type)} FROM {role};"
     return database, sql + (f" {scope} GRANT {privileges} ON {_plural(object_type)} TO {role};" if privileges else "")
+
+
+def declared_grants() -> list[PlannedResource]:
+    graph = evaluate_program("prod")
+    assert graph.error is None, graph.error
+    return [
+        r
+        for r in graph.resources
+        if r.type.startswith(PG) and r.type.removeprefix(f"{PG}/") not in ORDER and not r.type.endswith("Provider")
+    ]
 
 
 def declared() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -239,9 +250,13 @@ def test_the_exporter_reads_counts_through_the_metrics_functions_and_no_row(depl
         DB,
     )
     assert settings == " ".join(f"{f}:true:search_path=pg_catalog, pg_temp" for f in METRICS_FUNCTIONS)
-    # Neither the app role nor PUBLIC may call them.
+    # Neither the app role nor PUBLIC may call them: no USAGE on the schema, and no EXECUTE either.
     with pytest.raises(RuntimeError, match="permission denied for schema metrics"):
         deployed.psql("SELECT * FROM metrics.flights()", DB, user="app")
+    for grantee in ("app", "datalens", "public"):
+        for function in METRICS_FUNCTIONS:
+            query = f"SELECT has_function_privilege('{grantee}', 'metrics.{function}()', 'EXECUTE')"
+            assert deployed.psql(query, DB) == "f", (grantee, function)
 
 
 def test_the_app_role_reads_the_migration_state_and_cannot_rewrite_it(deployed: PostgresCluster) -> None:
@@ -255,3 +270,14 @@ def test_the_app_role_reads_the_migration_state_and_cannot_rewrite_it(deployed: 
     ):
         with pytest.raises(RuntimeError, match="permission denied for table alembic_version"):
             deployed.psql(statement, DB, **app)
+
+
+@pytest.mark.parametrize("role", ["app", "datalens", "exporter", "backup"])
+def test_a_destroy_drops_the_role_once_the_grants_naming_it_are_deleted(deployed: PostgresCluster, role: str) -> None:
+    """What ``pulumi destroy`` does before it drops a role: it deletes every grant and default privilege naming the
+    role (the provider's ``REVOKE ALL``). Nothing orders the role after the app database, so DROP ROLE must then
+    succeed while that database and the migrations' objects still exist. In a transaction, rolled back."""
+    revokes = [provider_sql(r)[1].split(";")[0] + ";" for r in declared_grants() if r.prop("role") == role]
+    assert revokes
+    deployed.psql("BEGIN; " + " ".join(revokes) + f' DROP ROLE "{role}"; ROLLBACK;', DB)
+    assert deployed.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'", DB) == "1"

@@ -73,7 +73,10 @@ def stack(database: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -
         )
         sql_config = root / "sql_exporter.yml"
         dsn = database.dsn(DATABASE, user="exporter", driver="postgres") + "?sslmode=disable"
-        sql_config.write_text(mc.render_sql_exporter_config(settings, dsn).replace("interval: 5m", "interval: 1s"))
+        rendered_sql = mc.render_sql_exporter_config(settings, dsn)
+        every = f"interval: {mc.SQL_JOB_INTERVAL_SECONDS}s"
+        assert every in rendered_sql, rendered_sql
+        sql_config.write_text(rendered_sql.replace(every, "interval: 1s"))
         processes.start(
             "sql_exporter",
             [

@@ -161,6 +161,7 @@ EXPECTED_GRANTS = {
     ("datalens", "schema", "flypotato", "analytics", ("USAGE",)),
     ("exporter", "schema", "flypotato", "metrics", ("USAGE",)),
     # existing objects
+    ("exporter", "function", "flypotato", "metrics", ("EXECUTE",)),
     ("app", "table", "flypotato", "app", ("DELETE", "INSERT", "SELECT", "UPDATE")),
     ("app", "sequence", "flypotato", "app", ("SELECT", "UPDATE", "USAGE")),
     ("app", "table", "flypotato", "migrations", ("SELECT",)),
