@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from alembic.config import Config
@@ -22,6 +24,19 @@ def head_revision() -> str:
 
 
 HEAD = head_revision()
+
+
+def alembic_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``alembic ARGS`` (default ``upgrade head``) as the migration container runs it: the repository's
+    alembic.ini, nothing in the environment but PATH and what ``env`` gives (the migrator's URL)."""
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *(args or ("upgrade", "head"))],
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def alembic_config(url: str) -> Config:

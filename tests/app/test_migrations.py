@@ -3,13 +3,10 @@ the models and the migrations agree."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from alembic import command
 
-from tests.app.conftest import REPO_ROOT, alembic_config, prepare_database
-from tests.app.platform import HEAD
+from tests.app.conftest import alembic_config, prepare_database
+from tests.app.platform import HEAD, alembic_cli
 from tests.support.postgres import PostgresCluster
 
 APP_TABLES = "flight_daily_region_stats,flight_hourly_stats,flight_monthly_region_stats,flights,flow_events,regions"
@@ -60,15 +57,7 @@ def test_alembic_cli_reads_the_migrator_url_from_settings(pg: PostgresCluster, t
     prepare_database(pg, "migrations_cli")
     secret = tmp_path / "migrator_url"
     secret.write_text(pg.dsn("migrations_cli", user="migrator") + "\n")
-    env = {"PATH": "/usr/bin:/bin", "FLY_POTATO_MIGRATOR_URL_FILE": str(secret)}
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = alembic_cli({"FLY_POTATO_MIGRATOR_URL_FILE": str(secret)})
     assert result.returncode == 0, result.stderr
     assert pg.psql("SELECT version_num FROM migrations.alembic_version", "migrations_cli") == HEAD
 
@@ -76,15 +65,7 @@ def test_alembic_cli_reads_the_migrator_url_from_settings(pg: PostgresCluster, t
 def test_missing_postgis_is_explained(pg: PostgresCluster) -> None:
     prepare_database(pg, "migrations_nopostgis")
     pg.psql("DROP EXTENSION postgis", "migrations_nopostgis")
-    env = {"PATH": "/usr/bin:/bin", "FLY_POTATO_MIGRATOR_URL": pg.dsn("migrations_nopostgis", user="migrator")}
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = alembic_cli({"FLY_POTATO_MIGRATOR_URL": pg.dsn("migrations_nopostgis", user="migrator")})
     assert result.returncode != 0
     assert "CREATE EXTENSION postgis" in result.stderr
 

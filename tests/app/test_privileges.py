@@ -9,15 +9,14 @@ privileges each role then holds, read from the catalog, must be exactly the expe
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from policy_plan.program import PlannedResource, evaluate_program
-from tests.app.platform import HEAD, REPO_ROOT
+from tests.app.platform import HEAD, alembic_cli
 from tests.support.postgres import PostgresCluster, postgis_available, start_cluster_or_fail
 
 PG = "postgresql:index"
@@ -118,26 +117,25 @@ def provider_sql(resource: PlannedResource) -> tuple[str, str]:
     return database, sql + (f" {scope} GRANT {privileges} ON {_plural(object_type)} TO {role};" if privileges else "")
 
 
-def declared_grants() -> list[PlannedResource]:
+@functools.cache
+def _declared_resources() -> tuple[PlannedResource, ...]:
+    """The prod graph's Postgres resources under mocks (evaluated once per session)."""
     graph = evaluate_program("prod")
     assert graph.error is None, graph.error
-    return [
-        r
-        for r in graph.resources
-        if r.type.startswith(PG) and r.type.removeprefix(f"{PG}/") not in ORDER and not r.type.endswith("Provider")
-    ]
+    return tuple(r for r in graph.resources if r.type.startswith(PG) and not r.type.endswith("Provider"))
+
+
+def declared_grants() -> list[PlannedResource]:
+    return [r for r in _declared_resources() if r.type.removeprefix(f"{PG}/") not in ORDER]
 
 
 def declared() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """The program's objects (created once) and its grants (re-applied by every up)."""
-    graph = evaluate_program("prod")
-    assert graph.error is None, graph.error
-    resources = [r for r in graph.resources if r.type.startswith(PG) and not r.type.endswith("Provider")]
     objects = sorted(
-        (r for r in resources if r.type.removeprefix(f"{PG}/") in ORDER),
+        (r for r in _declared_resources() if r.type.removeprefix(f"{PG}/") in ORDER),
         key=lambda r: ORDER.index(r.type.removeprefix(f"{PG}/")),
     )
-    grants = [r for r in resources if r.type.removeprefix(f"{PG}/") not in ORDER]
+    grants = declared_grants()
     assert objects and grants
     return [provider_sql(r) for r in objects], [provider_sql(r) for r in grants]
 
@@ -174,15 +172,7 @@ def deploy_declared(cluster: PostgresCluster) -> None:
     objects, grants = declared()
     for database, sql in objects + grants:
         cluster.psql(sql, database)
-    env = {"PATH": "/usr/bin:/bin", "FLY_POTATO_MIGRATOR_URL": cluster.dsn(DB, user="migrator")}
-    migrate = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    migrate = alembic_cli({"FLY_POTATO_MIGRATOR_URL": cluster.dsn(DB, user="migrator")})
     assert migrate.returncode == 0, migrate.stderr
     for database, sql in grants:
         cluster.psql(sql, database)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.platform import prepare_database
+from tests.app.platform import alembic_cli, prepare_database
 from tests.support.postgres import PostgresCluster, postgis_available, start_cluster_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,15 +107,7 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postgre
         prepare_database(cluster, "rollback")
         url_file = tmp_path_factory.mktemp("secrets") / "migrator_url"
         url_file.write_text(cluster.dsn("rollback", user="migrator") + "\n")
-        env = {"PATH": "/usr/bin:/bin", "FLY_POTATO_MIGRATOR_URL_FILE": str(url_file)}
-        up = subprocess.run(
-            [sys.executable, "-m", "alembic", "upgrade", "head"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        up = alembic_cli({"FLY_POTATO_MIGRATOR_URL_FILE": str(url_file)})
         assert up.returncode == 0, up.stderr
         yield cluster, url_file
     finally:
