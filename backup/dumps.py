@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -44,6 +45,24 @@ log = logging.getLogger("backup")
 MANIFEST = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
 FORMAT_VERSION = 1
+
+# A schema change that commits while a dump reads the database (Keycloak creating its tables on first start, an
+# application's migration) makes pg_dump, or the row count in the dump's snapshot, fail in one of these ways:
+# an object read from the snapshot's catalog is gone when it is locked or looked up. Only these are retried,
+# from a new snapshot; any other failure (a refused login, a full disk, a damaged table) fails at once.
+CONCURRENT_DDL = re.compile(
+    r'relation "[^"]+" does not exist'
+    r"|cache lookup failed for (?:relation|index|type|function|attribute|constraint|sequence)"
+    r"|could not open relation with OID \d+"
+    r'|schema "[^"]+" does not exist'
+)
+DUMP_ATTEMPTS = 3
+RETRY_DELAYS_SECONDS = (2.0, 5.0)  # before the second and the third attempt
+
+
+def concurrent_ddl(message: str) -> bool:
+    """Whether a dump failure is the trace of a schema change committed while the dump ran."""
+    return CONCURRENT_DDL.search(message) is not None
 
 
 @dataclass(frozen=True)
@@ -124,8 +143,51 @@ def snapshot_facts(target: PgTarget, dbname: str, snapshot: str) -> dict[str, An
     }
 
 
-def dump_database(target: PgTarget, dbname: str, directory: Path, file_stem: str) -> dict[str, Any]:
-    """``pg_dump -Fc`` one database and return its manifest entry (also written next to the dump)."""
+def dump_database(
+    target: PgTarget,
+    dbname: str,
+    directory: Path,
+    file_stem: str,
+    *,
+    attempts: int = DUMP_ATTEMPTS,
+    delays: tuple[float, ...] = RETRY_DELAYS_SECONDS,
+) -> dict[str, Any]:
+    """``pg_dump -Fc`` one database and return its manifest entry (also written next to the dump).
+
+    A failure that a concurrent schema change explains (:func:`concurrent_ddl`) is retried from a new
+    snapshot, at most ``attempts`` times in all, each retry logged; the last one's error is raised, saying
+    the schema kept changing. Any other failure is raised at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _dump_database_once(target, dbname, directory, file_stem)
+        except BackupError as exc:
+            if not concurrent_ddl(str(exc)):
+                raise
+            if attempt == attempts:
+                raise BackupError(
+                    f"{exc} — the schema of database {dbname} changed under each of {attempts} attempts; "
+                    "something keeps running DDL on it (a migration or a service's first start): "
+                    "let it finish, then run the dump again."
+                ) from None
+            delay = delays[min(attempt - 1, len(delays) - 1)] if delays else 0.0
+            log.warning(
+                "dump of database %s met a schema change made while it ran (%s); attempt %d of %d in %.0f s",
+                dbname,
+                _symptom(str(exc)),
+                attempt + 1,
+                attempts,
+                delay,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable: the loop returns or raises")
+
+
+def _symptom(text: str) -> str:
+    """The line of a failure that names the schema change."""
+    return next((line.strip() for line in text.splitlines() if CONCURRENT_DDL.search(line)), text.strip())
+
+
+def _dump_database_once(target: PgTarget, dbname: str, directory: Path, file_stem: str) -> dict[str, Any]:
     dump_file = directory / f"{file_stem}.dump"
     started = time.time()
     with exported_snapshot(target, dbname) as snapshot:

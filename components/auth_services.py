@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -110,6 +111,8 @@ class AuthArgs:
     trusted_proxies: str  # the app zone's subnet: only nginx there may set X-Forwarded-*
     keycloak_db_password: pulumi.Input[str]
     metrics_token: pulumi.Input[str]
+    # The pre-deploy dump: a new Keycloak migrates its schema on start, so it starts after the dump (R-OPS-2).
+    keycloak_after: Sequence[pulumi.Resource] = ()
 
 
 class AuthServices(pulumi.ComponentResource):
@@ -197,7 +200,7 @@ class AuthServices(pulumi.ComponentResource):
             ),
             placement,
             args.zones,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.keycloak_after)),
         )
 
         # The realm and the client exist before oauth2-proxy starts and discovers them.

@@ -92,24 +92,16 @@ class Platform(pulumi.ComponentResource):
         self.metrics_token = generated_password(
             "metrics-token", settings.raw.secrets.rotation_epoch, length=40, parent=self
         )
-        self.auth = AuthServices(
-            "auth",
-            _auth_args(
-                settings,
-                placement,
-                self.zones,
-                keycloak_db_password=pw["keycloak"],
-                metrics_token=self.metrics_token.result,
-            ),
-            opts=pulumi.ResourceOptions.merge(child, after_postgres),
-        )
-
-        # Release order (R-OPS-2): pre-deploy backup -> migration (exit 0) -> backend -> smoke
-        # (components/release_order.py).
+        # Release order (R-OPS-2): pre-deploy backup -> migration (exit 0) -> backend -> smoke, and the backup
+        # before Keycloak too, which migrates its own schema when a new version starts (components/release_order.py).
         host_config = settings.raw.host
         self.release = ReleaseOrder(
             "release",
-            ReleaseArgs(backend_image=settings.images["backend"], migration_image=settings.images["migration"]),
+            ReleaseArgs(
+                backend_image=settings.images["backend"],
+                migration_image=settings.images["migration"],
+                keycloak_image=settings.images["keycloak"],
+            ),
             opts=child,
         )
         self.backup: BackupService | None = None
@@ -146,6 +138,19 @@ class Platform(pulumi.ComponentResource):
                 opts=child,
             )
             after_backup = [self.pre_deploy_backup.command]
+        self.auth = AuthServices(
+            "auth",
+            _auth_args(
+                settings,
+                placement,
+                self.zones,
+                keycloak_db_password=pw["keycloak"],
+                metrics_token=self.metrics_token.result,
+                keycloak_after=after_backup,
+            ),
+            opts=pulumi.ResourceOptions.merge(child, after_postgres),
+        )
+
         self.migration = Migration(
             "migration",
             MigrationArgs(
@@ -301,6 +306,7 @@ def _auth_args(
     *,
     keycloak_db_password: pulumi.Input[str],
     metrics_token: pulumi.Input[str],
+    keycloak_after: Sequence[pulumi.Resource] = (),
 ) -> AuthArgs:
     ports, keycloak = settings.ports, settings.raw.keycloak
     return AuthArgs(
@@ -326,6 +332,7 @@ def _auth_args(
         trusted_proxies=settings.zone_subnets[Zone.APP],
         keycloak_db_password=keycloak_db_password,
         metrics_token=metrics_token,
+        keycloak_after=tuple(keycloak_after),
     )
 
 

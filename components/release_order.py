@@ -4,7 +4,11 @@ The order is the resource graph's, not a wiki's. ``ReleaseOrder`` checks the ima
 fingerprint; ``Platform`` then constructs the steps in order, each a component of its own:
 
 1. ``<name>-backup`` runs ``python3 -m backup dump`` in the running backup container whenever the
-   release fingerprint (backend image, migration image, migration scripts) changes, and must succeed.
+   schema fingerprint changes — the release fingerprint (backend image, migration image, migration scripts)
+   or Keycloak's image, since Keycloak migrates its own schema when a new version first starts — and must
+   succeed. Keycloak's container waits for it too: the dump is taken before the new Keycloak starts, and never
+   while Keycloak creates or migrates its schema (on a first deploy Keycloak starts after a dump of its
+   still empty database).
 2. The one-shot migration container depends on it. The Docker provider records the container's
    ``exit_code`` without failing on a non-zero one, so ``<name>-migration-gate`` turns the code into the
    verdict: anything but 0 fails ``pulumi up`` there.
@@ -56,13 +60,23 @@ def migrations_digest(root: Path = MIGRATIONS) -> str:
 
 def release_fingerprint(settings: Settings, migrations: str | None = None) -> str:
     """What a release is: the backend and migration images and the migration scripts. It changes exactly
-    when the backup must run again before migrating."""
+    when the migration must run again."""
     return _fingerprint(settings.images["backend"], settings.images["migration"], migrations)
+
+
+def schema_fingerprint(settings: Settings, migrations: str | None = None) -> str:
+    """Everything that migrates a schema when it starts: the release, and Keycloak's image. It changes exactly
+    when the pre-deploy dump must run again."""
+    return _schema_fingerprint(release_fingerprint(settings, migrations), settings.images["keycloak"])
 
 
 def _fingerprint(backend_image: str, migration_image: str, migrations: str | None = None) -> str:
     parts = [backend_image, migration_image, migrations or migrations_digest()]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _schema_fingerprint(release: str, keycloak_image: str) -> str:
+    return hashlib.sha256(f"{release}\nkeycloak {keycloak_image}".encode()).hexdigest()
 
 
 def smoke_target(settings: Settings) -> tuple[str, str, bool]:
@@ -86,6 +100,7 @@ def smoke_target(settings: Settings) -> tuple[str, str, bool]:
 class ReleaseArgs:
     backend_image: str
     migration_image: str
+    keycloak_image: str  # Keycloak migrates its schema on a new version's first start: the dump comes first
 
 
 class ReleaseOrder(pulumi.ComponentResource):
@@ -103,6 +118,8 @@ class ReleaseOrder(pulumi.ComponentResource):
         super().__init__(TYPE, name, None, opts)
         self._name = name
         self.fingerprint = _fingerprint(args.backend_image, args.migration_image)
+        self.schema_fingerprint = _schema_fingerprint(self.fingerprint, args.keycloak_image)
+        self.keycloak_image = args.keycloak_image
         self.register_outputs({"fingerprint": self.fingerprint})
 
     def step_options(self, **options: Any) -> pulumi.ResourceOptions:
@@ -111,6 +128,11 @@ class ReleaseOrder(pulumi.ComponentResource):
 
     def step_name(self, step: str) -> str:
         return f"{self._name}-{step}"
+
+
+def predeploy_reason(release: ReleaseOrder, backend_image: str) -> str:
+    """What the pre-deploy dump is taken for, in its log line."""
+    return f"release {release.fingerprint[:12]} backend {backend_image} keycloak {release.keycloak_image}"
 
 
 def predeploy_script(flag: str, target: str, timeout: int, reason: str) -> str:
@@ -130,19 +152,19 @@ class PreDeployBackupArgs:
 
 
 class PreDeployBackup(pulumi.ComponentResource):
-    """Step 1. ``python3 -m backup dump`` in the backup container whenever the release fingerprint changes;
-    ``after`` holds the options that make the migration wait for it."""
+    """Step 1. ``python3 -m backup dump`` in the backup container whenever the schema fingerprint changes;
+    ``after`` holds the options that make the migration and Keycloak wait for it."""
 
     def __init__(self, name: str, args: PreDeployBackupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(STEP_TYPES["backup"], name, None, opts)
         release, timeout = args.release, args.timeout_seconds
-        reason = f"release {release.fingerprint[:12]} backend {args.backend_image}"
+        reason = predeploy_reason(release, args.backend_image)
         self.command = args.host.command(
             release.step_name("backup"),
             create=args.backup.container.name.apply(
                 lambda container: predeploy_script("--container", container, timeout, reason)
             ),
-            triggers=[release.fingerprint],
+            triggers=[release.schema_fingerprint],
             timeout_seconds=timeout + 60,
             opts=release.step_options(parent=self, depends_on=[args.backup.container]),
         )
@@ -240,7 +262,9 @@ __all__ = [
     "SmokeCheck",
     "SmokeCheckArgs",
     "migrations_digest",
+    "predeploy_reason",
     "predeploy_script",
     "release_fingerprint",
+    "schema_fingerprint",
     "smoke_target",
 ]

@@ -5,9 +5,9 @@
   archive and gets the archiving ``postgresql.conf`` (``data_services.archive_settings``) as a Swarm config.
 - ``SwarmBackups``: the backup service (``components.backup_service`` on a host) as one task pinned to the data
   role, where both volumes live, its secrets as Swarm secrets; and the pre-deploy step, ``python3 -m backup
-  dump`` in that running task whenever the release fingerprint changes (``components/host/predeploy-backup.sh
-  --service``, run with ``DOCKER_HOST`` = the data node, which finds the task by the swarm's service label).
-  The migration waits for it (``after``).
+  dump`` in that running task whenever the schema fingerprint (the release, or Keycloak's image) changes
+  (``components/host/predeploy-backup.sh --service``, run with ``DOCKER_HOST`` = the data node, which finds the
+  task by the swarm's service label). The migration and Keycloak wait for it (``after``).
 
 The volumes are named as on a host (``<project>-<stack>-backups``, ``-wal-archive``); a fresh volume takes the
 owner and mode of the image's directory (postgres 10010:10010 2770 for the archive, backup 10011:10010 2770).
@@ -31,7 +31,7 @@ from components.data_services import (
 )
 from components.hardened_container import http_probe
 from components.host_guardrails import DockerHost
-from components.release_order import STEP_TYPES, ReleaseOrder, predeploy_script
+from components.release_order import STEP_TYPES, ReleaseOrder, predeploy_reason, predeploy_script
 from components.settings import BackupConfig, Settings
 from components.swarm.files import ServiceFile
 from components.swarm.placement import SwarmPlacement, placement_of
@@ -170,16 +170,17 @@ class PreDeployDumpArgs:
 
 class PreDeployDump(pulumi.ComponentResource):
     """Release step 1 on a swarm (``release_order.PreDeployBackup`` on a host): ``python3 -m backup dump`` in the
-    backup service's running task whenever the release fingerprint changes; the migration waits for ``command``."""
+    backup service's running task whenever the schema fingerprint changes; the migration and Keycloak wait for
+    ``command``."""
 
     def __init__(self, name: str, args: PreDeployDumpArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(STEP_TYPES["backup"], name, None, opts)
         release, timeout = args.release, args.timeout_seconds
-        reason = f"release {release.fingerprint[:12]} backend {args.backend_image}"
+        reason = predeploy_reason(release, args.backend_image)
         self.command = args.host.command(
             release.step_name("backup"),
             create=args.service.name.apply(lambda service: predeploy_script("--service", service, timeout, reason)),
-            triggers=[release.fingerprint],
+            triggers=[release.schema_fingerprint],
             timeout_seconds=timeout + 60,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.service.service]),
         )

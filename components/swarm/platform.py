@@ -7,12 +7,12 @@ The groups in release order, through the manager's Docker API (``swarm.docker_ho
 2. data: PostGIS as one task on the node of the data role, its volume created on that node;
 3. the operator proxy on the manager (``OperatorProxy``): the providers' way in, over an SSH tunnel;
 4. roles, databases and grants (``PlatformDatabases``) through it;
-5. auth: Keycloak (the image's optimized build: a task has no writable build directory) and, after the realm
-   (``IdentityRealm``) exists, oauth2-proxy with ``swarm.replicas`` tasks;
-6. with backups on, the backup service and the pre-deploy dump (``SwarmBackups``); the one-shot migration as a
-   container on the manager attached to the data overlay, and its gate;
-7. the backend, ``swarm.replicas`` tasks, after the gate; nginx on the edge nodes, 443/80 in host mode;
-8. with ``features.monitoring``, Prometheus, Alertmanager and the exporters (``SwarmMonitoring``) after the roles.
+5. with backups on, the backup service and the pre-deploy dump (``SwarmBackups``), again on a new release or Keycloak;
+6. auth: Keycloak after that dump (its optimized build; a new version migrates its schema on start) and, after the
+   realm (``IdentityRealm``) exists, oauth2-proxy with ``swarm.replicas`` tasks;
+7. the one-shot migration, after the dump, as a container on the manager in the data overlay, and its gate;
+8. the backend, ``swarm.replicas`` tasks, after the gate; nginx on the edge nodes, 443/80 in host mode;
+9. with ``features.monitoring``, Prometheus, Alertmanager and the exporters (``SwarmMonitoring``) after the roles.
 
 Each service is a ``HardenedService``: rolling updates start the new task first and roll back on a failed
 healthcheck, which is the swarm's own release safety (the host's smoke step has no single address to ask).
@@ -203,8 +203,37 @@ class SwarmPlatform(pulumi.ComponentResource):
         self.datalens_dsn = self.database.url("datalens", host=s.domain, port=host_ports["datalens"])
         after_roles = pulumi.ResourceOptions.merge(on_swarm, pulumi.ResourceOptions(depends_on=[self.database]))
 
-        # 5. Keycloak, its realm, oauth2-proxy.
         self.metrics_token = generated_password("metrics-token", s.raw.secrets.rotation_epoch, length=40, parent=self)
+        # 5. Release step 1 (R-OPS-2): with backups on, the backup service and a dump in it, before the migration and
+        # before Keycloak, which migrates its own schema when a new version starts.
+        self.release = ReleaseOrder(
+            "release",
+            ReleaseArgs(
+                backend_image=s.images["backend"],
+                migration_image=s.images["migration"],
+                keycloak_image=s.images["keycloak"],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.backups = (
+            SwarmBackups(
+                "backup",
+                swarm_backups_args(
+                    s,
+                    volumes=self.backup_volumes,
+                    release=self.release,
+                    backup_url=self.database.url("backup", port=pg_port),
+                    metrics_token=self.metrics_token.result,
+                    after=[self.database],
+                ),
+                self.zones,
+                opts=on_swarm,
+            )
+            if self.backup_volumes
+            else None
+        )
+        after_dump: list[pulumi.Resource] = self.backups.after if self.backups else []
+        # 6. Keycloak (after the dump), its realm, oauth2-proxy.
         self.admin_password = keycloak_admin_password(self)
         epoch = s.raw.secrets.rotation_epoch
         self.client_secret = generated_password("auth-oidc-client-secret", epoch, parent=self)
@@ -242,7 +271,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                 update_monitor="1m",
             ),
             self.zones,
-            opts=after_roles,
+            opts=pulumi.ResourceOptions.merge(after_roles, pulumi.ResourceOptions(depends_on=after_dump)),
         )
         self.identity = IdentityRealm(
             "auth-identity",
@@ -291,30 +320,7 @@ class SwarmPlatform(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(on_swarm, pulumi.ResourceOptions(depends_on=[self.identity])),
         )
 
-        # 6. The migration, once per release, as a container on the manager in the data overlay; its gate.
-        self.release = ReleaseOrder(
-            "release",
-            ReleaseArgs(backend_image=s.images["backend"], migration_image=s.images["migration"]),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        # Release step 1 (R-OPS-2): with backups on, the backup service and a dump in it before the migration.
-        self.backups = (
-            SwarmBackups(
-                "backup",
-                swarm_backups_args(
-                    s,
-                    volumes=self.backup_volumes,
-                    release=self.release,
-                    backup_url=self.database.url("backup", port=pg_port),
-                    metrics_token=self.metrics_token.result,
-                    after=[self.database],
-                ),
-                self.zones,
-                opts=on_swarm,
-            )
-            if self.backup_volumes
-            else None
-        )
+        # 7. The migration, once per release, as a container on the manager in the data overlay; its gate.
         self.migration_image = docker.RemoteImage(
             "migration-image", name=s.images["migration"], keep_locally=True, opts=on_swarm
         )
@@ -336,9 +342,7 @@ class SwarmPlatform(pulumi.ComponentResource):
             self.zones,
             opts=pulumi.ResourceOptions.merge(
                 on_swarm,
-                pulumi.ResourceOptions(
-                    depends_on=[self.database, self.migration_image, *(self.backups.after if self.backups else [])]
-                ),
+                pulumi.ResourceOptions(depends_on=[self.database, self.migration_image, *after_dump]),
             ),
         )
         self.migration_gate = MigrationGate(
@@ -352,7 +356,7 @@ class SwarmPlatform(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        # 7. The backend after the gate; nginx in front of it on the edge nodes.
+        # 8. The backend after the gate; nginx in front of it on the edge nodes.
         be_port = ports["backend"]
         secret_files = {"database_url": self.database_url, "metrics_token": self.metrics_token.result}
         self.backend = HardenedService(
@@ -418,7 +422,7 @@ class SwarmPlatform(pulumi.ComponentResource):
             ),
         )
 
-        # 8. Monitoring (R-OBS-1), once the exporter's role exists; its volumes on the data node.
+        # 9. Monitoring (R-OBS-1), once the exporter's role exists; its volumes on the data node.
         self.monitoring = (
             SwarmMonitoring(
                 "monitoring",

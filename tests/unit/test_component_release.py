@@ -26,11 +26,12 @@ from tests.unit.test_release import script_args
 
 LOCAL = "command:local:Command"
 IMAGE = "fly-potato/backend:test"
+KEYCLOAK = "fly-potato/keycloak:test"
 
 
 def test_release_order_refuses_a_migration_image_other_than_the_backend() -> None:
     with pytest.raises(ReleaseConfigError, match=r"images\.migration"):
-        ReleaseOrder("release", ReleaseArgs(backend_image=IMAGE, migration_image="other:1"))
+        ReleaseOrder("release", ReleaseArgs(backend_image=IMAGE, migration_image="other:1", keycloak_image=KEYCLOAK))
 
 
 def build_steps(_settings: Any, placement: Any, zones: Any) -> None:
@@ -40,7 +41,7 @@ def build_steps(_settings: Any, placement: Any, zones: Any) -> None:
         args = HardenedContainerArgs(service=service, image=IMAGE, healthcheck=http_probe(8080, "/healthz"))
         return HardenedContainer(f"stub-{service}", args, placement, zones)
 
-    release = ReleaseOrder("release", ReleaseArgs(backend_image=IMAGE, migration_image=IMAGE))
+    release = ReleaseOrder("release", ReleaseArgs(backend_image=IMAGE, migration_image=IMAGE, keycloak_image=KEYCLOAK))
     backup = PreDeployBackup(
         "pre-deploy-backup",
         PreDeployBackupArgs(host, release, container("backup"), backend_image=IMAGE, timeout_seconds=300),
@@ -96,3 +97,4 @@ def test_pre_deploy_backup_names_the_release(graph: Any) -> None:
     args = script_args(graph.by_name("release-backup"))
     assert args[args.index("--timeout") + 1] == "300"
     assert IMAGE in args[args.index("--reason") + 1]
+    assert f"keycloak {KEYCLOAK}" in args[args.index("--reason") + 1]

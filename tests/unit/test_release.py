@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from components.host_guardrails import DockerHost, chain_name, egress_allow_list
-from components.release_order import migrations_digest, release_fingerprint
+from components.release_order import migrations_digest, release_fingerprint, schema_fingerprint
 from components.settings import parse_settings
 from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
+from tests.support.graph import depends_on
 
 LOCAL = "command:local:Command"
 REMOTE = "command:remote:Command"
@@ -24,28 +25,6 @@ def step(graph: ProgramGraph, name: str) -> PlannedResource:
 
 def waits_for(graph: ProgramGraph, resource: PlannedResource) -> set[str]:
     return graph.ancestors_and_dependencies(resource.urn)
-
-
-def depends_on(graph: ProgramGraph, resource: PlannedResource) -> set[str]:
-    """Explicit and property dependencies, transitively, of the resource and of its ancestors (not of siblings)."""
-    by_urn = {r.urn: r for r in graph.resources}
-    seen: set[str] = set()
-    todo = [resource.urn]
-    while todo:
-        current = by_urn.get(todo.pop())
-        if current is None:
-            continue
-        nexts = list(current.dependencies) + [u for deps in current.property_dependencies.values() for u in deps]
-        chain = current.parent
-        while chain in by_urn:  # what a parent waits for, its children wait for
-            nexts += list(by_urn[chain].dependencies)
-            chain = by_urn[chain].parent
-        for urn in nexts:
-            if urn not in seen:
-                seen.add(urn)
-                todo.append(urn)
-                todo.extend(r.urn for r in graph.resources if r.parent == urn)
-    return seen
 
 
 def words(command: str) -> list[str]:
@@ -84,6 +63,34 @@ def test_backup_then_migration_then_backend_then_smoke(graph: ProgramGraph) -> N
     assert not {migration.urn, gate.urn, backend.urn, smoke.urn} & depends_on(graph, backup)
     assert not {gate.urn, backend.urn, smoke.urn} & depends_on(graph, migration)
     assert smoke.urn not in depends_on(graph, backend)
+
+
+def test_keycloak_starts_after_the_dump_and_the_dump_never_waits_for_keycloak(graph: ProgramGraph) -> None:
+    """Keycloak creates (first start) or migrates (new version) its schema when it starts; the pre-deploy dump
+    reads that database. So Keycloak's container, and the files it starts with, wait for the dump, and the dump
+    waits for nothing of Keycloak's (no cycle, and no dump while Keycloak's schema changes)."""
+    containers = graph.containers()
+    backup = step(graph, "release-backup")
+    keycloak = containers["keycloak"]
+    assert backup.urn in waits_for(graph, keycloak), "Keycloak starts before the dump"
+    files = graph.by_name("auth-keycloak-files")
+    assert backup.urn in waits_for(graph, files)
+    assert keycloak.urn not in depends_on(graph, backup) and files.urn not in depends_on(graph, backup)
+    # Nothing else of auth is held back by the dump but what needs Keycloak anyway.
+    assert backup.urn in waits_for(graph, containers["oauth2_proxy"])  # it needs the realm, so Keycloak
+
+
+def test_a_new_keycloak_image_takes_the_dump_again_and_nothing_else_of_the_release(dev_graph: ProgramGraph) -> None:
+    """R-OPS-2: a Keycloak upgrade migrates Keycloak's schema; the dump is taken again before it. The backend's
+    release steps do not run again for it."""
+    changed = evaluate("dev", **{"images.keycloak": "fly-potato/keycloak:26.9.9"})
+    assert step(changed, "release-backup").prop("triggers") != step(dev_graph, "release-backup").prop("triggers")
+    for name in ("release-migration-gate", "release-smoke"):
+        assert step(changed, name).prop("triggers") == step(dev_graph, name).prop("triggers"), name
+    assert changed.containers()["keycloak"].prop("image") == "fly-potato/keycloak:26.9.9"
+    assert "keycloak fly-potato/keycloak:26.9.9" in step(changed, "release-backup").prop("create")
+    settings = parse_settings(stack_config("dev"), stack="dev")
+    assert step(dev_graph, "release-backup").prop("triggers") == [schema_fingerprint(settings)]
 
 
 def test_the_sql_exporter_starts_after_the_migration_gate_and_the_rest_of_monitoring_does_not(

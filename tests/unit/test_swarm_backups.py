@@ -14,9 +14,10 @@ import pytest
 
 from components.data_services import BACKUP_MOUNT, POSTGRES_CONF_FILE, WAL_ARCHIVE_MOUNT, archive_settings
 from components.host_guardrails import host_script
-from components.release_order import STEP_TYPES, release_fingerprint
+from components.release_order import STEP_TYPES, release_fingerprint, schema_fingerprint
 from components.settings import parse_settings
 from policy_plan.program import ROOT, PlannedResource, ProgramGraph, evaluate_program, stack_config
+from tests.support.graph import depends_on
 from wire import SERVICE_LABEL
 
 MANAGER = "unix:///run/fly-potato-swarm/node1.sock"
@@ -173,14 +174,18 @@ def test_the_pre_deploy_dump_runs_between_the_backup_service_and_the_migration(d
     assert backup.urn in step.dependencies, "the dump waits for the running backup service"
     assert _waits_for(g, migration, step), "the migration waits for the dump"
     assert _waits_for(g, _service(g, "backend"), step)
-    # Run on the data node, where the task's container is, and again exactly when the release changes.
+    # A new Keycloak migrates its schema on start: its service waits for the dump, the dump never for it.
+    keycloak = _service(g, "keycloak")
+    assert _waits_for(g, keycloak, step), "Keycloak starts after the dump"
+    assert keycloak.urn not in depends_on(g, step), "the dump never waits for Keycloak"
+    # Run on the data node, where the task's container is, and again exactly when the release or Keycloak changes.
     settings = parse_settings(
         stack_config("dev", swarm_overrides(**{"swarm.data_docker_host": DATA_NODE})), stack="dev"
     )
     fingerprint = release_fingerprint(settings)
     assert step.prop("environment") == {"DOCKER_HOST": DATA_NODE}
-    assert step.prop("triggers") == [fingerprint]
-    reason = f"release {fingerprint[:12]} backend {settings.images['backend']}"
+    assert step.prop("triggers") == [schema_fingerprint(settings)]
+    reason = f"release {fingerprint[:12]} backend {settings.images['backend']} keycloak {settings.images['keycloak']}"
     assert step.prop("create") == host_script(
         "predeploy-backup.sh",
         "--service",
