@@ -327,6 +327,20 @@ def purge(stack: str) -> None:
         )
 
 
+def published_bindings(stack: str) -> set[str]:
+    """``address:port`` of every host binding Docker made for the stack's running containers: the stack's own
+    listeners, whatever else (a developer's dev stack) listens on the same ports."""
+    ids = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label={STACK_LABEL}={stack}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    bindings: set[str] = set()
+    for container_id in ids:
+        ports = inspect(container_id)["NetworkSettings"]["Ports"] or {}
+        for published in ports.values():
+            bindings |= {f"{b['HostIp']}:{b['HostPort']}" for b in published or []}
+    return bindings
+
+
 def inspect(name: str) -> dict[str, Any]:
     out = subprocess.run(["docker", "inspect", name], capture_output=True, text=True, check=True).stdout
     return json.loads(out)[0]

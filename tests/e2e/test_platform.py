@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -490,6 +491,88 @@ def test_a_backend_that_never_becomes_ready_fails_the_up_at_the_smoke_step(
     live.engine.overrides.pop("host.smoke_timeout_seconds")
     live.engine.write_config()
     live.engine.up()
+    assert _ready_through_the_edge(live)["status"] == "ready"
+
+
+def _dump_sets(live: Live) -> list[dict[str, Any]]:
+    """The manifests of the complete dump sets on the stack's backup volume, oldest first."""
+    script = (
+        "import json, pathlib; d = pathlib.Path('/var/backups/fly-potato/dumps'); "
+        "print(json.dumps([json.loads((p / 'manifest.json').read_text()) for p in sorted(d.iterdir()) "
+        "if (p / 'manifest.json').is_file()]))"
+    )
+    out = subprocess.run(
+        ["docker", "exec", live.container("backup"), "python3", "-c", script], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    sets: list[dict[str, Any]] = json.loads(out.stdout)
+    return sets
+
+
+def _docker_time(text: str) -> float:
+    """Docker's RFC 3339 timestamp (nanoseconds) as epoch seconds."""
+    stamp = re.sub(r"(\.\d{6})\d*", r"\1", text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(stamp).timestamp()
+
+
+@pytest.fixture(scope="module")
+def keycloak_candidates() -> Iterator[list[str]]:
+    """Keycloak images built by a test; the stack keeps the last one to its end, so they go after the module."""
+    built: list[str] = []
+    yield built
+    if built:
+        subprocess.run(["docker", "image", "rm", "-f", *built], capture_output=True, check=False)
+
+
+def test_a_new_keycloak_image_starts_only_after_the_pre_deploy_dump(live: Live, keycloak_candidates: list[str]) -> None:
+    """R-OPS-2: Keycloak migrates its own schema when a new version first starts, so a Keycloak image change
+    takes the dump set again first. ``pulumi preview`` shows the dump before Keycloak's replacement; in the
+    ``up`` the dump finishes (the engine's events) before the old Keycloak is stopped and the new one starts
+    (Docker's clock), and the new Keycloak serves the stack's realm from the same database."""
+    base = live.graph.containers()["keycloak"].prop("image")
+    upgraded = "fly-potato/keycloak:e2e-upgrade"
+    with tempfile.TemporaryDirectory() as context:
+        (Path(context) / "Dockerfile").write_text(f'FROM {base}\nLABEL org.fly-potato.e2e="a Keycloak upgrade"\n')
+        subprocess.run(["docker", "build", "-q", "-t", upgraded, context], capture_output=True, text=True, check=True)
+    keycloak_candidates.append(upgraded)
+    before = inspect(live.container("keycloak"))
+    dumps_before = _dump_sets(live)
+
+    live.engine.overrides["images.keycloak"] = upgraded
+    live.engine.write_config()
+    live.engine.steps.clear()
+    live.engine.preview()
+    planned = [(s.name, s.op) for s in live.engine.steps if s.kind == "pre" and s.op not in ("same", "read")]
+    first = {name: i for i, (name, _) in reversed(list(enumerate(planned)))}
+    assert {"release-backup", "auth-keycloak"} <= first.keys(), planned
+    assert first["release-backup"] < first["auth-keycloak"], planned
+    replacing = {"replace", "create-replacement", "delete-replaced"}
+    assert {op for name, op in planned if name in ("release-backup", "auth-keycloak")} <= replacing, planned
+    untouched = {
+        "release-migration-gate",
+        "release-smoke",
+        *(live.graph.containers()[k].name for k in ("migration", "backend")),
+    }
+    assert not untouched & first.keys(), planned
+
+    live.engine.steps.clear()
+    live.engine.up(gated=False)  # the preview with the pack just ran
+    assert _first(live, "outputs", "release-backup") < _first(live, "pre", "auth-keycloak"), [
+        (s.kind, s.name, s.op) for s in live.engine.steps if s.name in ("release-backup", "auth-keycloak")
+    ]
+    dumps_after = _dump_sets(live)
+    assert len(dumps_after) == len(dumps_before) + 1, "the Keycloak change took one dump set"
+    dump = dumps_after[-1]
+    assert "keycloak" in dump["databases"], dump["databases"]
+    after = inspect(live.container("keycloak"))
+    upgraded_id = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Id}}", upgraded], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert after["Id"] != before["Id"] and after["Image"] == upgraded_id
+    assert _docker_time(after["State"]["StartedAt"]) > dump["finished_at"], "the new Keycloak started before the dump"
+    realm = live.graph.by_name("auth-identity-realm").prop("realm")
+    discovery = _http(f"http://127.0.0.1:{live.ports['keycloak']}/sso/realms/{realm}/.well-known/openid-configuration")
+    assert discovery.status_code == 200, discovery.status_code
     assert _ready_through_the_edge(live)["status"] == "ready"
 
 
