@@ -33,6 +33,7 @@ import pytest
 import requests
 import urllib3.util.connection
 from pulumi import automation as auto
+from pulumi.automation import events as engine_events
 
 from tests.swarm.driver import timed
 from tests.swarm.lab import ADDRESS, HOSTNAME, SwarmLab, node_of, script, wait_for
@@ -66,6 +67,7 @@ class Live:
     outputs: dict[str, Any]
     services: dict[str, str]
     ca_file: str  # the stack's internal CA (tls.mode internal_ca), what clients trust
+    first_up: list[tuple[str, str, str]]  # the first up's engine events: (kind, resource name, op), in order
     destroyed: bool = False
 
     @property
@@ -97,11 +99,16 @@ def live(swarm: SwarmLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     report = tmp_path_factory.mktemp("platform-on-swarm-report") / "platform-on-swarm.json"
     try:
         with platform_stack(swarm, tmp_path_factory.mktemp("platform-on-swarm"), refs) as (stack, name):
-            result = timed(TIMES, "pulumi up from nothing (converged)", lambda: stack.up(color="never"))
+            first_up: list[tuple[str, str, str]] = []
+            result = timed(
+                TIMES,
+                "pulumi up from nothing (converged)",
+                lambda: stack.up(color="never", on_event=lambda event: _record(first_up, event)),
+            )
             outputs = {key: value.value for key, value in result.outputs.items()}
             ca_file = tmp_path_factory.mktemp("platform-on-swarm-ca") / "ca.pem"
             ca_file.write_text(_internal_ca(stack))
-            deployment = Live(stack, name, outputs, outputs["swarm_services"], str(ca_file))
+            deployment = Live(stack, name, outputs, outputs["swarm_services"], str(ca_file), first_up)
             try:
                 yield deployment
             finally:
@@ -113,6 +120,12 @@ def live(swarm: SwarmLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         report.write_text(json.dumps(FIGURES, indent=1))
         print(f"\nplatform on swarm figures ({report}):\n{report.read_text()}")
+
+
+def _record(into: list[tuple[str, str, str]], event: engine_events.EngineEvent) -> None:
+    for kind, found in (("pre", event.resource_pre_event), ("outputs", event.res_outputs_event)):
+        if found is not None:
+            into.append((kind, found.metadata.urn.rsplit("::", 1)[-1], str(found.metadata.op.value)))
 
 
 def _internal_ca(stack: auto.Stack) -> str:
@@ -184,6 +197,16 @@ def _edge_get(live: Live, node: str, path: str) -> tuple[int, str]:
         return response.status, response.read().decode(errors="replace")
     finally:
         connection.close()
+
+
+def test_keycloak_starts_after_the_pre_deploy_dump(live: Live) -> None:
+    """R-OPS-2 on a swarm, in the engine's own order: the dump set is complete before Keycloak's service is
+    created, so no dump reads Keycloak's schema while Keycloak creates it (and a new Keycloak version, which
+    migrates it, starts after a dump the same way)."""
+    steps = live.first_up
+    done = steps.index(("outputs", "release-backup", "create"))
+    keycloak = next(i for i, (kind, name, _) in enumerate(steps) if kind == "pre" and name == "auth-keycloak")
+    assert done < keycloak, [s for s in steps if s[1] in ("release-backup", "auth-keycloak")]
 
 
 def test_ready_and_the_api_answer_over_tls_through_nginx_on_both_edge_nodes(live: Live) -> None:
