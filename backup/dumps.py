@@ -8,6 +8,7 @@ are read in that same snapshot, so the restore drill can demand exact equality. 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -44,6 +45,7 @@ log = logging.getLogger("backup")
 
 MANIFEST = "manifest.json"
 PARTIAL_PREFIX = ".partial-"
+LOCK_FILE = ".lock"  # in the dumps folder: one dump set at a time on a backup volume
 FORMAT_VERSION = 1
 
 # A schema change that commits while a dump reads the database (Keycloak creating its tables on first start, an
@@ -52,8 +54,9 @@ FORMAT_VERSION = 1
 # from a new snapshot; any other failure (a refused login, a full disk, a damaged table) fails at once.
 CONCURRENT_DDL = re.compile(
     r'relation "[^"]+" does not exist'
-    r"|cache lookup failed for (?:relation|index|type|function|attribute|constraint|sequence)"
+    r"|cache lookup failed for \w+"
     r"|could not open relation with OID \d+"
+    r"|schema with OID \d+ does not exist"
     r'|schema "[^"]+" does not exist'
 )
 DUMP_ATTEMPTS = 3
@@ -227,11 +230,55 @@ def _file_stem(dbname: str) -> str:
     return safe if safe == dbname else f"{safe}-{hashlib.sha256(dbname.encode()).hexdigest()[:8]}"
 
 
-def run_dump_set(settings: BackupSettings, *, now: float | None = None, databases: list[str] | None = None) -> DumpSet:
+@contextlib.contextmanager
+def dump_lock(settings: BackupSettings) -> Iterator[None]:
+    """One dump set at a time on a backup volume: the service's schedule and the release's pre-deploy dump
+    (``docker exec … python3 -m backup dump``) queue instead of overlapping."""
+    settings.dumps_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.dumps_dir / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another dump set is being taken in %s; waiting for it to finish", settings.dumps_dir)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_dump_set(
+    settings: BackupSettings,
+    *,
+    now: float | None = None,
+    databases: list[str] | None = None,
+    unless_done_since: float | None = None,
+) -> DumpSet:
+    """Take a complete dump set and return it; on failure nothing is left that looks complete.
+
+    Dump sets are taken one at a time (:func:`dump_lock`). With ``unless_done_since`` (the moment a scheduled
+    dump became due), a set completed since then — the release's pre-deploy dump, taken while this one
+    waited or before it started — is returned instead of taking another. So the service's catch-up dump at
+    start-up never runs after a deploy's pre-deploy dump, when the deploy goes on to start a new Keycloak that
+    migrates its schema (R-OPS-2)."""
+    with dump_lock(settings):
+        if unless_done_since is not None:
+            latest = latest_complete_dump_set(settings)
+            if latest is not None and float(latest.manifest["finished_at"]) >= unless_done_since:
+                log.info("dump set %s was completed after this run was due; not taking another", latest.stamp)
+                return latest
+        return _take_dump_set(settings, now=now, databases=databases)
+
+
+def _take_dump_set(settings: BackupSettings, *, now: float | None, databases: list[str] | None) -> DumpSet:
     """Take a complete dump set and return it; on failure nothing is left that looks complete."""
     stamp = utc_stamp(now)
     settings.dumps_dir.mkdir(parents=True, exist_ok=True)
     final = settings.dumps_dir / stamp
+    if final.exists() and now is None:  # a set finished this very second (dumps queue): the next second's stamp
+        time.sleep(1.0 - time.time() % 1.0 + 0.01)
+        stamp = utc_stamp()
+        final = settings.dumps_dir / stamp
     if final.exists():
         raise BackupError(f"dump set {final} already exists; wait a second and run again.")
     partial = settings.dumps_dir / f"{PARTIAL_PREFIX}{stamp}"

@@ -3,11 +3,13 @@
 Daily at ``BACKUP_SCHEDULE_UTC``: dump set, base backup, retention. Weekly at ``BACKUP_DRILL_SCHEDULE_UTC``:
 restore drill (and the PITR drill when server binaries are configured). A job whose last success is
 older than its period is due at start-up, so a container that was down catches up. A failed job is
-retried after ``BACKUP_RETRY_MINUTES``.
+retried after ``BACKUP_RETRY_MINUTES``. A due dump is not taken when a dump set was completed since it
+became due (the release's pre-deploy dump, ``backup.dumps.run_dump_set``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -91,7 +93,7 @@ class Job:
     name: str
     at: DailyAt
     period: float
-    action: Callable[[], Any]
+    action: Callable[[float], Any]  # called with the moment the run became due
     last_success: Callable[[], float]
     next_at: float = 0.0
 
@@ -104,15 +106,15 @@ class BackupService:
         self._stop = threading.Event()
         s = settings
         self.jobs = [
-            Job("dump", s.daily_at, DAY, lambda: run_dump_set(s), self._last_dump),
-            Job("basebackup", s.daily_at, DAY, lambda: take_base_backup(s), self._last_base),
-            Job("prune", s.daily_at, DAY, lambda: prune(s, self.clock()), lambda: self._success_at("prune")),
-            Job("wal_check", s.daily_at, DAY, lambda: check_wal_archive(s), lambda: self._success_at("wal_check")),
-            Job("drill", s.drill_at, WEEK, lambda: run_restore_drill(s), lambda: self._success_at("drill")),
+            Job("dump", s.daily_at, DAY, lambda due: run_dump_set(s, unless_done_since=due), self._last_dump),
+            Job("basebackup", s.daily_at, DAY, lambda _: take_base_backup(s), self._last_base),
+            Job("prune", s.daily_at, DAY, lambda _: prune(s, self.clock()), lambda: self._success_at("prune")),
+            Job("wal_check", s.daily_at, DAY, lambda _: check_wal_archive(s), lambda: self._success_at("wal_check")),
+            Job("drill", s.drill_at, WEEK, lambda _: run_restore_drill(s), lambda: self._success_at("drill")),
         ]
         if s.pg_bin is not None:
             self.jobs.append(
-                Job("pitr_drill", s.drill_at, WEEK, lambda: run_pitr_drill(s), lambda: self._success_at("pitr_drill"))
+                Job("pitr_drill", s.drill_at, WEEK, lambda _: run_pitr_drill(s), lambda: self._success_at("pitr_drill"))
             )
         now = clock()
         for job in self.jobs:
@@ -140,7 +142,7 @@ class BackupService:
             now = self.clock()
             if now < job.next_at:
                 continue
-            ok = run_job(self.settings, job.name, job.action, clock=self.clock)
+            ok = run_job(self.settings, job.name, functools.partial(job.action, job.next_at), clock=self.clock)
             ran.append(job.name)
             after = self.clock()
             job.next_at = next_run(job.at, after) if ok else after + self.settings.retry_minutes * 60

@@ -24,7 +24,7 @@ import pytest
 
 import backup.dumps as dumps
 from backup.config import BackupSettings, PgTarget
-from backup.dumps import concurrent_ddl, list_dump_sets, run_dump_set
+from backup.dumps import list_dump_sets, run_dump_set
 from backup.pg import BackupError
 from tests.support.postgres import PostgresCluster
 
@@ -144,7 +144,8 @@ def test_a_schema_that_keeps_changing_fails_after_the_bounded_attempts_and_leave
     message = str(failure.value)
     assert f"pg_dump of database {ddl_db} failed" in message and 'relation "public.doomed_3"' in message
     assert "changed under each of 3 attempts" in message and "run the dump again" in message
-    assert list_dump_sets(settings) == [] and not any(Path(settings.dumps_dir).iterdir()), "a partial set was left"
+    left = [p.name for p in Path(settings.dumps_dir).iterdir() if p.name != dumps.LOCK_FILE]
+    assert list_dump_sets(settings) == [] and left == [], f"a partial set was left: {left}"
 
 
 def test_any_other_failure_is_not_retried(
@@ -166,23 +167,40 @@ def test_any_other_failure_is_not_retried(
     assert 'database "no_such_database" does not exist' in str(failure.value)
 
 
-@pytest.mark.parametrize(
-    ("message", "retried"),
-    [
-        # the two faces seen on a first deploy, while Keycloak created its schema
-        (
-            "pg_dump of database keycloak failed (exit 1): pg_dump: error: query failed: ERROR:  relation "
-            '"public.client_identity_prov_mapping" does not exist\npg_dump: detail: Query was: LOCK TABLE '
-            "public.client_identity_prov_mapping IN ACCESS SHARE MODE",
-            True,
-        ),
-        ("pg_dump of database keycloak failed (exit 1): ERROR:  cache lookup failed for index 19311", True),
-        ("counting rows of database app failed (exit 1): ERROR:  could not open relation with OID 16522", True),
-        ('pg_dump of database app failed (exit 1): FATAL:  role "backup" does not exist', False),
-        ('pg_dump of database app failed (exit 1): FATAL:  database "app" does not exist', False),
-        ("pg_dump of database app failed (exit 1): could not write to output file: No space left on device", False),
-        ("pg_dump of database app failed (exit 1): ERROR:  permission denied for table flights", False),
-    ],
-)
-def test_only_the_traces_of_a_concurrent_schema_change_are_retried(message: str, retried: bool) -> None:
-    assert concurrent_ddl(message) is retried
+# -- dump sets queue; a scheduled dump is not taken after a pre-deploy one ------------------------------------
+
+
+def test_dump_sets_queue_on_a_backup_volume(
+    settings: BackupSettings, ddl_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The service's dump and the release's pre-deploy dump (``docker exec … dump``) never overlap: a second
+    one waits for the first to finish, then takes its own set under the next stamp."""
+    taken: list[Any] = []
+    with caplog.at_level(logging.INFO, logger="backup"), dumps.dump_lock(settings):
+        waiting = threading.Thread(target=lambda: taken.append(run_dump_set(settings, databases=[ddl_db])))
+        waiting.start()
+        deadline = time.monotonic() + WAIT_FOR_PG_DUMP_SECONDS
+        while not any("waiting for it to finish" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline and waiting.is_alive(), "the second dump did not wait"
+            time.sleep(0.02)
+        released = time.time()
+    waiting.join(timeout=60)
+    (dump_set,) = taken
+    assert dump_set.manifest["started_at"] >= released, "the second dump started while the first held the lock"
+    again = run_dump_set(settings, databases=[ddl_db])  # back to back, within the same second or not
+    assert again.stamp != dump_set.stamp and len(list_dump_sets(settings)) == 2
+
+
+def test_a_scheduled_dump_is_not_taken_again_after_a_pre_deploy_dump_since_it_was_due(
+    settings: BackupSettings, ddl_db: str
+) -> None:
+    """The service's catch-up dump at start-up is due from the moment the service started. When the release's
+    pre-deploy dump completed since (it ran while the service's waited for the lock, or first), the service
+    takes no second set, so none of its dumps runs after the pre-deploy one while a new Keycloak starts."""
+    due = time.time()
+    pre_deploy = run_dump_set(settings, databases=[ddl_db])
+    scheduled = run_dump_set(settings, databases=[ddl_db], unless_done_since=due)
+    assert scheduled.path == pre_deploy.path and len(list_dump_sets(settings)) == 1
+    # Due after the newest set finished (the next day's run): a new set.
+    later = run_dump_set(settings, databases=[ddl_db], unless_done_since=time.time())
+    assert later.path != pre_deploy.path and len(list_dump_sets(settings)) == 2

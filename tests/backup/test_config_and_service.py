@@ -148,6 +148,30 @@ def test_scheduler_catches_up_runs_daily_and_retries_failures(tmp_path: Path, mo
     assert 'backup_job_last_run_ok{job="basebackup"} 1' in render(collect(s, clock.now))
 
 
+def test_the_scheduled_dump_takes_no_set_when_one_was_completed_since_it_became_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catch-up dump at start-up is due from the service's start; the release's pre-deploy dump may complete
+    first (backup.dumps.run_dump_set then returns that set). The daily run is due at its own time."""
+    s = BackupSettings.from_env(_env(tmp_path))
+    asked: list[float | None] = []
+
+    def dump(settings: BackupSettings, *, unless_done_since: float | None = None) -> None:
+        asked.append(unless_done_since)
+
+    for name in ("take_base_backup", "prune", "run_restore_drill", "check_wal_archive"):
+        monkeypatch.setattr(service_module, name, lambda *_args, **_kwargs: None)
+    monkeypatch.setattr(service_module, "run_dump_set", dump)
+    started = _epoch("2027-01-15T12:00:00")
+    clock = FakeClock(started)
+    svc = BackupService(s, clock=clock)
+    clock.now += 5
+    assert svc.tick()[0] == "dump"
+    clock.now = _epoch("2027-01-16T02:31:00")
+    assert svc.tick()[0] == "dump"
+    assert asked == [started, _epoch("2027-01-16T02:30:00")]
+
+
 def test_metrics_need_the_bearer_token_and_healthz_does_not(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("t0ken\n")
