@@ -164,11 +164,14 @@ class AuthServices(pulumi.ComponentResource):
         dev_build: list[VolumeMount] = []
         if not args.production:
             image_key = hashlib.sha256(args.keycloak_image.encode()).hexdigest()[:12]
+            # A new image means a new volume. Docker volumes are replaced delete-before-replace, which stops the
+            # container that mounts it first: so the volume waits for the dump too, and the old Keycloak keeps
+            # running until the dump is complete.
             self.dev_build_volume = docker.Volume(
                 f"{name}-keycloak-dev-build",
                 name=placement.resource_name("keycloak", "build", image_key),
                 labels=[docker.VolumeLabelArgs(label=STACK_LABEL, value=placement.stack)],
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.keycloak_after)),
             )
             dev_build.append(VolumeMount(self.dev_build_volume, KEYCLOAK_BUILD_DIR))
         self.keycloak = HardenedContainer(
