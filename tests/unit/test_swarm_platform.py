@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from components.catalog import Zone
+from components.hardened_container import Healthcheck
 from components.settings import parse_settings
+from components.swarm import service as swarm_service
+from components.swarm import specs
 from components.swarm.operator_proxy import proxy_address, render_conf
-from components.swarm.specs import swarm_duration
 from policy import context
 from policy_plan import crossguard
 from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, stack_config
@@ -184,7 +186,14 @@ def test_the_pack_finds_nothing_mandatory_deployed_or_previewed() -> None:
 
 @pytest.mark.parametrize(("given", "shown"), [("1m0s", "1m"), ("90s", "1m30s"), ("3600s", "1h"), ("10s", "10s")])
 def test_durations_are_written_as_the_provider_reads_a_service_back(given: str, shown: str) -> None:
-    assert swarm_duration(given) == shown
+    check = specs.probe(Healthcheck(["CMD", "true"], interval=given, timeout=given, start_period=given))
+    assert (check.interval, check.timeout, check.start_period) == (shown, shown, shown)
+
+
+def test_the_probes_and_the_service_write_durations_with_one_function() -> None:
+    """One conversion to the provider's read-back format (components/swarm/service.py), used by the probes too."""
+    assert specs.provider_duration is swarm_service.provider_duration
+    assert not hasattr(specs, "swarm_duration")
 
 
 def test_the_proxy_resolves_the_services_on_every_connection() -> None:
