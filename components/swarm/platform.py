@@ -36,7 +36,7 @@ from components.auth_services import (
     internal_url,
     issuer_url,
 )
-from components.catalog import SERVICES, Exposure, Zone
+from components.catalog import SERVICES, Zone
 from components.data_services import PG_HBA_FILE, PGDATA_MOUNT
 from components.edge_services import LAYOUT
 from components.hardened_container import (
@@ -60,9 +60,10 @@ from components.settings import Settings
 from components.swarm.backups import NO_ARCHIVE, BackupVolumes, SwarmBackups, backup_volumes_args, swarm_backups_args
 from components.swarm.files import ServiceFile
 from components.swarm.monitoring import SwarmMonitoring, internal_urls, swarm_monitoring_args
-from components.swarm.operator_proxy import Forward, OperatorProxy, OperatorProxyArgs, proxy_address
+from components.swarm.operator_proxy import OperatorProxy, OperatorProxyArgs, proxy_address
 from components.swarm.placement import manager_provider, placement_of
-from components.swarm.service import HardenedService, HardenedServiceArgs, HostPort, Probe
+from components.swarm.ports import edge_ports, operator_forwards, port_matrix
+from components.swarm.service import HardenedService, HardenedServiceArgs, Probe
 from components.swarm.specs import (
     backend_env,
     deployed_services,
@@ -174,10 +175,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                 stack=s.stack,
                 image=s.images["nginx"],
                 operator_subnet=s.zone_subnets[Zone.OPERATOR],
-                forwards=(
-                    Forward("postgres", host_ports["postgres"], SERVICES["postgres"].docker_alias, pg_port),
-                    Forward("keycloak", host_ports["keycloak"], SERVICES["keycloak"].docker_alias, ports["keycloak"]),
-                ),
+                forwards=operator_forwards(s),
             ),
             self.zones,
             opts=on_swarm,
@@ -389,11 +387,6 @@ class SwarmPlatform(pulumi.ComponentResource):
         )
         self.certificate = ServerCertificate("edge-tls", certificate_args(s), opts=pulumi.ResourceOptions(parent=self))
         nginx_conf = render_nginx_conf(s, ocsp_stapling=self.certificate.ocsp_stapling, layout=LAYOUT)
-        published = [
-            HostPort(ports[listener], host_ports[listener])
-            for listener in ("nginx_http", "nginx_https")
-            if s.exposure[listener] is not Exposure.NONE
-        ]
         self.nginx = HardenedService(
             "edge-nginx",
             service(
@@ -408,7 +401,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                         ContainerFile(LAYOUT.private_key, self.certificate.private_key_pem, secret=True, mode="0400"),
                     ]
                 ),
-                ports=tuple(published),
+                ports=tuple(edge_ports(s)),
                 sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
                 healthcheck=probe(
                     http_probe(
@@ -448,6 +441,7 @@ class SwarmPlatform(pulumi.ComponentResource):
         return {
             keys.PROFILE: s.profile.value,
             keys.PUBLIC_URL: s.public_url,
+            keys.PORT_MATRIX: port_matrix(s, self._deployed()),  # where it is published on a swarm (ports.py)
             keys.ZONES: {
                 zone.value: {
                     "network": self.zones.networks[zone].name,

@@ -224,3 +224,38 @@ def test_prod_on_swarm_is_the_whole_platform_and_the_pack_finds_nothing_mandator
         assert sorted((p["publishedPort"], p["publishMode"]) for p in ports) == [(80, "host"), (443, "host")]
         violations = crossguard.run(result, context.make(result.stack, result.config, today=TODAY)).violations
         assert [v for v in violations if v.level == "mandatory"] == [], (preview, violations)
+
+
+def test_the_outputs_carry_the_port_matrix_as_published_on_the_swarm(graph: ProgramGraph) -> None:
+    """The host's outputs and ``swarm_services``; the port matrix has a row per listener of a service that runs,
+    and its published rows are exactly what the graph publishes: nginx in host mode on the edge nodes (every
+    address of a node), Postgres and Keycloak on the manager's loopback through the operator proxy."""
+    host = evaluate_program("dev")
+    for result in (graph, evaluate_program("prod", prod_on_swarm_overrides())):
+        assert result.error is None, result.error
+        assert set(result.outputs) == set(host.outputs) | {"swarm_services"}
+        matrix = result.outputs["port_matrix"]
+        assert {row["service"] for row in matrix} == set(_services(result))  # no container_exporter on a swarm
+        for row in matrix:
+            assert set(row) == {*host.outputs["port_matrix"][0], "published_on"}, row
+        from_output = {
+            (row["published_on"], row["host_ip"], row["host_port"], row["container_port"])
+            for row in matrix
+            if row["host_port"] is not None
+        }
+        nginx = _services(result)["nginx"].prop("endpointSpec") or {}
+        edge = {
+            ("edge_nodes", "0.0.0.0", int(p["publishedPort"]), int(p["targetPort"]))
+            for p in nginx.get("ports") or []
+            if p["publishMode"] == "host"
+        }
+        (proxy,) = [r.prop("ports") for r in result.of_type(CONTAINER) if r.name == "operator-proxy"]
+        manager = {("manager", p["ip"], int(p["external"]), int(p["internal"])) for p in proxy}
+        assert from_output == edge | manager
+    prod_rows = {(row["listener"], row["published_on"]) for row in matrix if row["published_on"]}
+    assert prod_rows == {
+        ("nginx_http", "edge_nodes"),
+        ("nginx_https", "edge_nodes"),
+        ("postgres", "manager"),
+        ("keycloak", "manager"),
+    }
