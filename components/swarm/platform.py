@@ -1,6 +1,6 @@
 """SwarmPlatform: the platform of one stack on a Docker Swarm (``target: swarm``), the same catalog and zones.
 
-The groups in release order, through the manager's Docker API (``swarm.docker_host``):
+After the preflight (as on a host), the groups in release order, through the manager's API (``swarm.docker_host``):
 
 1. zones: overlay networks (``SwarmZones``), the operator zone an internal overlay only postgres, keycloak and
    the operator proxy join;
@@ -53,6 +53,7 @@ from components.nginx_conf import DHPARAM_PEM, render_nginx_conf
 from components.oauth2_proxy import metrics_upstream_port, oauth2_proxy_files, render_oauth2_proxy_config
 from components.platform import certificate_args, realm_config
 from components.platform_databases import DatabaseArgs, PlatformDatabases, pg_hba, role_specs
+from components.preflight import HostProbes, require_ready
 from components.release_order import MigrationGate, MigrationGateArgs, ReleaseArgs, ReleaseOrder
 from components.secrets import generated_cookie_secret, generated_password
 from components.server_certificate import ServerCertificate
@@ -84,7 +85,10 @@ TYPE = "fly-potato:swarm:SwarmPlatform"
 
 
 class SwarmPlatform(pulumi.ComponentResource):
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None, *, host: HostProbes
+    ) -> None:
+        require_ready(settings, host)  # as on a host (TLS key, DNS: R-OPS-1), without this machine's Docker limits
         super().__init__(TYPE, name, None, opts)
         self.settings = s = settings
         swarm = s.raw.swarm

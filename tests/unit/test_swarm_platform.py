@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from components import preflight
 from components.catalog import Zone
 from components.hardened_container import Healthcheck
+from components.host_guardrails import DockerHost
 from components.settings import parse_settings
 from components.swarm import service as swarm_service
 from components.swarm import specs
@@ -21,6 +23,7 @@ from components.swarm.operator_proxy import proxy_address, render_conf
 from policy import context
 from policy_plan import crossguard
 from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, stack_config
+from tests.unit.test_edge import PROVIDED
 from wire import SERVICE_LABEL, ZONE_LABEL
 
 SERVICE = "docker:index/service:Service"
@@ -259,3 +262,62 @@ def test_the_outputs_carry_the_port_matrix_as_published_on_the_swarm(graph: Prog
         ("postgres", "manager"),
         ("keycloak", "manager"),
     }
+
+
+def probes(
+    asked: list[str], *, resolve: set[str] | None = None, nofile: int | None = 1024, cpus: int = 1
+) -> preflight.HostProbes:
+    """A deploying machine whose DNS answers ``resolve`` (nothing by default) and whose Docker daemon grants
+    ``nofile`` open files and ``cpus`` CPUs (by default less than prod asks for); every question lands in ``asked``."""
+
+    def ask(what: str, answer: Any) -> Any:
+        asked.append(what)
+        return answer
+
+    return preflight.HostProbes(
+        resolve=lambda name: ask(f"dns {name}", resolve or set()),
+        nofile_hard_limit=lambda: ask("nofile", nofile),
+        cpus=lambda: ask("cpus", cpus),
+    )
+
+
+def test_a_swarm_stack_runs_the_hosts_preflight_before_its_first_resource() -> None:
+    """R-OPS-1 on swarm: an unresolvable domain stops the deploy with the host's sentence, before any resource;
+    switched off as on a host. A bad provided TLS key stops it the same way."""
+    on_host = evaluate_program("prod", host=probes([], nofile=None, cpus=64))  # a host prod fits
+    assert on_host.error and "fly-potato:domain = flypotato.example.com does not resolve" in on_host.error
+    asked: list[str] = []
+    on_swarm = evaluate_program("prod", prod_on_swarm_overrides(), host=probes(asked))
+    assert on_swarm.error == on_host.error
+    assert on_swarm.resources == [], "nothing declared before the preflight"
+    assert asked == ["dns flypotato.example.com"]
+
+    off = evaluate_program("prod", {**prod_on_swarm_overrides(), "features.dns_preflight": False}, host=probes([]))
+    assert off.error is None, off.error
+    assert off.resources
+
+    bad_key = {**prod_on_swarm_overrides(), **PROVIDED, "tls.private_key_pem": "oops-not-a-key"}
+    stopped = evaluate_program("prod", bad_key, host=probes([], resolve={"192.0.2.1"}))
+    assert stopped.error and "fly-potato:tls.private_key_pem is not a PEM private key" in stopped.error
+    assert stopped.resources == []
+
+
+def test_a_swarm_stacks_preflight_does_not_ask_this_machines_docker_daemon() -> None:
+    """The tasks run on the swarm's nodes, behind the manager's API: this machine's open-files limit and CPUs say
+    nothing about them. DockerHost.of reads host.ssh and docker:host only, so it calls a swarm stack local (even
+    with an ssh:// manager); the preflight decides by the target instead."""
+    for manager in (MANAGER, "ssh://deploy@manager.example.com"):
+        config = stack_config("prod", {**prod_on_swarm_overrides(), "swarm.docker_host": manager})
+        settings = parse_settings(config, stack="prod")
+        assert not DockerHost.of(settings, docker_host="").is_remote
+        assert not preflight.local_docker_daemon(settings)
+    assert preflight.local_docker_daemon(parse_settings(stack_config("prod"), stack="prod"))
+
+    asked: list[str] = []
+    result = evaluate_program("prod", prod_on_swarm_overrides(), host=probes(asked, resolve={"192.0.2.1"}))
+    assert result.error is None, result.error
+    assert asked == ["dns flypotato.example.com"]
+    host_asked: list[str] = []
+    on_host = evaluate_program("prod", host=probes(host_asked, resolve={"192.0.2.1"}))
+    assert on_host.error and "host.max_open_files" in on_host.error, "the same probes stop a host stack"
+    assert host_asked == ["nofile"]
