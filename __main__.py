@@ -20,7 +20,7 @@ def main(host: HostProbes = SYSTEM_PROBES) -> None:
         raise pulumi.RunError(f"stack config is invalid:\n{error}") from None
     platform: Platform | SwarmPlatform
     if settings.raw.target == "swarm":
-        platform = SwarmPlatform("fly-potato", settings)
+        platform = SwarmPlatform("fly-potato", settings, host=host)
     else:
         platform = Platform("fly-potato", settings, host=host)
     for key, value in platform.stack_outputs().items():

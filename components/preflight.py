@@ -1,7 +1,8 @@
 """Deploy preflight, before the program declares a single resource: the provided TLS key is usable, a local
 Docker daemon can grant ``host.max_open_files`` and every service's CPU limit, and (R-OPS-1) in prod the
 domain resolves — to ``public_address`` when one is given — or the deploy stops with a sentence saying
-what to fix.
+what to fix. Both targets run it (``Platform`` and ``SwarmPlatform``); a swarm stack's Docker daemons are the
+nodes', never this machine's, so it skips the Docker limits (:func:`local_docker_daemon`).
 
 Switched by ``fly-potato:features.dns_preflight`` (default: on in prod), e.g. off for air-gapped test stacks.
 What the preflight asks the deploying machine (its DNS resolver, the Docker daemon's limits) comes in as
@@ -130,10 +131,19 @@ class HostProbes:
 SYSTEM_PROBES = HostProbes(resolve=system_resolver, nofile_hard_limit=docker_nofile_hard_limit, cpus=host_cpus)
 
 
+def local_docker_daemon(settings: Settings) -> bool:
+    """Whether the stack's containers run on this machine's Docker daemon, so its limits can be probed here.
+
+    A host stack without ``host.ssh`` or an ``ssh://`` ``docker:host``: yes. A swarm stack: never. Its tasks run
+    on the nodes behind the manager's API (``swarm.docker_host``), which ``DockerHost.of`` does not read (it
+    sees a swarm stack as local), and a swarm service has no open-files limit to grant."""
+    return settings.raw.target != "swarm" and not DockerHost.of(settings).is_remote
+
+
 def require_ready(settings: Settings, host: HostProbes) -> None:
-    """The program's preflight: runs before any resource is declared."""
+    """The program's preflight, on either target: runs before any resource is declared."""
     check_provided_key(settings)
-    if not DockerHost.of(settings).is_remote:
+    if local_docker_daemon(settings):
         check_open_files(settings, host.nofile_hard_limit())
         check_cpus(settings, host.cpus())
     if settings.dns_preflight:

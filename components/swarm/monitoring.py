@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
+from pydantic import SecretStr
 
 from components import metrics_gate
 from components import monitoring_config as mc
@@ -70,7 +71,7 @@ class SwarmMonitoringArgs:
     alertmanager_config_file: str  # under SECRETS_DIR when the config carries a webhook URL
     alertmanager_config: str
     alertmanager_config_is_secret: bool
-    smtp_password: pulumi.Input[str] | None  # e-mail alerts with a password only
+    smtp_password: SecretStr | None  # e-mail alerts with a password only (a secret in the graph too)
     warn_no_receiver: bool  # an unattended (prod) stack whose alerts reach nobody
     blackbox_config: str
     internal_ca_pem: pulumi.Input[str] | None  # the certificate probe's trust anchor (internal CA stacks)
@@ -100,7 +101,6 @@ def swarm_monitoring_args(
         raise ValueError("the certificate probe of an internal-CA stack needs the CA certificate (R-TLS-4)")
     am_secret = mc.alertmanager_config_is_secret(s)
     am_config = paths.alertmanager_secret_config if am_secret else paths.alertmanager_config
-    smtp = alerting.smtp_password if alerting.email_to else None
     return SwarmMonitoringArgs(
         project=s.project,
         stack=s.stack,
@@ -116,7 +116,7 @@ def swarm_monitoring_args(
         alertmanager_config_file=am_config,
         alertmanager_config=mc.render_alertmanager_config(s, paths),
         alertmanager_config_is_secret=am_secret,
-        smtp_password=pulumi.Output.secret(smtp.get_secret_value()) if smtp is not None else None,
+        smtp_password=alerting.smtp_password if alerting.email_to else None,
         warn_no_receiver=s.is_prod and not alerting.email_to and alerting.webhook_url is None,
         blackbox_config=mc.render_blackbox_config(s, paths),
         internal_ca_pem=internal_ca_pem if s.raw.tls.mode == "internal_ca" else None,
@@ -211,7 +211,8 @@ class SwarmMonitoring(pulumi.ComponentResource):
             *metrics_gate.files(mc.ALERTMANAGER_GATE, p["alertmanager"], token),
         ]
         if args.smtp_password is not None:
-            am_files.append(ContainerFile(paths.smtp_password, args.smtp_password, secret=True, mode="0400"))
+            smtp_password = pulumi.Output.secret(args.smtp_password.get_secret_value())
+            am_files.append(ContainerFile(paths.smtp_password, smtp_password, secret=True, mode="0400"))
         run(
             "alertmanager",
             am_files,

@@ -1,6 +1,6 @@
 """SwarmPlatform: the platform of one stack on a Docker Swarm (``target: swarm``), the same catalog and zones.
 
-The groups in release order, through the manager's Docker API (``swarm.docker_host``):
+After the preflight (as on a host), the groups in release order, through the manager's API (``swarm.docker_host``):
 
 1. zones: overlay networks (``SwarmZones``), the operator zone an internal overlay only postgres, keycloak and
    the operator proxy join;
@@ -36,7 +36,7 @@ from components.auth_services import (
     internal_url,
     issuer_url,
 )
-from components.catalog import SERVICES, Exposure, Zone
+from components.catalog import SERVICES, Zone
 from components.data_services import PG_HBA_FILE, PGDATA_MOUNT
 from components.edge_services import LAYOUT
 from components.hardened_container import (
@@ -53,6 +53,7 @@ from components.nginx_conf import DHPARAM_PEM, render_nginx_conf
 from components.oauth2_proxy import metrics_upstream_port, oauth2_proxy_files, render_oauth2_proxy_config
 from components.platform import certificate_args, realm_config
 from components.platform_databases import DatabaseArgs, PlatformDatabases, pg_hba, role_specs
+from components.preflight import HostProbes, require_ready
 from components.release_order import MigrationGate, MigrationGateArgs, ReleaseArgs, ReleaseOrder
 from components.secrets import generated_cookie_secret, generated_password
 from components.server_certificate import ServerCertificate
@@ -60,9 +61,10 @@ from components.settings import Settings
 from components.swarm.backups import NO_ARCHIVE, BackupVolumes, SwarmBackups, backup_volumes_args, swarm_backups_args
 from components.swarm.files import ServiceFile
 from components.swarm.monitoring import SwarmMonitoring, internal_urls, swarm_monitoring_args
-from components.swarm.operator_proxy import Forward, OperatorProxy, OperatorProxyArgs, proxy_address
+from components.swarm.operator_proxy import OperatorProxy, OperatorProxyArgs, proxy_address
 from components.swarm.placement import manager_provider, placement_of
-from components.swarm.service import HardenedService, HardenedServiceArgs, HostPort, Probe
+from components.swarm.ports import edge_ports, operator_forwards, port_matrix
+from components.swarm.service import HardenedService, HardenedServiceArgs, Probe
 from components.swarm.specs import (
     backend_env,
     deployed_services,
@@ -83,7 +85,10 @@ TYPE = "fly-potato:swarm:SwarmPlatform"
 
 
 class SwarmPlatform(pulumi.ComponentResource):
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None, *, host: HostProbes
+    ) -> None:
+        require_ready(settings, host)  # as on a host (TLS key, DNS: R-OPS-1), without this machine's Docker limits
         super().__init__(TYPE, name, None, opts)
         self.settings = s = settings
         swarm = s.raw.swarm
@@ -174,10 +179,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                 stack=s.stack,
                 image=s.images["nginx"],
                 operator_subnet=s.zone_subnets[Zone.OPERATOR],
-                forwards=(
-                    Forward("postgres", host_ports["postgres"], SERVICES["postgres"].docker_alias, pg_port),
-                    Forward("keycloak", host_ports["keycloak"], SERVICES["keycloak"].docker_alias, ports["keycloak"]),
-                ),
+                forwards=operator_forwards(s),
             ),
             self.zones,
             opts=on_swarm,
@@ -389,11 +391,6 @@ class SwarmPlatform(pulumi.ComponentResource):
         )
         self.certificate = ServerCertificate("edge-tls", certificate_args(s), opts=pulumi.ResourceOptions(parent=self))
         nginx_conf = render_nginx_conf(s, ocsp_stapling=self.certificate.ocsp_stapling, layout=LAYOUT)
-        published = [
-            HostPort(ports[listener], host_ports[listener])
-            for listener in ("nginx_http", "nginx_https")
-            if s.exposure[listener] is not Exposure.NONE
-        ]
         self.nginx = HardenedService(
             "edge-nginx",
             service(
@@ -408,7 +405,7 @@ class SwarmPlatform(pulumi.ComponentResource):
                         ContainerFile(LAYOUT.private_key, self.certificate.private_key_pem, secret=True, mode="0400"),
                     ]
                 ),
-                ports=tuple(published),
+                ports=tuple(edge_ports(s)),
                 sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
                 healthcheck=probe(
                     http_probe(
@@ -448,6 +445,7 @@ class SwarmPlatform(pulumi.ComponentResource):
         return {
             keys.PROFILE: s.profile.value,
             keys.PUBLIC_URL: s.public_url,
+            keys.PORT_MATRIX: port_matrix(s, self._deployed()),  # where it is published on a swarm (ports.py)
             keys.ZONES: {
                 zone.value: {
                     "network": self.zones.networks[zone].name,

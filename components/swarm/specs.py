@@ -10,11 +10,11 @@ import pulumi_random as random
 
 from components.auth_services import keycloak_env as host_keycloak_env
 from components.catalog import Zone
-from components.hardened_container import SECRETS_DIR, ContainerFile, Healthcheck, docker_duration
+from components.hardened_container import SECRETS_DIR, ContainerFile, Healthcheck
 from components.placement import Placement
 from components.settings import Settings
 from components.swarm.files import ServiceFile
-from components.swarm.service import Probe
+from components.swarm.service import Probe, provider_duration
 from components.swarm.zones import SwarmZonesArgs
 
 OPERATOR_SERVICES = ("postgres", "keycloak")  # the operator listeners, reached through the operator proxy only
@@ -46,24 +46,13 @@ def service_files(files: Sequence[ContainerFile]) -> tuple[ServiceFile, ...]:
     return tuple(ServiceFile(f.path, f.content, secret=f.secret, mode=int(f.mode, 8) & 0o770 or 0o440) for f in files)
 
 
-def swarm_duration(text: str) -> str:
-    """A duration as the provider reads a service's back: Go's format without zero trailing units ("1m0s" ->
-    "1m", "1h0m0s" -> "1h"), so a no-op ``up`` stays one."""
-    shown = docker_duration(text)
-    if shown.endswith("m0s"):
-        shown = shown[:-2]
-    if shown.endswith("h0m"):
-        shown = shown[:-2]
-    return shown
-
-
 def probe(check: Healthcheck) -> Probe:
     return Probe(
         test=check.test,
-        interval=swarm_duration(check.interval),
-        timeout=swarm_duration(check.timeout),
+        interval=provider_duration(check.interval),
+        timeout=provider_duration(check.timeout),
         retries=check.retries,
-        start_period=swarm_duration(check.start_period),
+        start_period=provider_duration(check.start_period),
     )
 
 

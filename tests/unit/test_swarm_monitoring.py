@@ -6,22 +6,25 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from components import monitoring_config as mc
 from components.catalog import SERVICES, Group, Resources
+from components.monitoring_services import MonitoringArgs
 from components.settings import parse_settings
 from components.swarm import HardenedServiceArgs, Probe
-from components.swarm.monitoring import LEFT_OUT, SERVICES_ON_SWARM
+from components.swarm.monitoring import LEFT_OUT, SERVICES_ON_SWARM, SwarmMonitoringArgs, swarm_monitoring_args
 from policy import context
 from policy_plan import crossguard
-from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, stack_config
+from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, is_secret, stack_config
 from tests.monitoring.support import run, tool
 from wire import SERVICE_LABEL
 
@@ -239,6 +242,39 @@ def test_alertmanager_takes_the_smtp_password_and_a_webhook_config_as_secrets() 
     }
     configs = [base64.b64decode(c.prop("data")).decode() for c in graph.of_type(CONFIG)]
     assert not any("smtp-secret" in text or "hooks.example.com" in text for text in configs)
+
+
+def smtp_password_type(args: type) -> object:
+    """The ``smtp_password`` field's annotation, evaluated in its module."""
+    (field,) = [f for f in dataclasses.fields(args) if f.name == "smtp_password"]
+    return eval(str(field.type), vars(sys.modules[args.__module__]))  # noqa: S307 (the repository's own annotation)
+
+
+def test_the_smtp_password_is_a_secret_as_on_a_host_and_stays_one_in_the_graph() -> None:
+    """The args carry it as the host's do (a SecretStr, never a plain string), and the Swarm secret holding it is
+    a Pulumi secret in the recorded graph: its data and its content-hashed name."""
+    host_type = smtp_password_type(MonitoringArgs)
+    assert smtp_password_type(SwarmMonitoringArgs) == host_type == SecretStr | None
+    alerting = {
+        "email_to": ["ops@example.com"],
+        "smtp_smarthost": "smtp.example.com:587",
+        "smtp_from": "alerts@example.com",
+        "smtp_password": "smtp-secret",
+    }
+    config = stack_config("dev", overrides()) | {"alerting": alerting}
+    args = swarm_monitoring_args(
+        parse_settings(config, stack="dev"),
+        metrics_token="token",
+        exporter_password="password",
+        internal_ca_pem="ca",
+        volume_provider=cast(Any, None),
+    )
+    assert isinstance(args.smtp_password, SecretStr) and args.smtp_password.get_secret_value() == "smtp-secret"
+    graph = evaluate_program("dev", config=config)
+    assert graph.error is None, graph.error
+    secret = graph.by_name("monitoring-alertmanager-secrets-smtp-password")
+    assert is_secret(secret.inputs["data"]) and is_secret(secret.inputs["name"])
+    assert base64.b64decode(secret.prop("data")).decode() == "smtp-secret"
 
 
 PER_TASK = {

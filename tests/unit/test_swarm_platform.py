@@ -12,13 +12,18 @@ from typing import Any
 
 import pytest
 
+from components import preflight
 from components.catalog import Zone
+from components.hardened_container import Healthcheck
+from components.host_guardrails import DockerHost
 from components.settings import parse_settings
+from components.swarm import service as swarm_service
+from components.swarm import specs
 from components.swarm.operator_proxy import proxy_address, render_conf
-from components.swarm.specs import swarm_duration
 from policy import context
 from policy_plan import crossguard
 from policy_plan.program import PlannedResource, ProgramGraph, evaluate_program, stack_config
+from tests.unit.test_edge import PROVIDED
 from wire import SERVICE_LABEL, ZONE_LABEL
 
 SERVICE = "docker:index/service:Service"
@@ -184,7 +189,14 @@ def test_the_pack_finds_nothing_mandatory_deployed_or_previewed() -> None:
 
 @pytest.mark.parametrize(("given", "shown"), [("1m0s", "1m"), ("90s", "1m30s"), ("3600s", "1h"), ("10s", "10s")])
 def test_durations_are_written_as_the_provider_reads_a_service_back(given: str, shown: str) -> None:
-    assert swarm_duration(given) == shown
+    check = specs.probe(Healthcheck(["CMD", "true"], interval=given, timeout=given, start_period=given))
+    assert (check.interval, check.timeout, check.start_period) == (shown, shown, shown)
+
+
+def test_the_probes_and_the_service_write_durations_with_one_function() -> None:
+    """One conversion to the provider's read-back format (components/swarm/service.py), used by the probes too."""
+    assert specs.provider_duration is swarm_service.provider_duration
+    assert not hasattr(specs, "swarm_duration")
 
 
 def test_the_proxy_resolves_the_services_on_every_connection() -> None:
@@ -215,3 +227,97 @@ def test_prod_on_swarm_is_the_whole_platform_and_the_pack_finds_nothing_mandator
         assert sorted((p["publishedPort"], p["publishMode"]) for p in ports) == [(80, "host"), (443, "host")]
         violations = crossguard.run(result, context.make(result.stack, result.config, today=TODAY)).violations
         assert [v for v in violations if v.level == "mandatory"] == [], (preview, violations)
+
+
+def test_the_outputs_carry_the_port_matrix_as_published_on_the_swarm(graph: ProgramGraph) -> None:
+    """The host's outputs and ``swarm_services``; the port matrix has a row per listener of a service that runs,
+    and its published rows are exactly what the graph publishes: nginx in host mode on the edge nodes (every
+    address of a node), Postgres and Keycloak on the manager's loopback through the operator proxy."""
+    host = evaluate_program("dev")
+    for result in (graph, evaluate_program("prod", prod_on_swarm_overrides())):
+        assert result.error is None, result.error
+        assert set(result.outputs) == set(host.outputs) | {"swarm_services"}
+        matrix = result.outputs["port_matrix"]
+        assert {row["service"] for row in matrix} == set(_services(result))  # no container_exporter on a swarm
+        for row in matrix:
+            assert set(row) == {*host.outputs["port_matrix"][0], "published_on"}, row
+        from_output = {
+            (row["published_on"], row["host_ip"], row["host_port"], row["container_port"])
+            for row in matrix
+            if row["host_port"] is not None
+        }
+        nginx = _services(result)["nginx"].prop("endpointSpec") or {}
+        edge = {
+            ("edge_nodes", "0.0.0.0", int(p["publishedPort"]), int(p["targetPort"]))
+            for p in nginx.get("ports") or []
+            if p["publishMode"] == "host"
+        }
+        (proxy,) = [r.prop("ports") for r in result.of_type(CONTAINER) if r.name == "operator-proxy"]
+        manager = {("manager", p["ip"], int(p["external"]), int(p["internal"])) for p in proxy}
+        assert from_output == edge | manager
+    prod_rows = {(row["listener"], row["published_on"]) for row in matrix if row["published_on"]}
+    assert prod_rows == {
+        ("nginx_http", "edge_nodes"),
+        ("nginx_https", "edge_nodes"),
+        ("postgres", "manager"),
+        ("keycloak", "manager"),
+    }
+
+
+def probes(
+    asked: list[str], *, resolve: set[str] | None = None, nofile: int | None = 1024, cpus: int = 1
+) -> preflight.HostProbes:
+    """A deploying machine whose DNS answers ``resolve`` (nothing by default) and whose Docker daemon grants
+    ``nofile`` open files and ``cpus`` CPUs (by default less than prod asks for); every question lands in ``asked``."""
+
+    def ask(what: str, answer: Any) -> Any:
+        asked.append(what)
+        return answer
+
+    return preflight.HostProbes(
+        resolve=lambda name: ask(f"dns {name}", resolve or set()),
+        nofile_hard_limit=lambda: ask("nofile", nofile),
+        cpus=lambda: ask("cpus", cpus),
+    )
+
+
+def test_a_swarm_stack_runs_the_hosts_preflight_before_its_first_resource() -> None:
+    """R-OPS-1 on swarm: an unresolvable domain stops the deploy with the host's sentence, before any resource;
+    switched off as on a host. A bad provided TLS key stops it the same way."""
+    on_host = evaluate_program("prod", host=probes([], nofile=None, cpus=64))  # a host prod fits
+    assert on_host.error and "fly-potato:domain = flypotato.example.com does not resolve" in on_host.error
+    asked: list[str] = []
+    on_swarm = evaluate_program("prod", prod_on_swarm_overrides(), host=probes(asked))
+    assert on_swarm.error == on_host.error
+    assert on_swarm.resources == [], "nothing declared before the preflight"
+    assert asked == ["dns flypotato.example.com"]
+
+    off = evaluate_program("prod", {**prod_on_swarm_overrides(), "features.dns_preflight": False}, host=probes([]))
+    assert off.error is None, off.error
+    assert off.resources
+
+    bad_key = {**prod_on_swarm_overrides(), **PROVIDED, "tls.private_key_pem": "oops-not-a-key"}
+    stopped = evaluate_program("prod", bad_key, host=probes([], resolve={"192.0.2.1"}))
+    assert stopped.error and "fly-potato:tls.private_key_pem is not a PEM private key" in stopped.error
+    assert stopped.resources == []
+
+
+def test_a_swarm_stacks_preflight_does_not_ask_this_machines_docker_daemon() -> None:
+    """The tasks run on the swarm's nodes, behind the manager's API: this machine's open-files limit and CPUs say
+    nothing about them. DockerHost.of reads host.ssh and docker:host only, so it calls a swarm stack local (even
+    with an ssh:// manager); the preflight decides by the target instead."""
+    for manager in (MANAGER, "ssh://deploy@manager.example.com"):
+        config = stack_config("prod", {**prod_on_swarm_overrides(), "swarm.docker_host": manager})
+        settings = parse_settings(config, stack="prod")
+        assert not DockerHost.of(settings, docker_host="").is_remote
+        assert not preflight.local_docker_daemon(settings)
+    assert preflight.local_docker_daemon(parse_settings(stack_config("prod"), stack="prod"))
+
+    asked: list[str] = []
+    result = evaluate_program("prod", prod_on_swarm_overrides(), host=probes(asked, resolve={"192.0.2.1"}))
+    assert result.error is None, result.error
+    assert asked == ["dns flypotato.example.com"]
+    host_asked: list[str] = []
+    on_host = evaluate_program("prod", host=probes(host_asked, resolve={"192.0.2.1"}))
+    assert on_host.error and "host.max_open_files" in on_host.error, "the same probes stop a host stack"
+    assert host_asked == ["nofile"]
