@@ -30,10 +30,10 @@ from components.release_order import (
     MigrationGateArgs,
     PreDeployBackup,
     PreDeployBackupArgs,
-    ReleaseArgs,
     ReleaseOrder,
     SmokeCheck,
     SmokeCheckArgs,
+    release_args,
     smoke_target,
 )
 from components.secrets import generated_password
@@ -95,15 +95,7 @@ class Platform(pulumi.ComponentResource):
         # Release order (R-OPS-2): pre-deploy backup -> migration (exit 0) -> backend -> smoke, and the backup
         # before Keycloak too, which migrates its own schema when a new version starts (components/release_order.py).
         host_config = settings.raw.host
-        self.release = ReleaseOrder(
-            "release",
-            ReleaseArgs(
-                backend_image=settings.images["backend"],
-                migration_image=settings.images["migration"],
-                keycloak_image=settings.images["keycloak"],
-            ),
-            opts=child,
-        )
+        self.release = ReleaseOrder("release", release_args(settings), opts=child)
         self.backup: BackupService | None = None
         self.pre_deploy_backup: PreDeployBackup | None = None
         after_backup: list[pulumi.Resource] = []

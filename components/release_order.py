@@ -103,6 +103,14 @@ class ReleaseArgs:
     keycloak_image: str  # Keycloak migrates its schema on a new version's first start: the dump comes first
 
 
+def release_args(settings: Settings) -> ReleaseArgs:
+    """The images a stack's release is made of, on a host and on a swarm alike."""
+    images = settings.images
+    return ReleaseArgs(
+        backend_image=images["backend"], migration_image=images["migration"], keycloak_image=images["keycloak"]
+    )
+
+
 class ReleaseOrder(pulumi.ComponentResource):
     """The release of this update: the images checked, the fingerprint fixed. Its steps (``PreDeployBackup``,
     ``MigrationGate``, ``SmokeCheck``) are the components the platform constructs around the migration and
@@ -264,6 +272,7 @@ __all__ = [
     "migrations_digest",
     "predeploy_reason",
     "predeploy_script",
+    "release_args",
     "release_fingerprint",
     "schema_fingerprint",
     "smoke_target",

@@ -54,7 +54,7 @@ from components.oauth2_proxy import metrics_upstream_port, oauth2_proxy_files, r
 from components.platform import certificate_args, realm_config
 from components.platform_databases import DatabaseArgs, PlatformDatabases, pg_hba, role_specs
 from components.preflight import HostProbes, require_ready
-from components.release_order import MigrationGate, MigrationGateArgs, ReleaseArgs, ReleaseOrder
+from components.release_order import MigrationGate, MigrationGateArgs, ReleaseOrder, release_args
 from components.secrets import generated_cookie_secret, generated_password
 from components.server_certificate import ServerCertificate
 from components.settings import Settings
@@ -208,15 +208,7 @@ class SwarmPlatform(pulumi.ComponentResource):
         self.metrics_token = generated_password("metrics-token", s.raw.secrets.rotation_epoch, length=40, parent=self)
         # 5. Release step 1 (R-OPS-2): with backups on, the backup service and a dump in it, before the migration and
         # before Keycloak, which migrates its own schema when a new version starts.
-        self.release = ReleaseOrder(
-            "release",
-            ReleaseArgs(
-                backend_image=s.images["backend"],
-                migration_image=s.images["migration"],
-                keycloak_image=s.images["keycloak"],
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.release = ReleaseOrder("release", release_args(s), opts=pulumi.ResourceOptions(parent=self))
         self.backups = (
             SwarmBackups(
                 "backup",
