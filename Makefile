@@ -33,7 +33,7 @@ test: deps ## Default test tier: mock-tier program tests and real PostgreSQL/ngi
 	$(PYTHON) -m pytest -q
 
 .PHONY: test-unit
-test-unit: venv ## Only the Pulumi mock tier (558 tests, no system packages)
+test-unit: venv ## Only the Pulumi mock tier (569 tests, no system packages)
 	$(PYTHON) -m pytest -q tests/unit
 
 .PHONY: lint
