@@ -15,7 +15,7 @@ import tempfile
 import time
 from datetime import datetime
 
-from tests.e2e.engine import EngineStack, require_engine
+from tests.e2e.engine import EngineStack, fit_to_this_host, require_engine
 
 DOCKER_CONTAINER = "docker:index/container:Container"
 
@@ -116,7 +116,8 @@ def main() -> int:
         "bench-prod",
         base="prod",
         ports={},
-        overrides={"features.dns_preflight": False},
+        # the prod sizing capped at this host's CPUs, as the e2e tier does: the preflight refuses more
+        overrides={"features.dns_preflight": False, **fit_to_this_host()},
     )
     try:
         with DockerEvents() as stream:
